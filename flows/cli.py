@@ -1,0 +1,259 @@
+"""Command line: ``cinemagraph run | demo | info``.
+
+Runs the flows with the embedded defaults: Prefect without a server (a temporary
+local one is started when ``PREFECT_API_URL`` is unset), a local Dask cluster and
+Zarr on local disk.  Bad input gets one line naming the file and the problem and
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="cinemagraph",
+    help="Turn ordinary video into cinemagraphs (Yan et al., CVPR 2017).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_BAD_INPUT = 2
+
+
+def _quiet_environment() -> None:
+    """Defaults that keep a local run quiet and offline-safe (a user's own settings win)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "false")
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from schemas.config import ConfigError
+    from tasks.outputs import OutputExistsError
+    from tasks.store import StoreError
+    from tasks.video import VideoError
+    from tasks.window import WindowError
+
+    return (VideoError, ConfigError, OutputExistsError, StoreError, WindowError)
+
+
+class _NoTracebackForBadInput(logging.Filter):
+    """Drop the traceback from Prefect's log lines when the error is bad input we explain ourselves."""
+
+    def __init__(self, known: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.known = known
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.known):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+class _StageProgress(logging.Handler):
+    """Advances a rich progress bar on the tasks' 'stage X finished/skipped' log lines."""
+
+    def __init__(self, progress, task_id, stages):
+        super().__init__(level=logging.INFO)
+        self.progress, self.task_id, self.stages = progress, task_id, stages
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if not msg.startswith("stage "):
+            return
+        parts = msg.split()
+        stage = parts[1] if len(parts) > 1 else ""
+        if stage in self.stages and stage not in self.seen:
+            self.seen.add(stage)
+            nxt = self.stages[len(self.seen)] if len(self.seen) < len(self.stages) else "done"
+            self.progress.update(self.task_id, advance=1, description=f"{stage} done; {nxt}")
+
+
+def _install_log_hooks(handler: logging.Handler | None = None) -> None:
+    known = _known_errors()
+    filt = _NoTracebackForBadInput(known)
+    for name in ["", *logging.root.manager.loggerDict]:
+        logger = logging.getLogger(name)
+        if name and not name.startswith(("prefect", "distributed")):
+            continue
+        for h in logger.handlers:
+            h.addFilter(filt)
+    if handler is not None:
+        # task loggers do not propagate past prefect's own handlers, so listen on both
+        for name in ("prefect.task_runs", "prefect.flow_runs"):
+            lg = logging.getLogger(name)
+            lg.addHandler(handler)
+            if lg.level > logging.INFO or lg.level == logging.NOTSET:
+                lg.setLevel(logging.INFO)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _existing(overwrite: bool, resume: bool):
+    from tasks.outputs import Existing
+
+    if overwrite and resume:
+        raise _fail("--overwrite and --resume exclude each other")
+    return Existing.overwrite if overwrite else Existing.resume if resume else Existing.refuse
+
+
+def _run_pipeline(source: Path, out: Path, config, existing) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from flows.make_cinemagraph import STAGES, run_make_cinemagraph
+    from tasks.ingest import preflight
+    from tasks.outputs import prepare_output_dir
+
+    known = _known_errors()
+    console = Console(stderr=True)
+    try:
+        preflight(source, config.ingest, 2 * config.cyclicity.tau + 2)
+        prepare_output_dir(out, existing)
+    except known as exc:
+        raise _fail(str(exc)) from None
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} stages"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task_id = progress.add_task(f"starting; {STAGES[0]}", total=len(STAGES) - 2)
+        handler = _StageProgress(progress, task_id, STAGES[:-2])
+        _install_log_hooks(handler)
+        try:
+            result = run_make_cinemagraph(source, out, config, existing=existing)
+        except known as exc:
+            raise _fail(str(exc)) from None
+        progress.update(task_id, completed=len(STAGES) - 2, description="done")
+    _print_summary(result, console)
+
+
+def _print_summary(result, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"cinemagraph of {Path(result.input).name}", show_header=False)
+    table.add_row("output folder", result.output_dir)
+    for kind in ("mp4", "gif", "webp"):
+        path = getattr(result.outputs, kind)
+        if path:
+            table.add_row(kind, path)
+    table.add_row("size", f"{result.width}x{result.height}, {result.n_frames} frames at {result.fps:.2f} fps")
+    table.add_row("reference frame", f"{result.reference_index} (window {result.window[0]}-{result.window[1]})")
+    table.add_row("loop", f"{result.loop_frames} frames, {len(result.regions)} animated regions")
+    table.add_row("animated", f"{result.masks.animated} px ({100 * result.masks.animated_fraction:.2f} %)")
+    q = result.quality
+    table.add_row("seam / stillness", f"{'n/a' if q.seam is None else f'{q.seam:.2f}'} / {q.stillness:g}")
+    table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    if result.skipped_stages:
+        table.add_row("resumed", "skipped " + ", ".join(result.skipped_stages))
+    for w in result.warnings:
+        table.add_row("warning", w)
+    console.print(table)
+
+
+def _load_config(path: Path | None):
+    from schemas.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def run(
+    input: Annotated[Path, typer.Argument(help="Video file (any container FFmpeg decodes).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML or YAML config file.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an earlier run in --out, skipping finished stages.")] = False,
+) -> None:
+    """Make a cinemagraph of INPUT in --out (store.zarr, cinemagraph.mp4/.gif, result.json)."""
+    _quiet_environment()
+    cfg = _load_config(config)
+    _run_pipeline(input, out, cfg, _existing(overwrite, resume))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("cinemagraph-demo"),
+    overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier demo in --out.")] = False,
+) -> None:
+    """Make a synthetic clip (blinking lights on a textured wall) and turn it into a cinemagraph."""
+    _quiet_environment()
+    from schemas.config import PipelineConfig
+    from tasks.synthetic import make_blinking_clip
+
+    existing = _existing(overwrite, False)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "demo-clip.mp4"
+        make_blinking_clip(clip)
+        typer.echo(f"synthetic clip: {clip.name}, 72 frames 320x180 with three blinking lights", err=True)
+        _run_pipeline(clip, out, PipelineConfig(), existing)
+
+
+@app.command()
+def info(store: Annotated[Path, typer.Argument(help="A store.zarr (or the output folder holding one).")]) -> None:
+    """Show what a store holds: variables, shapes, chunks, attributes and finished stages."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from schemas import names as N
+    from tasks.store import StoreError, open_store, read_attrs
+
+    if store.is_dir() and (store / N.STORE_NAME).exists():
+        store = store / N.STORE_NAME
+    try:
+        ds = open_store(store)
+        attrs = read_attrs(store)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    console = Console()
+    table = Table(title=str(store))
+    for col in ("variable", "dims", "shape", "dtype", "chunks"):
+        table.add_column(col)
+    for name in sorted(ds.data_vars):
+        v = ds[name]
+        chunks = "x".join(str(c[0]) for c in v.chunks) if v.chunks else "-"
+        table.add_row(name, ", ".join(v.dims), "x".join(map(str, v.shape)), str(v.dtype), chunks)
+    console.print(table)
+    stages = attrs.pop("stages", {})
+    for key in sorted(attrs):
+        console.print(f"[bold]{key}[/]: {attrs[key]}")
+    st = Table(title="stages")
+    for col in ("stage", "finished", "seconds", "digest"):
+        st.add_column(col)
+    for name, rec in stages.items():
+        st.add_row(name, rec.get("finished", ""), f"{rec.get('seconds', 0):.2f}", rec.get("digest", ""))
+    console.print(st)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun with --resume to continue", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Flow ``make_cinemagraph``: one video in, one looping cinemagraph out.
+
+Stages (each a Prefect task that reads and writes the item's store and returns a
+small result): ingest -> window -> cyclicity -> render -> encode -> result.json.
+A stage already complete in the store with the same inputs is skipped, so a
+rerun (``existing="resume"``) continues where a stopped run ended.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow
+
+from flows.execution import dask_task_runner
+from schemas import names as N
+from schemas.config import ExecutionParams, PipelineConfig
+from schemas.results import CinemagraphResult, MaskSizes
+from tasks.cyclicity import find_cyclic_regions_task
+from tasks.encode import encode_outputs_task
+from tasks.ingest import ingest_video
+from tasks.outputs import Existing, prepare_output_dir, write_result_task
+from tasks.render import render_loop_task
+from tasks.store import stage_record
+from tasks.video import VideoError
+from tasks.window import select_window_task
+
+#: Stage names in order; the CLI's progress bar counts them.
+STAGES = ("ingest", "window", "cyclicity", "render", "encode", "result")
+
+
+@flow(name="make_cinemagraph", task_runner=dask_task_runner(ExecutionParams()), log_prints=True)
+def make_cinemagraph(
+    source: str,
+    out_dir: str,
+    config: PipelineConfig | None = None,
+    existing: Existing = Existing.refuse,
+) -> CinemagraphResult:
+    """Turn the video ``source`` into a cinemagraph in ``out_dir``.
+
+    Parameters
+    ----------
+    source : str
+        Path of the video (any container FFmpeg decodes).
+    out_dir : str
+        Output folder: ``store.zarr``, ``cinemagraph.mp4``, ``cinemagraph.gif``, ``result.json``.
+    config : PipelineConfig, optional
+        All options; defaults when omitted.
+    existing : {"refuse", "overwrite", "resume"}
+        What to do when ``out_dir`` is not empty.
+    """
+    config = config or PipelineConfig()
+    src = Path(source)
+    if not src.is_file():
+        raise VideoError(f"{source}: file not found" if not src.exists() else f"{source}: not a file")
+    out = prepare_output_dir(out_dir, existing)
+    store = str(out / N.STORE_NAME)
+    timings: dict[str, float] = {}
+    skipped: list[str] = []
+
+    def run(stage: str, task, *args):
+        before = (stage_record(store, stage) or {}).get("finished")
+        t0 = time.perf_counter()
+        value = task.submit(*args).result()
+        timings[stage] = round(time.perf_counter() - t0, 3)
+        after = (stage_record(store, stage) or {}).get("finished")
+        if before is not None and before == after:
+            skipped.append(stage)
+            timings[stage] = 0.0
+        return value
+
+    min_frames = 2 * config.cyclicity.tau + 2  # the cyclicity score needs a cyclic band
+    ingested = run("ingest", ingest_video, str(src), store, config.ingest, min_frames)
+    window = run("window", select_window_task, store, config.window, min_frames)
+    cyclic = run("cyclicity", find_cyclic_regions_task, store, config.cyclicity)
+    rendered = run("render", render_loop_task, store, config.render, config.cyclicity)
+    t0 = time.perf_counter()
+    outputs = encode_outputs_task.submit(store, str(out), config.render).result()
+    timings["encode"] = round(time.perf_counter() - t0, 3)
+    n_pixels = ingested.height * ingested.width
+    result = CinemagraphResult(
+        input=str(src.resolve()),
+        output_dir=str(out.resolve()),
+        store=str(Path(store).resolve()),
+        outputs=outputs,
+        fps=config.render.fps or ingested.fps,
+        height=ingested.height,
+        width=ingested.width,
+        n_frames=ingested.n_frames,
+        reference_index=window.reference_index,
+        window=(window.window_start, window.window_stop),
+        loop_frames=rendered.loop_frames,
+        masks=MaskSizes(
+            cyclic=cyclic.cyclic_pixels,
+            animated=rendered.animated_pixels,
+            animated_fraction=rendered.animated_pixels / n_pixels,
+        ),
+        regions=rendered.regions,
+        quality=rendered.quality,
+        timings=timings,
+        skipped_stages=skipped,
+        warnings=ingested.warnings,
+        config=config.model_dump(mode="json"),
+    )
+    write_result_task.submit(result, str(out)).result()
+    return result
+
+
+def run_make_cinemagraph(
+    source: str | Path,
+    out_dir: str | Path,
+    config: PipelineConfig | None = None,
+    existing: Existing | str = Existing.refuse,
+) -> CinemagraphResult:
+    """Run the flow with the Dask cluster that ``config.execution`` names (the one-call public entry)."""
+    config = config or PipelineConfig()
+    runner = dask_task_runner(config.execution)
+    return make_cinemagraph.with_options(task_runner=runner)(
+        source=str(source), out_dir=str(out_dir), config=config, existing=Existing(existing)
+    )

@@ -1,0 +1,192 @@
+"""Configuration of a cinemagraph run: one pydantic model shared by the CLI, the flows and the deployments.
+
+Every field states its unit.  Unknown keys are refused (``extra="forbid"``), so a typo in a
+config file is an error, not a silently ignored option.  ``cinemagraph run --config FILE``
+reads TOML or YAML shaped like :class:`PipelineConfig` (sections ``ingest``, ``window``,
+``cyclicity``, ``render``, ``execution``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def digest(self) -> str:
+        """Short, stable hash of the values: part of a stage's completion record."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class IngestParams(_Model):
+    """Decoding of the source video into the store's ``frames``."""
+
+    start_frame: int = Field(0, ge=0, description="First decoded frame to keep (frames, 0-based).")
+    end_frame: int | None = Field(
+        None, ge=1, description="Stop before this decoded frame (frames, exclusive); None = to the end."
+    )
+    stride: int = Field(1, ge=1, description="Keep every stride-th frame (frames).")
+    max_long_side: int | None = Field(
+        640,
+        ge=16,
+        description="Downscale so that the longer side is at most this (pixels); None keeps the source size.",
+    )
+    time_chunk: int = Field(16, ge=1, le=1024, description="Frames per Zarr chunk and per write batch.")
+    tile: int = Field(256, ge=16, description="Spatial chunk edge of `frames` (pixels).")
+
+    @model_validator(mode="after")
+    def _range(self) -> IngestParams:
+        if self.end_frame is not None and self.end_frame <= self.start_frame:
+            raise ValueError(f"end_frame ({self.end_frame}) must be greater than start_frame ({self.start_frame})")
+        return self
+
+
+class WindowParams(_Model):
+    """The analysis window around the reference frame (the paper uses 50 frames on each side)."""
+
+    reference_index: int | None = Field(
+        None, ge=0, description="Reference frame, as an index into the ingested frames; None = the middle one."
+    )
+    frames_before: int = Field(50, ge=0, description="Frames before the reference in the window (frames).")
+    frames_after: int = Field(50, ge=0, description="Frames after the reference in the window (frames).")
+    tile: int = Field(
+        64, ge=8, description="Spatial chunk edge of the window's arrays (pixels); each chunk holds all window frames."
+    )
+
+
+class CyclicityParams(_Model):
+    """Per-pixel DFT cyclicity and the cyclic mask (Yan et al. 2017, Sec. 4.1)."""
+
+    tau: int = Field(4, ge=1, description="Frequencies up to tau (cycles per interval) count as slow change.")
+    min_interval_fraction: float = Field(
+        0.5, gt=0, le=1, description="Shortest interval searched, as a fraction of the window length."
+    )
+    score_threshold: float = Field(2.5, gt=0, description="A pixel is cyclic when its score exceeds this (ratio).")
+    intensity_percentile: float = Field(
+        80.0, ge=0, le=100, description="Percentile of the pixel's luminance over the window (percent)."
+    )
+    intensity_threshold: float = Field(
+        127.0, ge=0, le=255, description="... which must exceed this (luminance, 0-255): cyclic lights are bright."
+    )
+    min_amplitude: float = Field(
+        6.0,
+        ge=0,
+        description="Smallest amplitude of the cyclic component (luminance levels); keeps sensor and "
+        "compression noise, whose spectrum is flat but weak, out of the mask.",
+    )
+    eps: float = Field(1e-3, gt=0, description="Added to the slow-band magnitude before dividing.")
+    opening_radius: int = Field(1, ge=0, description="Radius of the morphological opening that removes specks (pixels).")
+    min_region_area: int = Field(24, ge=1, description="Connected cyclic regions smaller than this are dropped (pixels).")
+    fill_holes: bool = Field(True, description="Fill holes enclosed by a cyclic region.")
+
+
+class RenderParams(_Model):
+    """Looping of the animated regions and the output files."""
+
+    loop_frames: int | None = Field(
+        None,
+        ge=2,
+        description="Length of the output loop (frames); None = the smallest common multiple of the regions' "
+        "interval lengths if it is at most max_loop_frames, else the longest interval.",
+    )
+    max_loop_frames: int = Field(300, ge=2, description="Upper bound of an automatically chosen loop length (frames).")
+    crossfade_frames: int = Field(
+        8, ge=0, description="A region whose interval does not divide the loop length cross-fades into its start "
+        "over this many frames at the end of the loop."
+    )
+    feather_px: float = Field(
+        2.0, ge=0, description="Width of the soft edge inside the animated mask (pixels); 0 = hard edge. "
+        "Pixels outside the mask always show the reference frame exactly."
+    )
+    fps: float | None = Field(None, gt=0, description="Frame rate of the outputs (frames/s); None = the source's.")
+    crf: int = Field(18, ge=0, le=51, description="H.264 constant rate factor of the MP4 (lower = better).")
+    write_gif: bool = Field(True, description="Also write cinemagraph.gif.")
+    write_webp: bool = Field(False, description="Also write cinemagraph.webp (animated, lossy).")
+    gif_max_long_side: int = Field(480, ge=16, description="Downscale the GIF so its longer side is at most this (pixels).")
+
+
+class ExecutionParams(_Model):
+    """Where the Dask work runs.  Default: a local cluster of threads in this process."""
+
+    scheduler_address: str | None = Field(
+        None, description="Address of a running Dask scheduler (tcp://host:8786); None = start a local cluster."
+    )
+    cluster_class: str | None = Field(
+        None,
+        description="Import path of a Dask cluster class (e.g. dask_jobqueue.SLURMCluster) used instead of a "
+        "LocalCluster; its arguments in cluster_kwargs.",
+    )
+    cluster_kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments of cluster_class.")
+    adapt_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Adaptive scaling of cluster_class, e.g. {minimum: 1, maximum: 20} (workers)."
+    )
+    n_workers: int = Field(1, ge=1, description="Workers of the local cluster.")
+    threads_per_worker: int | None = Field(
+        None, ge=1, description="Threads per local worker; None = all cores of this machine."
+    )
+    processes: bool = Field(
+        False,
+        description="Local workers as processes (True) or threads of this process (False, the default: the "
+        "Numba kernels release the GIL, and no worker has to start its own Prefect client).",
+    )
+
+
+class PipelineConfig(_Model):
+    """Everything a `make_cinemagraph` run can be told."""
+
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    window: WindowParams = Field(default_factory=WindowParams)
+    cyclicity: CyclicityParams = Field(default_factory=CyclicityParams)
+    render: RenderParams = Field(default_factory=RenderParams)
+    execution: ExecutionParams = Field(default_factory=ExecutionParams)
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be read or does not validate."""
+
+
+def load_config(path: str | Path | None) -> PipelineConfig:
+    """Read a TOML or YAML file into a :class:`PipelineConfig` (defaults when ``path`` is None).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and every invalid field.
+    """
+    if path is None:
+        return PipelineConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"{path}: config must be .toml, .yaml or .yml")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parse errors of either format
+        raise ConfigError(f"{path}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a table/mapping")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: invalid config: {problems}") from None

@@ -1,0 +1,182 @@
+"""Cyclicity: which pixels repeat themselves (Yan et al. 2017, Sec. 4.1).
+
+Reads ``warped`` and ``visible``; writes ``cyclic_score`` (y, x) float32,
+``cyclic_interval`` (y, x, bound) int32 -- ``[start, stop)`` as indices into the
+window (``window_time``) --, ``cyclic_amplitude`` (y, x) float32 and
+``cyclic_mask`` (y, x) bool.
+
+The kernel runs on the luminance of each spatial tile with all window frames
+(the window is stored chunked that way), one Dask task per tile.  A pixel's
+invisible samples (moving camera: occluded or out of view) are replaced by the
+median of its visible ones before the DFT, and a pixel visible in fewer than
+half the frames scores 0.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from prefect import task
+from scipy import ndimage
+
+from kernels.cyclicity import dft_cyclicity, min_interval_length
+from schemas import names as N
+from schemas.config import CyclicityParams
+from schemas.results import CyclicityResult
+from tasks.runtime import cluster_compute, stage_logger
+from tasks.store import digest, open_store, record_stage, require, stage_done, stage_record, write_variables
+
+STAGE = "cyclicity"
+
+#: Rec. 601 luma weights of R, G, B.
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+#: Fields of the per-pixel block result, in order.
+_FIELDS = ("score", "start", "stop", "amplitude", "intensity")
+
+
+def luminance(video: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB -> (...) float32 luma, 0-255."""
+    return np.asarray(video, np.float32) @ LUMA
+
+
+def cyclicity_block(
+    warped: np.ndarray, visible: np.ndarray, params: CyclicityParams
+) -> np.ndarray:
+    """Cyclicity of one tile.
+
+    Parameters
+    ----------
+    warped : ndarray, (T, h, w, 3) uint8
+    visible : ndarray, (T, h, w) bool
+    params : CyclicityParams
+
+    Returns
+    -------
+    ndarray, (h, w, 5) float32
+        score, interval start, interval stop, amplitude and the
+        ``intensity_percentile`` of the luminance, per pixel.
+    """
+    t, h, w = visible.shape
+    lum = luminance(warped).reshape(t, h * w).T.copy()  # (pixels, T)
+    vis = visible.reshape(t, h * w).T
+    out = np.zeros((h * w, len(_FIELDS)), np.float32)
+    enough = vis.sum(axis=1) * 2 >= t
+    if not vis.all():
+        masked = np.where(vis, lum, np.nan)
+        with np.errstate(all="ignore"):
+            fill = np.nanmedian(masked, axis=1)
+        lum = np.where(vis, lum, np.nan_to_num(fill)[:, None])
+    if enough.any():
+        sig = lum[enough]
+        score, interval, amplitude = dft_cyclicity(
+            sig,
+            tau=params.tau,
+            min_length=min_interval_length(t, params.min_interval_fraction),
+            eps=params.eps,
+        )
+        out[enough, 0] = score
+        out[enough, 1:3] = interval
+        out[enough, 3] = amplitude
+    out[:, 4] = np.percentile(lum, params.intensity_percentile, axis=1)
+    return out.reshape(h, w, len(_FIELDS))
+
+
+def build_cyclicity(ds: xr.Dataset, params: CyclicityParams) -> da.Array:
+    """Lazy (y, x, 5) float32 dask array of :func:`cyclicity_block` over the window's tiles."""
+    warped = ds[N.WARPED].data
+    visible = ds[N.VISIBLE].data
+    if warped.chunks[0] != (warped.shape[0],):
+        warped = warped.rechunk({0: -1})
+    visible = visible.rechunk((-1, warped.chunks[1], warped.chunks[2]))
+
+    def block(w, v):
+        return cyclicity_block(w, v[..., 0], params)[None]
+
+    out = da.map_blocks(
+        block,
+        warped,
+        visible[..., None],
+        chunks=((1,), warped.chunks[1], warped.chunks[2], (len(_FIELDS),)),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0, 0), np.float32),
+    )
+    return out[0]
+
+
+def clean_mask(candidate: np.ndarray, params: CyclicityParams) -> np.ndarray:
+    """Remove specks (opening, small components) and fill holes of a candidate mask."""
+    mask = candidate.copy()
+    r = params.opening_radius
+    if r > 0:
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+        mask = ndimage.binary_opening(mask, structure=(yy**2 + xx**2) <= r * r)
+    labels, n = ndimage.label(mask)
+    if n:
+        areas = np.bincount(labels.ravel(), minlength=n + 1)
+        keep = areas >= params.min_region_area
+        keep[0] = False
+        mask = keep[labels]
+    if params.fill_holes:
+        mask = ndimage.binary_fill_holes(mask)
+    return mask
+
+
+def cyclic_mask(fields: np.ndarray, params: CyclicityParams) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate, cleaned) masks from the (y, x, 5) per-pixel fields."""
+    candidate = (
+        (fields[..., 0] > params.score_threshold)
+        & (fields[..., 4] > params.intensity_threshold)
+        & (fields[..., 3] >= params.min_amplitude)
+    )
+    return candidate, clean_mask(candidate, params)
+
+
+def cyclicity_digest(store, params: CyclicityParams) -> str:
+    upstream = (stage_record(store, "window") or {}).get("digest")
+    return digest(STAGE, upstream, params.model_dump(mode="json"))
+
+
+def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
+    """Compute and write the cyclicity variables of ``store``; record the stage."""
+    t0 = time.perf_counter()
+    ds = open_store(store)
+    require(ds, store, [N.WARPED, N.VISIBLE])
+    with cluster_compute():
+        fields = build_cyclicity(ds, params).compute()
+    candidate, mask = cyclic_mask(fields, params)
+    dims = (N.Y, N.X)
+    chunks = {N.Y: ds[N.WARPED].chunks[1][0], N.X: ds[N.WARPED].chunks[2][0]}
+    out = xr.Dataset(
+        {
+            N.CYCLIC_SCORE: (dims, fields[..., 0]),
+            N.CYCLIC_INTERVAL: ((*dims, N.BOUND), fields[..., 1:3].astype(np.int32)),
+            N.CYCLIC_AMPLITUDE: (dims, fields[..., 3]),
+            N.CYCLIC_MASK: (dims, mask),
+        }
+    ).chunk(chunks)
+    write_variables(out, store)
+    _, n_regions = ndimage.label(mask)
+    result = CyclicityResult(cyclic_pixels=int(mask.sum()), candidate_pixels=int(candidate.sum()), n_regions=n_regions)
+    record_stage(store, STAGE, cyclicity_digest(store, params), time.perf_counter() - t0, result.model_dump())
+    return result
+
+
+@task(name="find_cyclic_regions")
+def find_cyclic_regions_task(store: str, params: CyclicityParams) -> CyclicityResult:
+    """Prefect task: per-pixel DFT cyclicity over the window and the cleaned cyclic mask."""
+    log = stage_logger(STAGE)
+    if stage_done(store, STAGE, cyclicity_digest(store, params)):
+        log.info("stage cyclicity already complete; skipped")
+        return CyclicityResult.model_validate(stage_record(store, STAGE)["summary"])
+    result = find_cyclic_regions(store, params)
+    log.info(
+        "stage cyclicity finished: %d cyclic pixels in %d regions (%d candidates before cleaning)",
+        result.cyclic_pixels,
+        result.n_regions,
+        result.candidate_pixels,
+    )
+    return result

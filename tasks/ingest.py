@@ -1,0 +1,205 @@
+"""Ingest: decode a video into the store's ``frames`` (time, y, x, channel) uint8.
+
+Frames are written in batches of ``time_chunk`` (one Zarr chunk along time), so
+memory stays at one batch whatever the video's length.  The store is built
+under a temporary name and renamed into place when complete: a killed ingest
+leaves no store that looks finished.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from prefect import task
+
+from schemas import names as N
+from schemas.config import IngestParams
+from schemas.results import IngestResult
+from tasks.runtime import retry_on_io_only, stage_logger
+from tasks.store import digest, read_attrs, record_stage, remove_store, stage_done, update_attrs
+from tasks.video import VideoError, VideoSource, resize, scaled_size
+
+STAGE = "ingest"
+
+
+def source_stamp(source: str | Path) -> dict:
+    """What identifies the source for the stage record: path, size and modification time."""
+    p = Path(source)
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def ingest_digest(source: str | Path, params: IngestParams) -> str:
+    return digest(STAGE, source_stamp(source), params.model_dump(mode="json"))
+
+
+def _frames_encoding(params: IngestParams, height: int, width: int) -> dict:
+    chunks = (params.time_chunk, min(params.tile, height), min(params.tile, width), 3)
+    return {N.FRAMES: {"chunks": chunks}}
+
+
+def _batch_dataset(batch: list[np.ndarray]) -> xr.Dataset:
+    return xr.Dataset({N.FRAMES: ((N.TIME, N.Y, N.X, N.CHANNEL), np.stack(batch))})
+
+
+def preflight(source: str | Path, params: IngestParams, min_frames: int) -> None:
+    """Fail fast, before any work, on a source that cannot give ``min_frames`` frames.
+
+    Opens the file and decodes only as far as needed to count ``min_frames``
+    frames in the requested range and stride.
+
+    Raises
+    ------
+    VideoError
+        Naming the file and the problem.
+    """
+    kept = 0
+    decoded = 0
+    with VideoSource(source) as video:
+        for index, _ in enumerate(video.frames()):
+            decoded = index + 1
+            if params.end_frame is not None and index >= params.end_frame:
+                break
+            if index >= params.start_frame and (index - params.start_frame) % params.stride == 0:
+                kept += 1
+                if kept >= min_frames:
+                    return
+    if decoded == 0:
+        raise VideoError(f"{source}: the video has no frames")
+    raise VideoError(
+        f"{source}: only {kept} usable frame{'s' if kept != 1 else ''} (of {decoded} decoded, with "
+        f"start_frame={params.start_frame}, end_frame={params.end_frame}, stride={params.stride}); "
+        f"a cinemagraph needs at least {min_frames}"
+    )
+
+
+def ingest(source: str | Path, store: str | Path, params: IngestParams, progress=None) -> IngestResult:
+    """Decode ``source`` into a new store at ``store`` (replacing any store there).
+
+    Parameters
+    ----------
+    source : path-like
+        The video file.
+    store : path-like
+        Where ``store.zarr`` goes.
+    params : IngestParams
+        Frame range, stride, downscaling and chunking.
+    progress : callable, optional
+        Called as ``progress(n_frames_written)`` after every batch.
+
+    Raises
+    ------
+    VideoError
+        The file is missing, not a video, or yields no frame in the range.
+    """
+    store = Path(store)
+    tmp = store.with_name(store.name + ".partial")
+    remove_store(tmp)
+    t0 = time.perf_counter()
+    with VideoSource(source) as video:
+        info = video.info
+        size = None
+        batch: list[np.ndarray] = []
+        written = 0
+        decoded = 0
+        for index, frame in enumerate(video.frames()):
+            decoded = index + 1
+            if params.end_frame is not None and index >= params.end_frame:
+                break
+            if index < params.start_frame or (index - params.start_frame) % params.stride:
+                continue
+            if size is None:
+                size = scaled_size(frame.shape[0], frame.shape[1], params.max_long_side)
+                source_hw = frame.shape[:2]
+            batch.append(resize(frame, size))
+            if len(batch) == params.time_chunk:
+                _write_batch(batch, tmp, first=written == 0, params=params)
+                written += len(batch)
+                batch = []
+                if progress is not None:
+                    progress(written)
+        if batch:
+            _write_batch(batch, tmp, first=written == 0, params=params)
+            written += len(batch)
+            if progress is not None:
+                progress(written)
+        warnings = list(video.warnings)
+    if written == 0:
+        remove_store(tmp)
+        if decoded == 0:
+            raise VideoError(f"{source}: the video has no frames")
+        raise VideoError(
+            f"{source}: no frame in the requested range (start_frame={params.start_frame}, "
+            f"end_frame={params.end_frame}); the video has {decoded} decodable frames"
+        )
+    fps = info.fps / params.stride
+    height, width = size
+    attrs = {
+        "source": str(Path(source).resolve()),
+        "fps": fps,
+        "n_frames": written,
+        "height": height,
+        "width": width,
+        "source_height": int(source_hw[0]),
+        "source_width": int(source_hw[1]),
+        "codec": info.codec,
+        "ingest_warnings": warnings,
+    }
+    update_attrs(tmp, attrs)
+    record_stage(tmp, STAGE, ingest_digest(source, params), time.perf_counter() - t0, {"n_frames": written})
+    remove_store(store)
+    tmp.rename(store)
+    return IngestResult(
+        store=str(store),
+        source=str(source),
+        n_frames=written,
+        height=height,
+        width=width,
+        fps=fps,
+        source_height=int(source_hw[0]),
+        source_width=int(source_hw[1]),
+        warnings=warnings,
+    )
+
+
+def _write_batch(batch: list[np.ndarray], path: Path, *, first: bool, params: IngestParams) -> None:
+    ds = _batch_dataset(batch)
+    if first:
+        h, w = batch[0].shape[:2]
+        ds.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False, encoding=_frames_encoding(params, h, w))
+    else:
+        ds.to_zarr(str(path), append_dim=N.TIME, zarr_format=3, consolidated=False)
+
+
+def stored_ingest_result(store: str | Path) -> IngestResult:
+    """The :class:`IngestResult` of a store whose ingest is already complete."""
+    a = read_attrs(store)
+    return IngestResult(
+        store=str(store),
+        source=a["source"],
+        n_frames=a["n_frames"],
+        height=a["height"],
+        width=a["width"],
+        fps=a["fps"],
+        source_height=a["source_height"],
+        source_width=a["source_width"],
+        warnings=list(a.get("ingest_warnings", [])),
+    )
+
+
+@task(name="ingest_video", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io_only)
+def ingest_video(source: str, store: str, params: IngestParams, min_frames: int = 1) -> IngestResult:
+    """Prefect task: decode ``source`` into ``store`` unless an identical ingest is already stored."""
+    log = stage_logger(STAGE)
+    if stage_done(store, STAGE, ingest_digest(source, params)):
+        log.info("stage ingest already complete in %s; skipped", store)
+        return stored_ingest_result(store)
+    preflight(source, params, min_frames)
+    result = ingest(source, store, params, progress=lambda n: log.debug("ingest: %d frames written", n))
+    for w in result.warnings:
+        log.warning(w)
+    log.info("stage ingest finished: %d frames %dx%d at %.2f fps", result.n_frames, result.width, result.height, result.fps)
+    return result

@@ -1,0 +1,95 @@
+"""An item's output folder: what may be written there, and result.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import Enum
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from schemas import names as N
+from schemas.results import CinemagraphResult
+from tasks.store import remove_store
+
+#: Everything a run writes into its output folder (and removes on --overwrite); nothing else is touched.
+OUTPUT_NAMES = (N.STORE_NAME, N.STORE_NAME + ".partial", N.RESULT_NAME, N.MP4_NAME, N.GIF_NAME, N.WEBP_NAME)
+
+
+class Existing(str, Enum):
+    """What to do when the output folder already has content."""
+
+    refuse = "refuse"
+    overwrite = "overwrite"
+    resume = "resume"
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+def prepare_output_dir(out_dir: str | Path, existing: Existing | str = Existing.refuse) -> Path:
+    """Create ``out_dir`` or check what may happen to its content.
+
+    ``refuse``: a folder that exists and is not empty is an error.  ``overwrite``: the run's
+    own outputs (:data:`OUTPUT_NAMES`) are removed; other files stay.  ``resume``: stages
+    already complete in its store are kept and skipped.
+    """
+    out = Path(out_dir)
+    existing = Existing(existing)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if existing is Existing.refuse:
+            raise OutputExistsError(
+                f"{out}: output folder exists and is not empty; pass --overwrite to replace the run's outputs "
+                "or --resume to continue an earlier run"
+            )
+        if existing is Existing.overwrite:
+            for name in OUTPUT_NAMES:
+                p = out / name
+                if p.is_dir():
+                    remove_store(p)
+                elif p.exists():
+                    p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_result(result: CinemagraphResult, out_dir: str | Path) -> Path:
+    """Write result.json atomically."""
+    path = Path(out_dir) / N.RESULT_NAME
+    tmp = path.with_name("." + path.name + ".partial")
+    tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def summary_markdown(result: CinemagraphResult) -> str:
+    q = result.quality
+    rows = "\n".join(
+        f"| {r.label} | {r.area} | {r.start}-{r.stop} | {r.score:.1f} | {'yes' if r.crossfade else 'no'} |"
+        for r in result.regions
+    )
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    return (
+        f"# Cinemagraph of `{Path(result.input).name}`\n\n"
+        f"- output: `{result.output_dir}`\n"
+        f"- {result.width}x{result.height}, {result.n_frames} frames at {result.fps:.2f} fps; "
+        f"reference frame {result.reference_index}, window {result.window[0]}-{result.window[1]}\n"
+        f"- loop: {result.loop_frames} frames; animated {result.masks.animated} px "
+        f"({100 * result.masks.animated_fraction:.2f} %)\n"
+        f"- seam: {'n/a' if q.seam is None else f'{q.seam:.2f}'}; stillness: {q.stillness:g}\n"
+        f"- timings: {timing}\n\n"
+        "| region | area (px) | interval | score | cross-fade |\n|---|---|---|---|---|\n" + rows + "\n"
+    )
+
+
+@task(name="write_result")
+def write_result_task(result: CinemagraphResult, out_dir: str) -> str:
+    """Prefect task: write result.json and a markdown summary artifact for the UI."""
+    path = write_result(result, out_dir)
+    create_markdown_artifact(markdown=summary_markdown(result), description="Cinemagraph summary")
+    return str(path)

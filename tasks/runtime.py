@@ -1,0 +1,57 @@
+"""What every Prefect task shares: its logger, its retry rule, and the Dask client to compute on."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+
+
+def stage_logger(stage: str) -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a run (shown in the UI), a plain logger outside one."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(f"cinemagraph.{stage}")
+
+
+def retry_on_io_only(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry transient I/O failures, never bad input."""
+    from schemas.config import ConfigError
+    from tasks.store import StoreError
+    from tasks.video import VideoError
+
+    try:
+        state.result()
+    except (VideoError, ConfigError, StoreError, ValueError, TypeError):
+        return False
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def cluster_compute():
+    """Compute dask collections on the flow's Dask cluster when running on one.
+
+    A task run by a ``DaskTaskRunner`` executes on a Dask worker; there
+    ``prefect_dask.get_dask_client`` makes the whole cluster the default
+    scheduler (otherwise the task's own dask graph would run serially in that
+    worker).  Anywhere else (plain calls, ``.fn`` in tests, another task runner)
+    dask's local threaded scheduler is used; no cluster is started.
+    """
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        yield None
+        return
+    from prefect_dask import get_dask_client
+
+    with get_dask_client() as client:
+        yield client

@@ -1,0 +1,162 @@
+"""Reading and writing an item's store (xarray over Zarr v3) and its stage records.
+
+A stage writes its variables, then records itself in the store's attributes
+(``stages``: name -> inputs digest, finish time, seconds, summary).  The record
+is written last, so a stage interrupted half-way leaves no record and is redone
+on the next run; a stage whose record matches the digest of its inputs is
+skipped.  Dimension and variable names come from :mod:`schemas.names`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+import zarr
+
+STAGES_ATTR = "stages"
+
+
+class StoreError(RuntimeError):
+    """A store that is missing, unreadable or lacks a variable a stage needs."""
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """Open a store lazily (dask-backed).  Raises :class:`StoreError` naming the path."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such store")
+    try:
+        return xr.open_zarr(path, consolidated=False, zarr_format=3)
+    except Exception as exc:
+        raise StoreError(f"{path}: not a readable Zarr v3 store ({exc})") from None
+
+
+def require(ds: xr.Dataset, path: str | Path, names: Iterable[str]) -> None:
+    """Raise :class:`StoreError` when a variable a stage reads is missing."""
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise StoreError(f"{path}: store lacks {', '.join(missing)}; run the earlier stages first")
+
+
+def group(path: str | Path, mode: str = "r+") -> zarr.Group:
+    return zarr.open_group(str(path), mode=mode, zarr_format=3)
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    return dict(group(path, mode="r").attrs)
+
+
+def update_attrs(path: str | Path, values: Mapping[str, Any]) -> None:
+    g = group(path)
+    g.attrs.update(json.loads(json.dumps(dict(values), default=_jsonable)))
+
+
+def write_variables(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    encoding: Mapping[str, Mapping[str, Any]] | None = None,
+    compute: bool = True,
+):
+    """Write ``ds``'s variables into an existing store, replacing any of the same name.
+
+    Replaced variables are deleted first so that a redone stage never mixes
+    old and new chunks.  With ``compute=False`` the dask write is returned.
+    """
+    g = group(path)
+    for name in ds.data_vars:
+        if name in g:
+            del g[name]
+    # drop coordinates the store already has (rewriting them would clash with other variables)
+    keep = [c for c in ds.coords if c not in g]
+    ds = ds.drop_vars([c for c in ds.coords if c not in keep])
+    # encodings read from another variable (e.g. the chunks of `frames`) must not leak into new ones:
+    # Zarr chunks follow the dask chunks unless ``encoding`` says otherwise
+    for name in ds.variables:
+        ds[name].encoding = {}
+    return ds.to_zarr(
+        str(path),
+        mode="a",
+        zarr_format=3,
+        consolidated=False,
+        encoding=dict(encoding or {}),
+        compute=compute,
+    )
+
+
+def _jsonable(value: Any):
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def digest(*parts: Any) -> str:
+    """Stable short hash of JSON-able parts (config sections, upstream digests, file stamps)."""
+    text = json.dumps(parts, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stage_record(path: str | Path, stage: str) -> dict[str, Any] | None:
+    """The completion record of ``stage``, or None."""
+    if not Path(path).exists():
+        return None
+    try:
+        return read_attrs(path).get(STAGES_ATTR, {}).get(stage)
+    except Exception:  # unreadable store: nothing is trusted
+        return None
+
+
+def stage_done(path: str | Path, stage: str, inputs_digest: str) -> bool:
+    """True when ``stage`` finished in this store with the same inputs."""
+    record = stage_record(path, stage)
+    return bool(record) and record.get("digest") == inputs_digest
+
+
+def record_stage(
+    path: str | Path, stage: str, inputs_digest: str, seconds: float, summary: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Mark ``stage`` finished; call only after all of its outputs are written."""
+    g = group(path)
+    stages = dict(g.attrs.get(STAGES_ATTR, {}))
+    record = {
+        "digest": inputs_digest,
+        "finished": _dt.datetime.now(_dt.UTC).isoformat(),
+        "seconds": round(float(seconds), 4),
+        "summary": json.loads(json.dumps(dict(summary or {}), default=_jsonable)),
+    }
+    stages[stage] = record
+    g.attrs[STAGES_ATTR] = stages
+    return record
+
+
+def forget_stages(path: str | Path, stages: Iterable[str]) -> None:
+    """Drop the records of ``stages`` (their outputs are about to be rewritten)."""
+    g = group(path)
+    records = dict(g.attrs.get(STAGES_ATTR, {}))
+    for s in stages:
+        records.pop(s, None)
+    g.attrs[STAGES_ATTR] = records
+
+
+def remove_store(path: str | Path) -> None:
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)

@@ -1,0 +1,134 @@
+"""Video sources: decode any container FFmpeg reads (through PyAV) into RGB frames.
+
+One small class with one job, in the manner of PySceneDetect's ``VideoStream``:
+open and probe, then iterate frames as ``(H, W, 3)`` uint8 arrays.  Every problem
+becomes a :class:`VideoError` whose message names the file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+class VideoError(RuntimeError):
+    """A source that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    fps: float
+    frames_hint: int  # from the container; 0 when unknown
+    codec: str
+
+
+@dataclass
+class VideoSource:
+    """A decodable video file.
+
+    Parameters
+    ----------
+    path : path-like
+        Any container and codec FFmpeg decodes.
+
+    Examples
+    --------
+    >>> with VideoSource("clip.mp4") as video:  # doctest: +SKIP
+    ...     for frame in video.frames():
+    ...         ...
+    """
+
+    path: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if not self.path.exists():
+            raise VideoError(f"{self.path}: file not found")
+        if self.path.is_dir():
+            raise VideoError(f"{self.path}: is a folder, not a video file")
+        if self.path.stat().st_size == 0:
+            raise VideoError(f"{self.path}: file is empty")
+        try:
+            self._container = av.open(str(self.path), mode="r")
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise VideoError(f"{self.path}: not a readable video ({_reason(exc)})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise VideoError(f"{self.path}: contains no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        ctx = self._stream.codec_context
+        rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if not math.isfinite(fps) or fps <= 0 or fps > 1000:
+            self.warnings.append(f"{self.path}: frame rate unknown, assuming 25 fps")
+            fps = 25.0
+        self.info = VideoInfo(
+            path=self.path,
+            width=int(ctx.width or 0),
+            height=int(ctx.height or 0),
+            fps=fps,
+            frames_hint=int(self._stream.frames or 0),
+            codec=str(ctx.name),
+        )
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Decoded frames in order, RGB uint8 (grayscale and other pixel formats converted).
+
+        A container that fails part-way stops the iteration with a warning in
+        :attr:`warnings` (the frames decoded so far are kept).
+        """
+        n = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                yield frame.to_ndarray(format="rgb24")
+                n += 1
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            if n == 0:
+                raise VideoError(f"{self.path}: cannot decode any frame ({_reason(exc)})") from None
+            self.warnings.append(
+                f"{self.path}: decoding stopped after {n} frames ({_reason(exc)}); using the frames decoded"
+            )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def scaled_size(height: int, width: int, max_long_side: int | None) -> tuple[int, int]:
+    """Output (height, width) after fitting the long side into ``max_long_side``.
+
+    Downscaled sizes are rounded to even numbers (what H.264 wants); a frame
+    that is not downscaled keeps its size, odd or not.
+    """
+    if max_long_side is None or max(height, width) <= max_long_side:
+        return height, width
+    scale = max_long_side / max(height, width)
+    return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
+
+
+def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    if frame.shape[:2] == (h, w):
+        return frame
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
