@@ -157,7 +157,9 @@ def _print_summary(result, console) -> None:
         if path:
             table.add_row(kind, path)
     table.add_row("size", f"{result.width}x{result.height}, {result.n_frames} frames at {result.fps:.2f} fps")
-    table.add_row("reference frame", f"{result.reference_index} (window {result.window[0]}-{result.window[1]})")
+    table.add_row(
+        "reference frame", f"{result.reference_index} (window {result.window[0]}-{result.window[1]})"
+    )
     table.add_row("loop", f"{result.loop_frames} frames, {len(result.regions)} animated regions")
     table.add_row("animated", f"{result.masks.animated} px ({100 * result.masks.animated_fraction:.2f} %)")
     q = result.quality
@@ -185,7 +187,9 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML or YAML config file.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an earlier run in --out, skipping finished stages.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an earlier run in --out, skipping finished stages.")
+    ] = False,
 ) -> None:
     """Make a cinemagraph of INPUT in --out (store.zarr, cinemagraph.mp4/.gif, result.json)."""
     _quiet_environment()
@@ -212,7 +216,9 @@ def demo(
 
 
 @app.command()
-def info(store: Annotated[Path, typer.Argument(help="A store.zarr (or the output folder holding one).")]) -> None:
+def info(
+    store: Annotated[Path, typer.Argument(help="A store.zarr (or the output folder holding one).")],
+) -> None:
     """Show what a store holds: variables, shapes, chunks, attributes and finished stages."""
     from rich.console import Console
     from rich.table import Table

@@ -44,7 +44,9 @@ class IngestParams(_Model):
     @model_validator(mode="after")
     def _range(self) -> IngestParams:
         if self.end_frame is not None and self.end_frame <= self.start_frame:
-            raise ValueError(f"end_frame ({self.end_frame}) must be greater than start_frame ({self.start_frame})")
+            raise ValueError(
+                f"end_frame ({self.end_frame}) must be greater than start_frame ({self.start_frame})"
+            )
         return self
 
 
@@ -52,12 +54,16 @@ class WindowParams(_Model):
     """The analysis window around the reference frame (the paper uses 50 frames on each side)."""
 
     reference_index: int | None = Field(
-        None, ge=0, description="Reference frame, as an index into the ingested frames; None = the middle one."
+        None,
+        ge=0,
+        description="Reference frame, as an index into the ingested frames; None = the middle one.",
     )
     frames_before: int = Field(50, ge=0, description="Frames before the reference in the window (frames).")
     frames_after: int = Field(50, ge=0, description="Frames after the reference in the window (frames).")
     tile: int = Field(
-        64, ge=8, description="Spatial chunk edge of the window's arrays (pixels); each chunk holds all window frames."
+        64,
+        ge=8,
+        description="Spatial chunk edge of the window's arrays (pixels); each chunk holds all window frames.",
     )
 
 
@@ -68,12 +74,17 @@ class CyclicityParams(_Model):
     min_interval_fraction: float = Field(
         0.5, gt=0, le=1, description="Shortest interval searched, as a fraction of the window length."
     )
-    score_threshold: float = Field(2.5, gt=0, description="A pixel is cyclic when its score exceeds this (ratio).")
+    score_threshold: float = Field(
+        2.5, gt=0, description="A pixel is cyclic when its score exceeds this (ratio)."
+    )
     intensity_percentile: float = Field(
         80.0, ge=0, le=100, description="Percentile of the pixel's luminance over the window (percent)."
     )
     intensity_threshold: float = Field(
-        127.0, ge=0, le=255, description="... which must exceed this (luminance, 0-255): cyclic lights are bright."
+        127.0,
+        ge=0,
+        le=255,
+        description="... which must exceed this (luminance, 0-255): cyclic lights are bright.",
     )
     min_amplitude: float = Field(
         6.0,
@@ -82,8 +93,12 @@ class CyclicityParams(_Model):
         "compression noise, whose spectrum is flat but weak, out of the mask.",
     )
     eps: float = Field(1e-3, gt=0, description="Added to the slow-band magnitude before dividing.")
-    opening_radius: int = Field(1, ge=0, description="Radius of the morphological opening that removes specks (pixels).")
-    min_region_area: int = Field(24, ge=1, description="Connected cyclic regions smaller than this are dropped (pixels).")
+    opening_radius: int = Field(
+        1, ge=0, description="Radius of the morphological opening that removes specks (pixels)."
+    )
+    min_region_area: int = Field(
+        24, ge=1, description="Connected cyclic regions smaller than this are dropped (pixels)."
+    )
     fill_holes: bool = Field(True, description="Fill holes enclosed by a cyclic region.")
 
 
@@ -96,27 +111,38 @@ class RenderParams(_Model):
         description="Length of the output loop (frames); None = the smallest common multiple of the regions' "
         "interval lengths if it is at most max_loop_frames, else the longest interval.",
     )
-    max_loop_frames: int = Field(300, ge=2, description="Upper bound of an automatically chosen loop length (frames).")
+    max_loop_frames: int = Field(
+        300, ge=2, description="Upper bound of an automatically chosen loop length (frames)."
+    )
     crossfade_frames: int = Field(
-        8, ge=0, description="A region whose interval does not divide the loop length cross-fades into its start "
-        "over this many frames at the end of the loop."
+        8,
+        ge=0,
+        description="A region whose interval does not divide the loop length cross-fades into its start "
+        "over this many frames at the end of the loop.",
     )
     feather_px: float = Field(
-        2.0, ge=0, description="Width of the soft edge inside the animated mask (pixels); 0 = hard edge. "
-        "Pixels outside the mask always show the reference frame exactly."
+        2.0,
+        ge=0,
+        description="Width of the soft edge inside the animated mask (pixels); 0 = hard edge. "
+        "Pixels outside the mask always show the reference frame exactly.",
     )
-    fps: float | None = Field(None, gt=0, description="Frame rate of the outputs (frames/s); None = the source's.")
+    fps: float | None = Field(
+        None, gt=0, description="Frame rate of the outputs (frames/s); None = the source's."
+    )
     crf: int = Field(18, ge=0, le=51, description="H.264 constant rate factor of the MP4 (lower = better).")
     write_gif: bool = Field(True, description="Also write cinemagraph.gif.")
     write_webp: bool = Field(False, description="Also write cinemagraph.webp (animated, lossy).")
-    gif_max_long_side: int = Field(480, ge=16, description="Downscale the GIF so its longer side is at most this (pixels).")
+    gif_max_long_side: int = Field(
+        480, ge=16, description="Downscale the GIF so its longer side is at most this (pixels)."
+    )
 
 
 class ExecutionParams(_Model):
     """Where the Dask work runs.  Default: a local cluster of threads in this process."""
 
     scheduler_address: str | None = Field(
-        None, description="Address of a running Dask scheduler (tcp://host:8786); None = start a local cluster."
+        None,
+        description="Address of a running Dask scheduler (tcp://host:8786); None = start a local cluster.",
     )
     cluster_class: str | None = Field(
         None,
@@ -125,7 +151,8 @@ class ExecutionParams(_Model):
     )
     cluster_kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments of cluster_class.")
     adapt_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Adaptive scaling of cluster_class, e.g. {minimum: 1, maximum: 20} (workers)."
+        default_factory=dict,
+        description="Adaptive scaling of cluster_class, e.g. {minimum: 1, maximum: 20} (workers).",
     )
     n_workers: int = Field(1, ge=1, description="Workers of the local cluster.")
     threads_per_worker: int | None = Field(
@@ -186,7 +213,5 @@ def load_config(path: str | Path | None) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{path}: invalid config: {problems}") from None

@@ -39,7 +39,9 @@ class WindowResult(_Result):
 
 class CyclicityResult(_Result):
     cyclic_pixels: int = Field(description="Pixels in `cyclic_mask`.")
-    candidate_pixels: int = Field(description="Pixels passing the score, intensity and amplitude tests before cleaning.")
+    candidate_pixels: int = Field(
+        description="Pixels passing the score, intensity and amplitude tests before cleaning."
+    )
     n_regions: int = Field(description="Connected regions of `cyclic_mask`.")
 
 
@@ -49,7 +51,9 @@ class RegionLoop(_Result):
     start: int = Field(description="Start of the looped interval (window frame index).")
     stop: int = Field(description="End of the looped interval, exclusive.")
     score: float = Field(description="Cyclicity score of the region's mean signal over that interval.")
-    crossfade: bool = Field(description="True when the interval does not divide the loop length and the end cross-fades.")
+    crossfade: bool = Field(
+        description="True when the interval does not divide the loop length and the end cross-fades."
+    )
 
 
 class LoopQuality(_Result):
@@ -57,7 +61,9 @@ class LoopQuality(_Result):
         description="Mean absolute change from the loop's last frame to its first, over the mean change between "
         "consecutive frames, inside the animated region (1 = as smooth as playback; None without animation)."
     )
-    stillness: float = Field(description="Largest change over time outside the animated region (0 = frozen exactly).")
+    stillness: float = Field(
+        description="Largest change over time outside the animated region (0 = frozen exactly)."
+    )
 
 
 class RenderResult(_Result):
@@ -97,8 +103,12 @@ class CinemagraphResult(_Result):
     masks: MaskSizes
     regions: list[RegionLoop]
     quality: LoopQuality
-    timings: dict[str, float] = Field(description="Wall time of each stage (seconds); 0 for a stage skipped on rerun.")
-    skipped_stages: list[str] = Field(default_factory=list, description="Stages found complete in the store and not rerun.")
+    timings: dict[str, float] = Field(
+        description="Wall time of each stage (seconds); 0 for a stage skipped on rerun."
+    )
+    skipped_stages: list[str] = Field(
+        default_factory=list, description="Stages found complete in the store and not rerun."
+    )
     warnings: list[str] = Field(default_factory=list)
     config: dict = Field(description="The PipelineConfig used.")
 

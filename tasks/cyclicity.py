@@ -39,13 +39,17 @@ _FIELDS = ("score", "start", "stop", "amplitude", "intensity")
 
 
 def luminance(video: np.ndarray) -> np.ndarray:
-    """(..., 3) RGB -> (...) float32 luma, 0-255."""
-    return np.asarray(video, np.float32) @ LUMA
+    """(..., 3) RGB -> (...) float32 luma, 0-255.
+
+    Written element by element (not as a matrix product, whose BLAS rounding
+    depends on the array's size), so a pixel's value never depends on the tile
+    it was computed in.
+    """
+    v = np.asarray(video)
+    return LUMA[0] * v[..., 0].astype(np.float32) + LUMA[1] * v[..., 1] + LUMA[2] * v[..., 2]
 
 
-def cyclicity_block(
-    warped: np.ndarray, visible: np.ndarray, params: CyclicityParams
-) -> np.ndarray:
+def cyclicity_block(warped: np.ndarray, visible: np.ndarray, params: CyclicityParams) -> np.ndarray:
     """Cyclicity of one tile.
 
     Parameters
@@ -113,7 +117,8 @@ def clean_mask(candidate: np.ndarray, params: CyclicityParams) -> np.ndarray:
     r = params.opening_radius
     if r > 0:
         yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-        mask = ndimage.binary_opening(mask, structure=(yy**2 + xx**2) <= r * r)
+        # a digital disc that includes the 3x3 square at r = 1, so that rectangles keep their corners
+        mask = ndimage.binary_opening(mask, structure=(yy**2 + xx**2) <= r * (r + 1))
     labels, n = ndimage.label(mask)
     if n:
         areas = np.bincount(labels.ravel(), minlength=n + 1)
@@ -160,7 +165,9 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
     ).chunk(chunks)
     write_variables(out, store)
     _, n_regions = ndimage.label(mask)
-    result = CyclicityResult(cyclic_pixels=int(mask.sum()), candidate_pixels=int(candidate.sum()), n_regions=n_regions)
+    result = CyclicityResult(
+        cyclic_pixels=int(mask.sum()), candidate_pixels=int(candidate.sum()), n_regions=n_regions
+    )
     record_stage(store, STAGE, cyclicity_digest(store, params), time.perf_counter() - t0, result.model_dump())
     return result
 

@@ -49,7 +49,9 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "medium", "movflags": "+faststart"}
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -76,7 +78,14 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float, max_long_side: i
     quantized = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
     duration = max(20, int(round(1000 / fps)))
     quantized[0].save(
-        tmp, format="GIF", save_all=True, append_images=quantized[1:], loop=0, duration=duration, disposal=1, optimize=False
+        tmp,
+        format="GIF",
+        save_all=True,
+        append_images=quantized[1:],
+        loop=0,
+        duration=duration,
+        disposal=1,
+        optimize=False,
     )
     os.replace(tmp, path)
     return path
@@ -87,7 +96,13 @@ def write_webp(path: str | Path, frames: np.ndarray, fps: float, max_long_side: 
     tmp = _tmp(path)
     images = _images(frames, max_long_side)
     images[0].save(
-        tmp, format="WEBP", save_all=True, append_images=images[1:], loop=0, duration=int(round(1000 / fps)), quality=85
+        tmp,
+        format="WEBP",
+        save_all=True,
+        append_images=images[1:],
+        loop=0,
+        duration=int(round(1000 / fps)),
+        quality=85,
     )
     os.replace(tmp, path)
     return path
@@ -111,5 +126,7 @@ def encode_outputs(store: str, out_dir: str, params: RenderParams) -> EncodeResu
 def encode_outputs_task(store: str, out_dir: str, params: RenderParams) -> EncodeResult:
     """Prefect task: write the loop as MP4/GIF/WebP next to the store."""
     result = encode_outputs(store, out_dir, params)
-    stage_logger(STAGE).info("stage encode finished: %s", ", ".join(v for v in result.model_dump().values() if v))
+    stage_logger(STAGE).info(
+        "stage encode finished: %s", ", ".join(v for v in result.model_dump().values() if v)
+    )
     return result

@@ -169,7 +169,9 @@ def _write_batch(batch: list[np.ndarray], path: Path, *, first: bool, params: In
     ds = _batch_dataset(batch)
     if first:
         h, w = batch[0].shape[:2]
-        ds.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False, encoding=_frames_encoding(params, h, w))
+        ds.to_zarr(
+            str(path), mode="w", zarr_format=3, consolidated=False, encoding=_frames_encoding(params, h, w)
+        )
     else:
         ds.to_zarr(str(path), append_dim=N.TIME, zarr_format=3, consolidated=False)
 
@@ -201,5 +203,11 @@ def ingest_video(source: str, store: str, params: IngestParams, min_frames: int 
     result = ingest(source, store, params, progress=lambda n: log.debug("ingest: %d frames written", n))
     for w in result.warnings:
         log.warning(w)
-    log.info("stage ingest finished: %d frames %dx%d at %.2f fps", result.n_frames, result.width, result.height, result.fps)
+    log.info(
+        "stage ingest finished: %d frames %dx%d at %.2f fps",
+        result.n_frames,
+        result.width,
+        result.height,
+        result.fps,
+    )
     return result

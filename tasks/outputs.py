@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from prefect import task
@@ -18,7 +18,7 @@ from tasks.store import remove_store
 OUTPUT_NAMES = (N.STORE_NAME, N.STORE_NAME + ".partial", N.RESULT_NAME, N.MP4_NAME, N.GIF_NAME, N.WEBP_NAME)
 
 
-class Existing(str, Enum):
+class Existing(StrEnum):
     """What to do when the output folder already has content."""
 
     refuse = "refuse"

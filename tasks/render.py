@@ -40,7 +40,7 @@ from kernels.loop_render import composite_loop
 from schemas import names as N
 from schemas.config import CyclicityParams, RenderParams
 from schemas.results import LoopQuality, RegionLoop, RenderResult
-from tasks.cyclicity import LUMA
+from tasks.cyclicity import luminance
 from tasks.runtime import cluster_compute, stage_logger
 from tasks.store import digest, open_store, record_stage, require, stage_done, stage_record, write_variables
 
@@ -105,7 +105,7 @@ def region_signals(warped: da.Array, regions: np.ndarray, n_regions: int) -> np.
     """Mean luminance of every region over the window: (R, T) float64, summed tile by tile."""
 
     def tile_sums(w, lab):
-        lum = w.astype(np.float32) @ LUMA  # (T, h, w)
+        lum = luminance(w)  # (T, h, w)
         flat = lab.ravel()
         sums = np.zeros((w.shape[0], n_regions + 1), np.float64)
         for t in range(w.shape[0]):
@@ -201,7 +201,9 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
     result = RenderResult(
         loop_frames=loop_frames, animated_pixels=int(animated.sum()), regions=regions_out, quality=quality
     )
-    record_stage(store, STAGE, render_digest(store, render, cyclicity), time.perf_counter() - t0, result.model_dump())
+    record_stage(
+        store, STAGE, render_digest(store, render, cyclicity), time.perf_counter() - t0, result.model_dump()
+    )
     return result
 
 
@@ -220,7 +222,10 @@ def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
     n_anim = animated.sum()
     consecutive = float((step * m[None]).sum().compute()) / (n_anim * step.shape[0])
     seam = float((seam_step * m).sum().compute()) / n_anim
-    return LoopQuality(seam=seam / consecutive if consecutive > 0 else (0.0 if seam == 0 else float("inf")), stillness=stillness)
+    return LoopQuality(
+        seam=seam / consecutive if consecutive > 0 else (0.0 if seam == 0 else float("inf")),
+        stillness=stillness,
+    )
 
 
 @task(name="render_loop")

@@ -81,6 +81,8 @@ def write_variables(
     # Zarr chunks follow the dask chunks unless ``encoding`` says otherwise
     for name in ds.variables:
         ds[name].encoding = {}
+    # xarray replaces the group's attributes with the Dataset's on every write: carry them over
+    ds.attrs = dict(g.attrs)
     return ds.to_zarr(
         str(path),
         mode="a",

