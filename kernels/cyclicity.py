@@ -29,6 +29,9 @@ from kernels._jit import jit
 
 __all__ = ["dft_cyclicity", "min_interval_length"]
 
+#: Signals processed together: their spectra (frequencies x batch, float64) stay in cache.
+_BATCH = 128
+
 
 def min_interval_length(n_frames: int, fraction: float = 0.5) -> int:
     """Shortest interval searched: ``ceil(fraction * n_frames)`` frames.
@@ -137,29 +140,31 @@ def dft_cyclicity(
     start = np.zeros(n_sig, np.int64)
     stop = np.full(n_sig, n, np.int64)
     peak = np.zeros(n_sig, np.float64)
-    xt = np.ascontiguousarray(x.T)  # (N, P): the kernel runs along pixels innermost
-    for length in range(min_length, n + 1):
-        half = length // 2
-        if half <= tau:
-            continue
-        # DFT of the first interval of this length for every signal at once;
-        # the kernel slides it along the signals.
-        spectrum = np.fft.rfft(x[:, :length], axis=1)[:, 1 : half + 1].T
-        angle = 2.0 * np.pi * np.arange(1, half + 1) / length
-        _slide_length(
-            xt,
-            np.ascontiguousarray(spectrum.real),
-            np.ascontiguousarray(spectrum.imag),
-            np.cos(angle),
-            np.sin(angle),
-            length,
-            tau,
-            float(eps),
-            score,
-            start,
-            stop,
-            peak,
-        )
+    lengths = [m for m in range(min_length, n + 1) if m // 2 > tau]
+    angles = [2.0 * np.pi * np.arange(1, m // 2 + 1) / m for m in lengths]
+    twiddles = [(np.cos(a), np.sin(a)) for a in angles]
+    # Signals go through in small batches so that a batch's spectra stay in cache.
+    for s0 in range(0, n_sig, _BATCH):
+        s1 = min(s0 + _BATCH, n_sig)
+        xb = x[s0:s1]
+        xt = np.ascontiguousarray(xb.T)  # (N, batch): pixels innermost, so the updates vectorise
+        for length, (cos_k, sin_k) in zip(lengths, twiddles, strict=True):
+            # DFT of the first interval of this length, for the batch at once; the kernel slides it
+            spectrum = np.fft.rfft(xb[:, :length], axis=1)[:, 1 : length // 2 + 1].T
+            _slide_length(
+                xt,
+                np.ascontiguousarray(spectrum.real),
+                np.ascontiguousarray(spectrum.imag),
+                cos_k,
+                sin_k,
+                length,
+                tau,
+                float(eps),
+                score[s0:s1],
+                start[s0:s1],
+                stop[s0:s1],
+                peak[s0:s1],
+            )
     np.maximum(score, 0.0, out=score)
     interval = np.stack([start, stop], axis=1).astype(np.int32)
     return score.astype(np.float32), interval, peak.astype(np.float32)
@@ -167,59 +172,47 @@ def dft_cyclicity(
 
 @jit
 def _slide_length(xt, re, im, cos_k, sin_k, length, tau, eps, score, start, stop, peak):
-    """Slide the length-``length`` DFT along every signal; keep the best interval.
+    """Slide the length-``length`` DFT along a batch of signals; keep the best interval.
 
     ``xt`` is (N, P), time-major.  ``re, im`` (half, P) hold ``X_k`` for
     k = 1..half of the interval starting at 0 and are updated in place.
     ``score, start, stop, peak`` (P,) are updated where an interval of this
     length beats the best so far (ties: earlier start, then shorter interval --
-    lengths arrive in increasing order).  Pixels are the innermost loop so that
-    the updates vectorise.
+    lengths arrive in increasing order).
     """
     n, n_sig = xt.shape
     half = re.shape[0]
-    n_start = n - length + 1
-    block = 64  # pixels at a time, so that a block's spectrum stays in cache
-    rb = np.empty((half, block), np.float64)
-    ib = np.empty((half, block), np.float64)
-    d = np.empty(block, np.float64)
-    lo = np.empty(block, np.float64)
-    hi = np.empty(block, np.float64)
-    for s0 in range(0, n_sig, block):
-        nb = min(block, n_sig - s0)
-        for k in range(half):
-            for b in range(nb):
-                rb[k, b] = re[k, s0 + b]
-                ib[k, b] = im[k, s0 + b]
-        for i in range(n_start):
-            if i > 0:
-                # X_k(i) = e^{+j 2 pi k / L} (X_k(i-1) - x[i-1] + x[i-1+L])
-                for b in range(nb):
-                    d[b] = xt[i + length - 1, s0 + b] - xt[i - 1, s0 + b]
-                for k in range(half):
-                    c = cos_k[k]
-                    sn = sin_k[k]
-                    for b in range(nb):
-                        r = rb[k, b] + d[b]
-                        q = ib[k, b]
-                        rb[k, b] = r * c - q * sn
-                        ib[k, b] = r * sn + q * c
-            for b in range(nb):
-                lo[b] = 0.0
-                hi[b] = 0.0
-            for k in range(tau):
-                for b in range(nb):
-                    lo[b] = max(lo[b], rb[k, b] * rb[k, b] + ib[k, b] * ib[k, b])
-            for k in range(tau, half):
-                for b in range(nb):
-                    hi[b] = max(hi[b], rb[k, b] * rb[k, b] + ib[k, b] * ib[k, b])
-            for b in range(nb):
-                s = s0 + b
-                h = math.sqrt(hi[b])
-                sc = h / (math.sqrt(lo[b]) + eps)
-                if sc > score[s] or (sc == score[s] and i < start[s]):
-                    score[s] = sc
-                    start[s] = i
-                    stop[s] = i + length
-                    peak[s] = 2.0 * h / length
+    d = np.empty(n_sig, np.float64)
+    lo = np.empty(n_sig, np.float64)
+    hi = np.empty(n_sig, np.float64)
+    for i in range(n - length + 1):
+        if i > 0:
+            # X_k(i) = e^{+j 2 pi k / L} (X_k(i-1) - x[i-1] + x[i-1+L])
+            for s in range(n_sig):
+                d[s] = xt[i + length - 1, s] - xt[i - 1, s]
+            for k in range(half):
+                c = cos_k[k]
+                sn = sin_k[k]
+                for s in range(n_sig):
+                    r = re[k, s] + d[s]
+                    q = im[k, s]
+                    re[k, s] = r * c - q * sn
+                    im[k, s] = r * sn + q * c
+        for s in range(n_sig):
+            lo[s] = 0.0
+            hi[s] = 0.0
+        for k in range(tau):
+            for s in range(n_sig):
+                lo[s] = max(lo[s], re[k, s] * re[k, s] + im[k, s] * im[k, s])
+        for k in range(tau, half):
+            for s in range(n_sig):
+                hi[s] = max(hi[s], re[k, s] * re[k, s] + im[k, s] * im[k, s])
+        for s in range(n_sig):
+            h = math.sqrt(hi[s])
+            sc = h / (math.sqrt(lo[s]) + eps)
+            if sc > score[s] or (sc == score[s] and i < start[s]):
+                score[s] = sc
+                start[s] = i
+                stop[s] = i + length
+                peak[s] = 2.0 * h / length
     return 0
