@@ -1,0 +1,614 @@
+"""Per-segment features and the random forest that finds displays and billboards (Yan et al., CVPR 2017, Sec. 4.2).
+
+The hierarchical segmentation (:func:`kernels.segmentation.hierarchical_segmentation`)
+cuts the window into regions that change alike; this module describes each
+region by a fixed-length feature vector and classifies it as *display* (digital
+sign, screen, billboard with changing content) or not with a random forest.
+The display mask of a clip is the union, over the kept segmentation levels, of
+the segments classified positive.
+
+Pure functions on numpy arrays (no store I/O); the Prefect task that reads the
+store and writes ``display_mask`` wraps them.
+
+Features
+--------
+All colour statistics use only visible samples (``visible[t, y, x]``).  RGB is
+in 0-255 units; CIELAB comes from OpenCV's float RGB->Lab conversion (D65,
+``L`` in 0-100).
+
+====================  ==========================================================================
+name                  definition
+====================  ==========================================================================
+``lab_l_mean``        mean CIELAB L over the segment's visible pixels in all frames (0-100)
+``lab_a_mean``        mean CIELAB a (green-red)
+``lab_b_mean``        mean CIELAB b (blue-yellow)
+``lab_l_std``         standard deviation of L over the same samples (spatial + temporal spread)
+``lab_a_std``         standard deviation of a
+``lab_b_std``         standard deviation of b
+``saturation``        mean HSV saturation ``(max - min) / max`` of RGB (0 for black), in [0, 1]
+``brightness``        mean HSV value ``max(R, G, B) / 255``, in [0, 1]
+``delta1_ones``       fraction of ones among the valid bits of ``Delta1`` of the segment's temporal
+                      pattern (computed from its mean RGB colour per frame, theta = 100): how often
+                      the content changes 4 frames apart; :func:`kernels.binary_patterns.delta1_gamma`
+``delta2_ones``       the same for ``Delta2`` (changes half a window apart)
+``mean_abs_diff``     mean over pixels and consecutive visible frame pairs of the channel-mean
+                      ``|I(t+1) - I(t)|`` (0-255): frame-to-frame activity
+``temporal_std``      mean over the segment's pixels of the per-pixel standard deviation over its
+                      visible frames (channel mean, 0-255); pixels seen in < 2 frames are left out
+``aperiodic_change``  ``min over lags p in [2, T//2] of mean_t ||m(t+p) - m(t)||_2`` with ``m`` the
+                      segment's mean RGB per frame (0-255): change that no period explains; near
+                      0 for static and for periodic regions (fountains, blinkers), large for
+                      displays.  0 when ``T < 4``
+``area_fraction``     pixel count / (H W)
+``bbox_fill``         pixel count / area of the axis-aligned bounding box
+``aspect_ratio``      long side / short side of the minimum-area rotated rectangle around the
+                      pixel squares (>= 1)
+``rectangularity``    pixel count / area of that minimum-area rectangle (1 for any rectangle)
+``solidity``          pixel count / area of the convex hull of the pixel squares
+``centroid_x``        mean of ``(x + 0.5) / W`` over the pixels, in (0, 1)
+``centroid_y``        mean of ``(y + 0.5) / H``
+====================  ==========================================================================
+
+Segments that are mostly invisible -- more than half of their pixels invisible
+in more than half of the frames -- are skipped: their row is all NaN.  The
+training and prediction functions drop NaN rows (a skipped segment is never
+classified positive).
+
+Model persistence uses skops (``skops.io``), never pickle: loading checks every
+type named in the file against :data:`TRUSTED_TYPES` (plus skops' own defaults:
+scikit-learn estimators, numpy, builtins) before anything is constructed, and
+raises :class:`UntrustedModelError` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import skops.io as sio
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import f1_score, precision_score, recall_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+
+from kernels.binary_patterns import delta_fraction, region_descriptor
+
+__all__ = [
+    "FEATURE_NAMES",
+    "TRUSTED_TYPES",
+    "ModelFileError",
+    "UntrustedModelError",
+    "segment_features",
+    "segment_targets",
+    "rasterise_polygons",
+    "train_display_classifier",
+    "cross_validated_scores",
+    "save_model",
+    "load_model",
+    "predict_display_mask",
+]
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "lab_l_mean",
+    "lab_a_mean",
+    "lab_b_mean",
+    "lab_l_std",
+    "lab_a_std",
+    "lab_b_std",
+    "saturation",
+    "brightness",
+    "delta1_ones",
+    "delta2_ones",
+    "mean_abs_diff",
+    "temporal_std",
+    "aperiodic_change",
+    "area_fraction",
+    "bbox_fill",
+    "aspect_ratio",
+    "rectangularity",
+    "solidity",
+    "centroid_x",
+    "centroid_y",
+)
+
+#: Types a saved display classifier may contain beyond skops' defaults.
+TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+
+
+class ModelFileError(ValueError):
+    """The file is not a readable skops model of a display classifier."""
+
+
+class UntrustedModelError(ModelFileError):
+    """The model file names types outside the trusted list; nothing was loaded."""
+
+
+# --------------------------------------------------------------------------
+# features
+# --------------------------------------------------------------------------
+
+
+def _check_inputs(video, visible, labels):
+    video = np.asarray(video)
+    if video.ndim != 4 or video.shape[3] != 3 or min(video.shape[:3]) < 1:
+        raise ValueError(f"video must have shape (T, H, W, 3) with T, H, W >= 1; got {video.shape}")
+    if video.dtype != np.uint8 and (video.dtype == np.bool_ or not np.issubdtype(video.dtype, np.floating)):
+        raise TypeError(f"video must be uint8 or float (0-255); got {video.dtype}")
+    n_frames, height, width = video.shape[:3]
+    if visible is None:
+        visible = np.ones((n_frames, height, width), bool)
+    visible = np.asarray(visible)
+    if visible.dtype != np.bool_:
+        raise TypeError(f"visible must be bool; got {visible.dtype}")
+    if visible.shape != (n_frames, height, width):
+        raise ValueError(f"visible must have shape {(n_frames, height, width)}; got {visible.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (height, width):
+        raise ValueError(f"labels must have shape {(height, width)}; got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integers; got {labels.dtype}")
+    if labels.min() < 0:
+        raise ValueError("labels must be >= 0")
+    return video, visible, labels
+
+
+def segment_features(
+    video: np.ndarray, visible: np.ndarray | None, labels: np.ndarray
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Feature vector of every segment of one label map.
+
+    Parameters
+    ----------
+    video : ndarray, shape (T, H, W, 3), uint8 or float
+        RGB frames, 0-255 units (the warped window).
+    visible : ndarray of bool, shape (T, H, W), or None
+        Visibility from the warp stage; None means all visible.
+    labels : ndarray of int, shape (H, W)
+        Segment labels ``0 .. K-1`` (one level of the segmentation).  Labels
+        with no pixel get a NaN row.
+
+    Returns
+    -------
+    features : ndarray, shape (K, F), float64
+        ``K = labels.max() + 1`` rows, ``F = len(FEATURE_NAMES)`` columns, units
+        as in the module docstring; rows of skipped segments are NaN.
+    feature_names : tuple of str
+        :data:`FEATURE_NAMES`.
+
+    Examples
+    --------
+    >>> video = np.zeros((8, 4, 4, 3), np.uint8)
+    >>> video[::2, :, 2:] = 255                       # right half blinks every frame
+    >>> labels = np.repeat([[0, 0, 1, 1]], 4, axis=0)
+    >>> features, names = segment_features(video, None, labels)
+    >>> features.shape, names[10], features[:, 10].tolist()
+    ((2, 20), 'mean_abs_diff', [0.0, 255.0])
+    """
+    video, visible, labels = _check_inputs(video, visible, labels)
+    return _features_from_statistics(_pixel_statistics(video, visible), video, visible, labels), FEATURE_NAMES
+
+
+def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-pixel sums over the visible frames, shape (H W,) or (H W, 3), float64.
+
+    They do not depend on the segmentation, so :func:`predict_display_mask`
+    computes them once for all levels.
+    """
+    n_frames, height, width = video.shape[:3]
+    n_pix = height * width
+    stats = {
+        name: np.zeros((n_pix, 3) if name in ("lab", "lab_sq", "rgb", "rgb_sq") else n_pix)
+        for name in ("n", "lab", "lab_sq", "sat", "val", "rgb", "rgb_sq", "diff", "n_diff")
+    }
+    previous = None
+    for t in range(n_frames):
+        rgb = video[t].reshape(-1, 3).astype(np.float64)
+        vis = visible[t].ravel()
+        lab = cv2.cvtColor((rgb / 255.0).astype(np.float32).reshape(height, width, 3), cv2.COLOR_RGB2Lab)
+        lab = lab.reshape(-1, 3).astype(np.float64)
+        # column-wise maxima: numpy reductions over a length-3 axis are slow
+        vmax = np.maximum(np.maximum(rgb[:, 0], rgb[:, 1]), rgb[:, 2])
+        vmin = np.minimum(np.minimum(rgb[:, 0], rgb[:, 1]), rgb[:, 2])
+        saturation = np.where(vmax > 0, (vmax - vmin) / np.where(vmax > 0, vmax, 1.0), 0.0)
+        w = vis.astype(np.float64)
+        stats["n"] += w
+        stats["lab"] += lab * w[:, None]
+        stats["lab_sq"] += lab**2 * w[:, None]
+        stats["sat"] += saturation * w
+        stats["val"] += vmax / 255.0 * w
+        stats["rgb"] += rgb * w[:, None]
+        stats["rgb_sq"] += rgb**2 * w[:, None]
+        if previous is not None:
+            prev_rgb, prev_vis = previous
+            both = (vis & prev_vis).astype(np.float64)
+            step = np.abs(rgb - prev_rgb)
+            stats["diff"] += (step[:, 0] + step[:, 1] + step[:, 2]) / 3.0 * both
+            stats["n_diff"] += both
+        previous = (rgb, vis)
+    return stats
+
+
+def _features_from_statistics(stats, video, visible, labels) -> np.ndarray:
+    n_frames, height, width = video.shape[:3]
+    flat_labels = labels.ravel().astype(np.int64)
+    n_segments = int(flat_labels.max()) + 1
+    size = np.bincount(flat_labels, minlength=n_segments).astype(np.float64)
+
+    def total(values):
+        if values.ndim == 1:
+            return np.bincount(flat_labels, values, minlength=n_segments)
+        return np.stack([np.bincount(flat_labels, values[:, c], minlength=n_segments) for c in range(3)], 1)
+
+    # mean colour of each segment in each frame (visible pixels only)
+    colour_sum = np.zeros((n_segments, n_frames, 3))
+    vis_count = np.zeros((n_segments, n_frames))
+    for t in range(n_frames):
+        vis = visible[t].ravel()
+        seen = flat_labels[vis]
+        vis_count[:, t] = np.bincount(seen, minlength=n_segments)
+        rgb = video[t].reshape(-1, 3)[vis].astype(np.float64)
+        for c in range(3):
+            colour_sum[:, t, c] = np.bincount(seen, rgb[:, c], minlength=n_segments)
+
+    n_samples = total(stats["n"])
+    features = np.full((n_segments, len(FEATURE_NAMES)), np.nan)
+    invisible_frac = 1.0 - vis_count / np.maximum(size, 1.0)[:, None]
+    mostly_invisible = (invisible_frac > 0.5).sum(axis=1) > n_frames / 2
+    usable = (size > 0) & ~mostly_invisible & (n_samples > 0)
+
+    pix_n = stats["n"]
+    has_std = pix_n >= 2
+    safe_n = np.maximum(pix_n, 1.0)[:, None]
+    pixel_std = np.sqrt(np.maximum(stats["rgb_sq"] / safe_n - (stats["rgb"] / safe_n) ** 2, 0.0)).mean(axis=1)
+    std_sum = np.bincount(flat_labels[has_std], pixel_std[has_std], minlength=n_segments)
+    std_count = np.bincount(flat_labels[has_std], minlength=n_segments)
+    diff_sum = total(stats["diff"])
+    diff_count = total(stats["n_diff"])
+
+    safe_samples = np.maximum(n_samples, 1.0)
+    lab_mean = total(stats["lab"]) / safe_samples[:, None]
+    features[:, 0:3] = lab_mean
+    features[:, 3:6] = np.sqrt(np.maximum(total(stats["lab_sq"]) / safe_samples[:, None] - lab_mean**2, 0.0))
+    features[:, 6] = total(stats["sat"]) / safe_samples
+    features[:, 7] = total(stats["val"]) / safe_samples
+    mean_colour = colour_sum / np.maximum(vis_count, 1.0)[:, :, None]
+    for k in np.flatnonzero(usable):
+        bits, valid, _ = region_descriptor(mean_colour[k], vis_count[k] > 0)
+        features[k, 8] = delta_fraction(bits, valid, n_frames, delta=1)
+        features[k, 9] = delta_fraction(bits, valid, n_frames, delta=2)
+    features[:, 10] = np.where(diff_count > 0, diff_sum / np.maximum(diff_count, 1.0), 0.0)
+    features[:, 11] = np.where(std_count > 0, std_sum / np.maximum(std_count, 1), 0.0)
+    features[:, 12] = _aperiodic_change(mean_colour, vis_count > 0)
+    features[:, 13:20] = _shape_features(flat_labels, n_segments, height, width, size)
+    features[~usable] = np.nan
+    return features
+
+
+def _aperiodic_change(mean_colour: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """``min_p mean_t ||m(t+p) - m(t)||`` over lags 2 .. T//2; 0 where undefined."""
+    n_segments, n_frames = usable.shape
+    best = np.full(n_segments, np.inf)
+    for lag in range(2, n_frames // 2 + 1):
+        both = usable[:, lag:] & usable[:, :-lag]
+        dist = np.linalg.norm(mean_colour[:, lag:] - mean_colour[:, :-lag], axis=2)
+        count = both.sum(axis=1)
+        mean = np.where(count > 0, (dist * both).sum(axis=1) / np.maximum(count, 1), np.inf)
+        best = np.minimum(best, mean)
+    return np.where(np.isfinite(best), best, 0.0)
+
+
+def _shape_features(flat_labels, n_segments, height, width, size) -> np.ndarray:
+    """area_fraction, bbox_fill, aspect_ratio, rectangularity, solidity, centroid_x, centroid_y."""
+    out = np.full((n_segments, 7), np.nan)
+    ys, xs = np.divmod(np.arange(height * width), width)
+    order = np.argsort(flat_labels, kind="stable")
+    bounds = np.searchsorted(flat_labels[order], np.arange(n_segments + 1))
+    corners = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.int32)
+    for k in range(n_segments):
+        idx = order[bounds[k] : bounds[k + 1]]
+        if idx.size == 0:
+            continue
+        y, x = ys[idx], xs[idx]
+        area = float(idx.size)
+        bbox = float((y.max() - y.min() + 1) * (x.max() - x.min() + 1))
+        # corners of the pixel squares, as (x, y) points for OpenCV
+        points = (np.stack([x, y], axis=1)[:, None, :].astype(np.int32) + corners[None]).reshape(-1, 2)
+        hull = cv2.convexHull(points)
+        hull_area = float(cv2.contourArea(hull))
+        (_, _), (rw, rh), _ = cv2.minAreaRect(hull)
+        rect_area = float(rw * rh)
+        out[k] = (
+            area / (height * width),
+            area / bbox,
+            max(rw, rh) / max(min(rw, rh), 1e-12),
+            min(1.0, area / rect_area) if rect_area > 0 else 1.0,
+            min(1.0, area / hull_area) if hull_area > 0 else 1.0,
+            (x.mean() + 0.5) / width,
+            (y.mean() + 0.5) / height,
+        )
+    return out
+
+
+def segment_targets(labels: np.ndarray, display_mask: np.ndarray, min_overlap: float = 0.5) -> np.ndarray:
+    """Training target of each segment: at least ``min_overlap`` of its pixels annotated as display.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (H, W)
+        One segmentation level, labels ``0 .. K-1``.
+    display_mask : ndarray of bool, shape (H, W)
+        Annotated display pixels (see :mod:`schemas.annotations`).
+    min_overlap : float, default 0.5
+        Fraction of the segment's pixels, in (0, 1].
+
+    Returns
+    -------
+    ndarray of bool, shape (K,)
+
+    Examples
+    --------
+    >>> segment_targets(np.array([[0, 0, 1, 1]]), np.array([[False, True, True, True]])).tolist()
+    [True, True]
+    """
+    labels = np.asarray(labels)
+    display_mask = np.asarray(display_mask)
+    if display_mask.dtype != np.bool_ or display_mask.shape != labels.shape:
+        raise ValueError(
+            f"display_mask must be bool with shape {labels.shape}; got {display_mask.dtype} {display_mask.shape}"
+        )
+    if not 0 < min_overlap <= 1:
+        raise ValueError(f"min_overlap must be in (0, 1]; got {min_overlap}")
+    flat = labels.ravel().astype(np.int64)
+    size = np.bincount(flat)
+    inside = np.bincount(flat, display_mask.ravel().astype(np.float64), minlength=size.size)
+    return (size > 0) & (inside >= min_overlap * size)
+
+
+def rasterise_polygons(polygons: Sequence[Sequence[Sequence[float]]], shape: tuple[int, int]) -> np.ndarray:
+    """Fill polygons given as ``[[x, y], ...]`` in pixel coordinates into a bool mask.
+
+    Parameters
+    ----------
+    polygons : sequence of sequences of (x, y)
+        Vertices in pixels, x to the right and y down, pixel centres at integers.
+    shape : (H, W)
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+
+    Examples
+    --------
+    >>> rasterise_polygons([[[1, 0], [2, 0], [2, 1], [1, 1]]], (2, 4)).astype(int).tolist()
+    [[0, 1, 1, 0], [0, 1, 1, 0]]
+    """
+    mask = np.zeros(shape, np.uint8)
+    for polygon in polygons:
+        pts = np.round(np.asarray(polygon, np.float64)).astype(np.int32)
+        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
+            raise ValueError("each polygon needs at least 3 (x, y) vertices")
+        cv2.fillPoly(mask, [pts.reshape(-1, 1, 2)], 1)
+    return mask.astype(bool)
+
+
+# --------------------------------------------------------------------------
+# classifier
+# --------------------------------------------------------------------------
+
+
+def _training_rows(features, labels):
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    if features.ndim != 2 or features.shape[1] < 1:
+        raise ValueError(f"features must have shape (K, F); got {features.shape}")
+    if labels.shape != (features.shape[0],):
+        raise ValueError(f"labels must have shape ({features.shape[0]},); got {labels.shape}")
+    if labels.dtype != np.bool_ and not np.all(np.isin(labels, (0, 1))):
+        raise ValueError("labels must be bool or 0/1")
+    keep = ~np.isnan(features).any(axis=1)
+    if np.isinf(features[keep]).any():
+        raise ValueError("features must be finite (NaN rows mark skipped segments)")
+    x, y = features[keep], labels[keep].astype(bool)
+    if y.all() or not y.any():
+        raise ValueError("training needs both display and non-display segments")
+    return x, y, keep
+
+
+def train_display_classifier(
+    features: np.ndarray, labels: np.ndarray, *, n_estimators: int = 200, seed: int = 0
+) -> RandomForestClassifier:
+    """Fit the random forest that tells display segments from the rest.
+
+    Parameters
+    ----------
+    features : ndarray, shape (K, F), float
+        Rows from :func:`segment_features`, stacked over clips and levels;
+        NaN rows (skipped segments) are dropped.
+    labels : ndarray, shape (K,), bool or 0/1
+        True for display segments (e.g. from :func:`segment_targets`).
+    n_estimators : int, default 200
+        Number of trees.
+    seed : int, default 0
+        ``random_state`` of the forest: same data and seed give the same model.
+
+    Returns
+    -------
+    sklearn.ensemble.RandomForestClassifier
+        Fitted, with ``class_weight="balanced"`` (displays are rare) and
+        ``n_jobs=1`` (Dask provides the parallelism).
+
+    Examples
+    --------
+    >>> x = np.r_[np.zeros((10, 2)), np.ones((10, 2))]; y = np.r_[np.zeros(10), np.ones(10)]
+    >>> train_display_classifier(x, y, n_estimators=5).predict([[0.9, 0.9]]).tolist()
+    [True]
+    """
+    x, y, _ = _training_rows(features, labels)
+    if int(n_estimators) < 1:
+        raise ValueError(f"n_estimators must be >= 1; got {n_estimators}")
+    model = RandomForestClassifier(
+        n_estimators=int(n_estimators), class_weight="balanced", random_state=int(seed), n_jobs=1
+    )
+    return model.fit(x, y)
+
+
+def cross_validated_scores(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    n_splits: int = 5,
+    n_estimators: int = 200,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Precision, recall and F1 of the display classifier by stratified k-fold cross-validation.
+
+    Parameters
+    ----------
+    features, labels : as for :func:`train_display_classifier`
+    groups : ndarray, shape (K,), optional
+        Clip identifier of each row.  Segments of one clip (and its levels)
+        are strongly correlated; with groups the folds never split a clip
+        (``StratifiedGroupKFold``), which is the honest estimate.
+    n_splits : int, default 5
+    n_estimators, seed : as for :func:`train_display_classifier`
+
+    Returns
+    -------
+    dict
+        ``precision``, ``recall``, ``f1`` (display = positive class) over the
+        out-of-fold predictions, ``n_samples`` and ``n_positive`` used.
+    """
+    x, y, keep = _training_rows(features, labels)
+    n_splits = int(n_splits)
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2; got {n_splits}")
+    if min(y.sum(), (~y).sum()) < n_splits:
+        raise ValueError(f"each class needs at least n_splits={n_splits} usable rows")
+    model = RandomForestClassifier(
+        n_estimators=int(n_estimators), class_weight="balanced", random_state=int(seed), n_jobs=1
+    )
+    if groups is None:
+        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=int(seed))
+        predicted = cross_val_predict(model, x, y, cv=cv)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != keep.shape:
+            raise ValueError(f"groups must have shape {keep.shape}; got {groups.shape}")
+        if np.unique(groups[keep]).size < n_splits:
+            raise ValueError(f"need at least n_splits={n_splits} distinct groups")
+        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=int(seed))
+        predicted = cross_val_predict(model, x, y, groups=groups[keep], cv=cv)
+    return {
+        "precision": float(precision_score(y, predicted, zero_division=0)),
+        "recall": float(recall_score(y, predicted, zero_division=0)),
+        "f1": float(f1_score(y, predicted, zero_division=0)),
+        "n_samples": float(y.size),
+        "n_positive": float(y.sum()),
+    }
+
+
+def save_model(model: RandomForestClassifier, path: str | os.PathLike) -> None:
+    """Write a fitted display classifier with ``skops.io.dump`` (no pickle).
+
+    Parameters
+    ----------
+    model : RandomForestClassifier
+        From :func:`train_display_classifier`.
+    path : path-like
+        Destination file, conventionally ``*.skops``.
+    """
+    if not isinstance(model, RandomForestClassifier) or not hasattr(model, "estimators_"):
+        raise TypeError("model must be a fitted RandomForestClassifier")
+    sio.dump(model, os.fspath(path))
+
+
+def load_model(path: str | os.PathLike) -> RandomForestClassifier:
+    """Read a display classifier written by :func:`save_model`, trusting only known types.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    RandomForestClassifier
+
+    Raises
+    ------
+    UntrustedModelError
+        The file names a type that is neither a skops default nor in
+        :data:`TRUSTED_TYPES` (a tampered or foreign file).  Checked before any
+        object is built, so no code from the file runs.
+    ModelFileError
+        The file is not a skops archive, is corrupt, or holds something other
+        than a random forest.
+    """
+    path = os.fspath(path)
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+        raise ModelFileError(f"{path} is not a readable skops model file: {err}") from err
+    unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if unexpected:
+        raise UntrustedModelError(
+            f"refusing to load {path}: it names types outside the trusted list {list(TRUSTED_TYPES)}: "
+            f"{unexpected}.  The file may have been tampered with; retrain or inspect it."
+        )
+    try:
+        model = sio.load(path, trusted=list(TRUSTED_TYPES))
+    except sio.exceptions.UntrustedTypesFoundException as err:  # defence in depth
+        raise UntrustedModelError(f"refusing to load {path}: {err}") from err
+    except Exception as err:
+        raise ModelFileError(f"{path} could not be loaded as a skops model: {err}") from err
+    if not isinstance(model, RandomForestClassifier):
+        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a RandomForestClassifier")
+    return model
+
+
+def predict_display_mask(
+    model: RandomForestClassifier, video: np.ndarray, visible: np.ndarray | None, segments: np.ndarray
+) -> np.ndarray:
+    """Pixels of the segments the classifier calls displays, united over the levels.
+
+    Parameters
+    ----------
+    model : RandomForestClassifier
+        Trained on :data:`FEATURE_NAMES` columns.
+    video : ndarray, shape (T, H, W, 3), uint8 or float
+    visible : ndarray of bool, shape (T, H, W), or None
+    segments : ndarray of int, shape (levels, H, W)
+        Kept levels of :func:`kernels.segmentation.hierarchical_segmentation`.
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        ``display_mask``.
+
+    Notes
+    -----
+    Yan et al., Sec. 4.2: a region is a display if it is classified so at any
+    of the kept levels (60, 70 and 80 % of the hierarchy).
+    """
+    segments = np.asarray(segments)
+    if segments.ndim != 3:
+        raise ValueError(f"segments must have shape (levels, H, W); got {segments.shape}")
+    if getattr(model, "n_features_in_", len(FEATURE_NAMES)) != len(FEATURE_NAMES):
+        raise ValueError(
+            f"model expects {model.n_features_in_} features; this module makes {len(FEATURE_NAMES)}"
+        )
+    mask = np.zeros(segments.shape[1:], bool)
+    video, visible, _ = _check_inputs(video, visible, segments[0])
+    stats = _pixel_statistics(video, visible)
+    for labels in segments:
+        _, _, labels = _check_inputs(video, visible, labels)
+        features = _features_from_statistics(stats, video, visible, labels)
+        usable = ~np.isnan(features).any(axis=1)
+        if not usable.any():
+            continue
+        positive = np.zeros(features.shape[0], bool)
+        positive[usable] = np.asarray(model.predict(features[usable])).astype(bool)
+        mask |= positive[labels]
+    return mask

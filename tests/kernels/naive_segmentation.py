@@ -1,0 +1,212 @@
+"""Slow, readable references for ``kernels.binary_patterns`` and ``kernels.segmentation``.
+
+Plain Python on lists and sets, written from the definitions (Yan et al., CVPR
+2017, Sec. 4.2) rather than from the kernels: one bit at a time, one region
+pair at a time.  Only meant for tiny inputs (a few frames, 4x5 pixels).
+
+Floating-point expressions that decide comparisons (the histogram NCC) are
+evaluated in the documented order, so that exact ties in ``D`` are ties here
+too and the greedy merge order can be compared with the kernel's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# --------------------------------------------------------------------------
+# temporal binary patterns
+# --------------------------------------------------------------------------
+
+
+def naive_pairs(n_frames: int) -> list[tuple[int, int]]:
+    """The (earlier, later) frame pairs of the descriptor's bits, in bit order."""
+    pairs = []
+    for alpha, beta in ((4, 4), (2, n_frames // 2)):
+        if beta == 0:
+            continue  # a zero shift compares a frame with itself: no bits
+        i = 0
+        while alpha * i + beta < n_frames:
+            pairs.append((alpha * i, alpha * i + beta))
+            i += 1
+    return pairs
+
+
+def naive_n_delta1(n_frames: int) -> int:
+    i = 0
+    while 4 * i + 4 < n_frames:
+        i += 1
+    return i
+
+
+def naive_descriptor(colours, usable, theta: float = 100.0) -> tuple[list[int], list[int]]:
+    """Bits and validity flags (lists of 0/1) of a colour sequence.
+
+    ``colours[f]`` is an RGB triple, ``usable[f]`` says whether frame ``f`` was seen.
+    """
+    n_frames = len(colours)
+    bits, valid = [], []
+    for f0, f1 in naive_pairs(n_frames):
+        if usable[f0] and usable[f1]:
+            distance = math.sqrt(sum((float(colours[f1][c]) - float(colours[f0][c])) ** 2 for c in range(3)))
+            bits.append(1 if distance > theta else 0)
+            valid.append(1)
+        else:
+            bits.append(0)
+            valid.append(0)
+    return bits, valid
+
+
+def unpack(words, n_bits: int) -> list[int]:
+    """Bits ``0 .. n_bits-1`` of a packed uint64 word array, least significant first."""
+    return [(int(words[k // 64]) >> (k % 64)) & 1 for k in range(n_bits)]
+
+
+def naive_hamming(a_bits, a_valid, b_bits, b_valid) -> float:
+    """Differing bits among those valid in both, over how many are valid in both (1.0 if none)."""
+    common = [i for i in range(len(a_bits)) if a_valid[i] and b_valid[i]]
+    if not common:
+        return 1.0
+    return sum(1 for i in common if a_bits[i] != b_bits[i]) / len(common)
+
+
+def naive_fraction(bits, valid, start: int, stop: int) -> float:
+    chosen = [bits[i] for i in range(start, stop) if valid[i]]
+    return sum(chosen) / len(chosen) if chosen else 0.0
+
+
+# --------------------------------------------------------------------------
+# colour
+# --------------------------------------------------------------------------
+
+
+def naive_lab(rgb) -> tuple[float, float, float]:
+    """CIELAB (D65) of one sRGB colour in 0-255."""
+
+    def linear(v):
+        c = v / 255.0
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    def f(t):
+        delta = 6.0 / 29.0
+        return t ** (1.0 / 3.0) if t > delta * delta * delta else t / (3.0 * delta * delta) + 4.0 / 29.0
+
+    r, g, b = (linear(float(v)) for v in rgb)
+    x = 0.4124564 * r + 0.3575761 * g + 0.1804375 * b
+    y = 0.2126729 * r + 0.7151522 * g + 0.0721750 * b
+    z = 0.0193339 * r + 0.1191920 * g + 0.9503041 * b
+    fx, fy, fz = f(x / 0.95047), f(y / 1.0), f(z / 1.08883)
+    return 116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)
+
+
+LAB_RANGES = ((0.0, 100.0), (-88.0, 100.0), (-108.0, 96.0))
+
+
+def naive_bins(lab) -> list[int]:
+    out = []
+    for value, (low, high) in zip(lab, LAB_RANGES, strict=True):
+        index = int(math.floor((value - low) / (high - low) * 8))
+        out.append(min(7, max(0, index)))
+    return out
+
+
+def naive_ncc(h1, h2) -> float:
+    n = len(h1)
+    m1 = 0.0
+    m2 = 0.0
+    for k in range(n):
+        m1 += float(h1[k])
+        m2 += float(h2[k])
+    m1 /= n
+    m2 /= n
+    num = v1 = v2 = 0.0
+    for k in range(n):
+        d1 = float(h1[k]) - m1
+        d2 = float(h2[k]) - m2
+        num += d1 * d2
+        v1 += d1 * d1
+        v2 += d2 * d2
+    if v1 == 0.0 or v2 == 0.0:
+        return 0.0
+    return min(1.0, max(-1.0, num / math.sqrt(v1 * v2)))
+
+
+# --------------------------------------------------------------------------
+# hierarchical segmentation
+# --------------------------------------------------------------------------
+
+
+def _region_stats(video, visible, members, theta):
+    """Pattern and 24-bin LAB histogram of a set of (y, x) pixels, from scratch."""
+    n_frames = video.shape[0]
+    colours, usable = [], []
+    hist = [0] * 24
+    for t in range(n_frames):
+        seen = [(y, x) for (y, x) in members if visible[t, y, x]]
+        if seen:
+            sums = [sum(int(video[t, y, x, c]) for (y, x) in seen) for c in range(3)]
+            colours.append([s / len(seen) for s in sums])
+            usable.append(True)
+        else:
+            colours.append([0.0, 0.0, 0.0])
+            usable.append(False)
+        for y, x in seen:
+            bins = naive_bins(naive_lab(video[t, y, x]))
+            for c in range(3):
+                hist[8 * c + bins[c]] += 1
+    bits, valid = naive_descriptor(colours, usable, theta)
+    return bits, valid, hist
+
+
+def naive_hierarchy(video, visible=None, *, theta=100.0, start=0.2, growth=1.5, colour_weight=0.1):
+    """Every level of the hierarchy as (label maps (L, H, W), thresholds (L,)).
+
+    ``video`` must be uint8 (integer colour sums are exact whatever the merge order).
+    Regions are named by their smallest raster index; at each step the pair of
+    neighbouring regions with the smallest ``(D, lower name, higher name)`` is
+    merged while ``D < threshold``; labels are numbered in order of the names.
+    """
+    n_frames, height, width = video.shape[:3]
+    if visible is None:
+        visible = np.ones((n_frames, height, width), bool)
+    name = {(y, x): y * width + x for y in range(height) for x in range(width)}
+    members = {y * width + x: {(y, x)} for y in range(height) for x in range(width)}
+    stats = {r: _region_stats(video, visible, m, theta) for r, m in members.items()}
+
+    def distance(a, b):
+        bits_a, valid_a, hist_a = stats[a]
+        bits_b, valid_b, hist_b = stats[b]
+        dt = naive_hamming(bits_a, valid_a, bits_b, valid_b)
+        da = 1.0 - naive_ncc(hist_a, hist_b)
+        return dt + colour_weight * da
+
+    levels, thresholds = [], []
+    threshold = start
+    while True:
+        while True:
+            pairs = set()
+            for y in range(height):
+                for x in range(width):
+                    for yy, xx in ((y, x + 1), (y + 1, x)):
+                        if yy < height and xx < width and name[(y, x)] != name[(yy, xx)]:
+                            a, b = sorted((name[(y, x)], name[(yy, xx)]))
+                            pairs.add((a, b))
+            if not pairs:
+                break
+            d, a, b = min((distance(a, b), a, b) for a, b in pairs)
+            if not d < threshold:
+                break
+            for pixel in members[b]:
+                name[pixel] = a
+            members[a] |= members.pop(b)
+            del stats[b]
+            stats[a] = _region_stats(video, visible, members[a], theta)
+        order = {r: i for i, r in enumerate(sorted(members))}
+        labels = np.array([[order[name[(y, x)]] for x in range(width)] for y in range(height)], np.int32)
+        levels.append(labels)
+        thresholds.append(threshold)
+        if len(members) == 1:
+            break
+        threshold *= growth
+    return np.stack(levels), np.array(thresholds)

@@ -1,0 +1,254 @@
+"""Hierarchical segmentation against the naive O(n^2) greedy merge, plus its invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from kernels import segmentation
+from kernels.segmentation import hierarchical_segmentation, lab_histogram_bins, srgb_to_lab
+from tests.kernels.naive_segmentation import naive_bins, naive_hierarchy, naive_lab
+
+
+def _all_levels(video, visible=None, **kwargs):
+    """Every level of the kernel's hierarchy, by asking for fractions (i + 1) / L."""
+    levels, thresholds = naive_hierarchy(
+        video,
+        visible,
+        theta=kwargs.get("theta", 100.0),
+        start=kwargs.get("start_threshold", 0.2),
+        growth=kwargs.get("growth", 1.5),
+        colour_weight=kwargs.get("colour_weight", 0.1),
+    )
+    n_levels = len(levels)
+    keep = tuple((i + 1) / n_levels for i in range(n_levels))
+    got, got_thresholds = hierarchical_segmentation(video, visible, keep_levels=keep, **kwargs)
+    return (got, got_thresholds), (levels, thresholds)
+
+
+def _patterned_video(rng, n_frames, height, width, n_patterns=3, noise=30):
+    """Pixels following one of a few colour sequences, plus noise: merges happen at several levels."""
+    patterns = rng.integers(0, 256, size=(n_patterns, n_frames, 3))
+    which = rng.integers(0, n_patterns, size=(height, width))
+    video = patterns[which].transpose(2, 0, 1, 3) + rng.integers(
+        -noise, noise + 1, (n_frames, height, width, 3)
+    )
+    return np.clip(video, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_naive_hierarchy_random(seed):
+    rng = np.random.default_rng(seed)
+    n_frames = int(rng.integers(5, 14))
+    video = _patterned_video(rng, n_frames, 4, 5, noise=int(rng.integers(0, 60)))
+    visible = rng.random(video.shape[:3]) > 0.15 if seed % 2 else None
+    (got, got_thr), (want, want_thr) = _all_levels(video, visible)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_thr, want_thr)
+
+
+@pytest.mark.parametrize("colour_weight", [0.0, 1.0])
+def test_matches_naive_other_weights_and_growth(colour_weight):
+    rng = np.random.default_rng(10)
+    video = _patterned_video(rng, 9, 4, 5, n_patterns=4, noise=20)
+    visible = rng.random(video.shape[:3]) > 0.1
+    kwargs = {"colour_weight": colour_weight, "growth": 2.0, "start_threshold": 0.05, "theta": 60.0}
+    (got, got_thr), (want, want_thr) = _all_levels(video, visible, **kwargs)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_thr, want_thr)
+
+
+def test_matches_naive_with_exact_ties():
+    # Two flat halves and identical pixels: many pairs at exactly the same distance,
+    # so the merge order depends on the documented tie-break.
+    video = np.zeros((8, 4, 5, 3), np.uint8)
+    video[:, :, 3:] = 120
+    video[4:, :2, :] = 255
+    (got, got_thr), (want, want_thr) = _all_levels(video)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_thr, want_thr)
+
+
+def test_random_noise_matches_naive():
+    rng = np.random.default_rng(11)
+    video = rng.integers(0, 256, size=(6, 3, 4, 3)).astype(np.uint8)
+    (got, _), (want, _) = _all_levels(video)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tiny_buffers_exercise_growth_compaction_and_rebuild(monkeypatch, seed):
+    # The heap / pending buffer sizes and the rebuild ratio only change the speed:
+    # with tiny buffers and a rebuild at every full heap the hierarchy is the same.
+    rng = np.random.default_rng(30 + seed)
+    video = _patterned_video(rng, 7, 8, 9, n_patterns=4, noise=int(rng.integers(5, 50)))
+    visible = rng.random(video.shape[:3]) > 0.1
+    (default, default_thr), (want, want_thr) = _all_levels(video, visible)
+    np.testing.assert_array_equal(default, want)
+    np.testing.assert_array_equal(default_thr, want_thr)
+    monkeypatch.setattr(segmentation, "_HEAP_CAPACITY", 1)
+    monkeypatch.setattr(segmentation, "_PENDING_CAPACITY", 1)
+    monkeypatch.setattr(segmentation, "_REBUILD_RATIO", 0)
+    (small, small_thr), _ = _all_levels(video, visible)
+    np.testing.assert_array_equal(small, want)
+    np.testing.assert_array_equal(small_thr, want_thr)
+    # a larger image fills the heap many times over (cases where a heap rebuild
+    # that forgot to re-heapify changes the result)
+    big_seed, n_patterns, noise = [(0, 6, 60), (5, 3, 100), (3, 6, 60)][seed]
+    video = _patterned_video(np.random.default_rng(big_seed), 8, 16, 20, n_patterns=n_patterns, noise=noise)
+    keep = (0.2, 0.4, 0.6, 0.8, 1.0)
+    small, small_thr = hierarchical_segmentation(video, keep_levels=keep)
+    monkeypatch.undo()
+    default, default_thr = hierarchical_segmentation(video, keep_levels=keep)
+    np.testing.assert_array_equal(small, default)
+    np.testing.assert_array_equal(small_thr, default_thr)
+
+
+def test_float_video_gives_same_segments_as_uint8():
+    rng = np.random.default_rng(12)
+    video = _patterned_video(rng, 10, 6, 7)
+    visible = rng.random(video.shape[:3]) > 0.2
+    a, ta = hierarchical_segmentation(video, visible)
+    b, tb = hierarchical_segmentation(video.astype(np.float64), visible)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ta, tb)
+    c, _ = hierarchical_segmentation(video, np.ones(video.shape[:3], bool))
+    d, _ = hierarchical_segmentation(video, None)
+    np.testing.assert_array_equal(c, d)
+
+
+def test_output_invariants_on_a_larger_image():
+    rng = np.random.default_rng(13)
+    video = _patterned_video(rng, 16, 24, 30, n_patterns=5, noise=40)
+    segments, thresholds = hierarchical_segmentation(video, keep_levels=(0.3, 0.6, 0.7, 0.8, 1.0))
+    assert segments.shape == (5, 24, 30) and segments.dtype == np.int32
+    assert np.all(np.diff(thresholds) >= 0)
+    for level in segments:
+        labels = np.unique(level)
+        np.testing.assert_array_equal(labels, np.arange(labels.size))  # 0 .. K-1
+        # numbered in raster order of each region's first pixel
+        _, first = np.unique(level.ravel(), return_index=True)
+        assert np.all(np.diff(first) > 0)
+        for k in labels:  # every region is 4-connected
+            _, n_parts = ndimage.label(level == k)
+            assert n_parts == 1
+    for finer, coarser in zip(segments[:-1], segments[1:], strict=True):
+        # nested: each finer region lies inside one coarser region
+        for k in np.unique(finer):
+            assert np.unique(coarser[finer == k]).size == 1
+    assert np.all(segments[-1] == 0)  # the last level is one region
+
+
+def test_a_changing_rectangle_is_its_own_segment():
+    rng = np.random.default_rng(14)
+    video = np.repeat(rng.integers(60, 120, size=(1, 20, 24, 3)), 24, axis=0).astype(np.uint8)
+    for t in range(0, 24, 4):
+        video[t : t + 4, 5:12, 6:16] = rng.integers(0, 256, size=3)  # a display flipping colours
+    segments, _ = hierarchical_segmentation(video, keep_levels=(0.6,))
+    inside = segments[0, 5:12, 6:16]
+    assert np.unique(inside).size == 1
+    assert not np.isin(np.delete(segments[0].ravel(), np.flatnonzero(_rect_mask())), inside[0, 0]).any()
+
+
+def _rect_mask():
+    mask = np.zeros((20, 24), bool)
+    mask[5:12, 6:16] = True
+    return mask
+
+
+def test_constant_video_is_one_region_from_the_first_level():
+    video = np.full((6, 5, 4, 3), 90, np.uint8)
+    segments, thresholds = hierarchical_segmentation(video, keep_levels=(0.01, 1.0))
+    assert np.all(segments == 0)
+    assert thresholds[0] == 0.2
+
+
+def test_all_invisible_merges_only_when_threshold_exceeds_one_plus_weight():
+    # No valid bit (D_T = 1) and empty histograms (D_A = 1): D = 1.1 everywhere.
+    video = np.random.default_rng(15).integers(0, 256, (9, 3, 4, 3)).astype(np.uint8)
+    visible = np.zeros((9, 3, 4), bool)
+    keep = tuple((i + 1) / 6 for i in range(6))
+    segments, thresholds = hierarchical_segmentation(video, visible, keep_levels=keep)
+    np.testing.assert_allclose(thresholds, 0.2 * 1.5 ** np.arange(6))
+    for level, threshold in zip(segments, thresholds, strict=True):
+        n_regions = np.unique(level).size
+        assert n_regions == (1 if threshold > 1.1 else 12)
+
+
+@pytest.mark.parametrize("n_frames", [1, 2, 3, 7])
+def test_few_frames_match_naive(n_frames):
+    rng = np.random.default_rng(20 + n_frames)
+    video = _patterned_video(rng, n_frames, 3, 4, noise=10)
+    (got, got_thr), (want, want_thr) = _all_levels(video)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_thr, want_thr)
+
+
+def test_single_pixel_and_single_row():
+    video = np.zeros((5, 1, 1, 3), np.uint8)
+    segments, thresholds = hierarchical_segmentation(video)
+    assert segments.shape == (3, 1, 1) and np.all(segments == 0)
+    rng = np.random.default_rng(16)
+    row = _patterned_video(rng, 8, 1, 7)
+    (got, _), (want, _) = _all_levels(row)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_keep_level_selection():
+    video = _patterned_video(np.random.default_rng(17), 8, 4, 5)
+    levels, thresholds = naive_hierarchy(video)
+    n_levels = len(levels)
+    segments, got_thr = hierarchical_segmentation(video)  # default (0.6, 0.7, 0.8)
+    for i, q in enumerate((0.6, 0.7, 0.8)):
+        level = int(np.ceil(q * n_levels - 1e-9)) - 1
+        np.testing.assert_array_equal(segments[i], levels[level])
+        assert got_thr[i] == thresholds[level]
+
+
+def test_lab_conversion_against_skimage_and_naive():
+    skcolor = pytest.importorskip("skimage.color")
+    rng = np.random.default_rng(18)
+    rgb = rng.integers(0, 256, (500, 3)).astype(np.uint8)
+    rgb[:8] = [
+        [0, 0, 0],
+        [255, 255, 255],
+        [255, 0, 0],
+        [0, 255, 0],
+        [0, 0, 255],
+        [10, 10, 10],
+        [11, 11, 11],
+        [128, 64, 32],
+    ]
+    lab = srgb_to_lab(rgb)
+    np.testing.assert_allclose(
+        lab, skcolor.rgb2lab(rgb[None])[0], atol=1e-2
+    )  # skimage rounds the matrix differently
+    for colour, got in zip(rgb, lab, strict=True):
+        assert tuple(got) == naive_lab(colour)
+    bins = lab_histogram_bins(lab)
+    assert bins.min() >= 0 and bins.max() <= 7
+    for got, value in zip(bins, lab, strict=True):
+        assert list(got) == naive_bins(value)
+    np.testing.assert_allclose(srgb_to_lab(rgb.astype(np.float32)), lab, atol=1e-9)
+
+
+def test_validation_errors():
+    video = np.zeros((6, 3, 3, 3), np.uint8)
+    with pytest.raises(ValueError, match="start_threshold"):
+        hierarchical_segmentation(video, start_threshold=0.0)
+    with pytest.raises(ValueError, match="growth"):
+        hierarchical_segmentation(video, growth=1.0)
+    with pytest.raises(ValueError, match="keep_levels"):
+        hierarchical_segmentation(video, keep_levels=(0.5, 1.5))
+    with pytest.raises(ValueError, match="keep_levels"):
+        hierarchical_segmentation(video, keep_levels=())
+    with pytest.raises(ValueError, match="colour_weight"):
+        hierarchical_segmentation(video, colour_weight=-0.1)
+    with pytest.raises(ValueError, match="shape"):
+        hierarchical_segmentation(video[0])
+    with pytest.raises(ValueError, match="visible"):
+        hierarchical_segmentation(video, np.ones((6, 3, 2), bool))
+    with pytest.raises(TypeError, match="uint8 or float"):
+        hierarchical_segmentation(video.astype(np.int32))
