@@ -1,0 +1,818 @@
+"""Per-pixel video loops for steady footage: period and start by staged alpha-expansion.
+
+Reads ``warped`` (window_time, y, x, channel) uint8; writes ``loop_period`` and
+``loop_start`` (y, x) int32, ``animated_mask`` (y, x) bool (period > 1) and
+``loop`` (loop_time, y, x, channel) uint8.  With a label video it also writes
+the candidates (see below).
+
+Energy (Liao, Joshi and Hoppe, SIGGRAPH 2013, Sec. 3), colours in [0, 1]::
+
+    E(p, s) = sum_x [p_x > 1] (gamma_t(x) e_t(x) + e_anim(x))  +  sum_x [p_x = 1] e_static(x)
+              + beta sum_{x~z} gamma_s(x, z) Psi(x, z)
+
+* ``e_t`` compares the loop's ends (frames s+p vs s and s+p-1 vs s-1);
+  ``gamma_t`` attenuates it by the pixel's median consecutive change (MAD).
+* ``Psi`` is the mean over the loop of the squared difference between the two
+  neighbours' time maps, evaluated in O(C) per pair from prefix sums over time
+  (:func:`kernels.video_loop.loop_prefix_sums`); ``gamma_s`` attenuates it
+  across persistent edges.
+* ``e_anim = c_anim max(0, 1 - lambda_static max(0, MAD_N(x) - floor))`` on
+  every looping pixel (our addition, ``animation_cost``): a pixel with no
+  motion above the noise stays still; without it Liao's optimum loops the
+  whole still background along with its neighbours (one common period has no
+  seam), which is not a cinemagraph.  ``animation_cost = 0`` is the paper.
+* ``e_static = c_static min(1, lambda_static max(0, MAD_N(x) - floor))`` with
+  ``N`` the window smoothed by a spatial Gaussian.  The noise ``floor`` (our
+  addition, ``static_noise_factor`` times a low percentile of MAD_N over the
+  frame) keeps sensor noise from counting as motion: without it a still but
+  noisy background is cheaper to loop than to freeze.
+
+Optimisation (Oh et al., ICCV 2017, Algorithm 1; also Liao et al. Sec. 4),
+every stage a multi-label graph cut by :func:`kernels.alpha_expansion.alpha_expansion`
+with the pixel-dependent pairwise callback :func:`kernels.video_loop.loop_pair_cost`:
+
+1. for every candidate period p (including 1 = static): the best start per
+   pixel with every pixel on period p (labels = starts);
+2. the period per pixel, each period label paired with that pixel's stage-1
+   start (labels = periods);
+3. the start per pixel again, periods fixed (labels = starts).
+
+Scale: the energy is built on the window box-averaged by an integer factor
+(``downscale``; by default the smallest one that brings the longer side to at
+most ``max_grid_side`` cells), and the labels are replicated back to full
+resolution.  Memory of the prefix sums: 8 N (T + 1) (C + 1 + S) bytes for N
+grid cells, T frames, C channels and S tabulated shifts (all multiples of all
+periods below T; about 20 for the default periods and T = 150).
+
+Periods: explicit ``periods``, or the paper's {32, 36, ..., 60} (for ~5 s at
+30 frames/s); when the window is shorter than 60 / ``max_period_fraction``
+frames, the set is scaled by ``max_period_fraction * T / 60`` and rounded, so
+the longest loop still leaves starts to choose from (e.g. T = 60 gives
+{26, 29, 32, 35, 38, 42, 45, 48}).
+
+Loop length: ``loop_frames`` if given; else the lcm of the periods in use if it
+is at most ``max_loop_frames``, else the longest period in use.  Pixels whose
+period does not divide the length are retimed (whole cycles, linear
+interpolation between frames; :func:`kernels.video_loop.render_time_map`).
+Poisson blending is not implemented.
+
+Semantics (Oh et al. 2017), when ``label_video`` is given: label-occurrence
+histograms per pixel; one-hot label channels (scaled so that one label change
+costs ``semantic_weight_natural`` or ``semantic_weight_object`` according to the
+pixel's dominant class) are added to both the temporal and the spatial terms
+(the temporal one without the gamma_t attenuation); neighbours of the same
+dominant class pay a Potts cost times their histogram intersection when their
+loops differ (strong for objects, none for natural classes by default), which
+keeps an object on one period and start.  The unrestricted solution is
+``loop``; in addition, for each of the top-K dynamic classes (ranked by their
+number of cells moving above the noise, see :func:`dynamic_classes`) stages 2 and 3 are rerun with every
+other pixel forced static, and the candidates are stored as
+``loop_candidates`` (candidate, candidate_loop_time, y, x, channel) uint8,
+``candidate_period`` / ``candidate_start`` (candidate, y, x) int32 and
+``candidate_class`` (candidate) int32, all candidates sharing one loop length.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from prefect import task
+from scipy import ndimage
+
+from kernels.alpha_expansion import alpha_expansion
+from kernels.video_loop import (
+    LoopPrefix,
+    loop_pair_cost,
+    loop_prefix_sums,
+    render_time_map,
+    spatial_attenuation,
+    spatial_costs,
+    temporal_attenuation,
+    temporal_cost,
+)
+from schemas import names as N
+from schemas.video_loop import VideoLoopParams, VideoLoopResult
+from tasks.runtime import cluster_compute, stage_logger
+from tasks.store import digest, open_store, record_stage, require, stage_done, stage_record, write_variables
+
+STAGE = "video_loop"
+CANDIDATE = "candidate"
+CANDIDATE_LOOP_TIME = "candidate_loop_time"
+LOOP_CANDIDATES = "loop_candidates"
+CANDIDATE_PERIOD = "candidate_period"
+CANDIDATE_START = "candidate_start"
+CANDIDATE_CLASS = "candidate_class"
+
+#: Unary cost of a label a pixel may not take (a start that does not fit its period,
+#: a loop outside a candidate's class).  Large against every other term, finite in float32.
+FORBIDDEN = 1e6
+
+
+class VideoLoopError(ValueError):
+    """Inputs that the video-loop stage cannot work with."""
+
+
+# --------------------------------------------------------------------------
+# small pure helpers
+# --------------------------------------------------------------------------
+
+
+def candidate_periods(n_frames: int, params: VideoLoopParams) -> list[int]:
+    """Candidate periods (frames) for a window of ``n_frames``, static period 1 first.
+
+    Explicit ``params.periods`` are kept as given (those >= n_frames dropped);
+    otherwise ``params.base_periods`` are scaled down by
+    ``max_period_fraction * n_frames / max(base)`` when that is below 1 (see the
+    module notes).
+    """
+    if n_frames < 3:
+        raise VideoLoopError(f"a loop needs a window of at least 3 frames, got {n_frames}")
+    if params.periods is not None:
+        chosen = sorted({int(p) for p in params.periods if 1 < int(p) < n_frames})
+    else:
+        base = [int(p) for p in params.base_periods if int(p) > 1]
+        longest = max(base) if base else 0
+        factor = min(1.0, params.max_period_fraction * n_frames / longest) if longest else 1.0
+        chosen = sorted(
+            {q for q in (int(round(p * factor)) for p in base) if params.min_period <= q < n_frames}
+        )
+    if not chosen:
+        raise VideoLoopError(f"no candidate period fits a window of {n_frames} frames")
+    return [1, *chosen]
+
+
+def grid_factor(height: int, width: int, params: VideoLoopParams) -> int:
+    """Pixels per optimisation-grid cell along y and x."""
+    if params.downscale is not None:
+        return int(params.downscale)
+    return max(1, math.ceil(max(height, width) / params.max_grid_side))
+
+
+def downscale_video(video: np.ndarray, factor: int) -> np.ndarray:
+    """Box average of a (T, H, W, C) video over ``factor`` x ``factor`` cells -> (h, w, T, C) float32 in [0, 1].
+
+    Edge cells average the pixels they hold (H and W need not be multiples).
+    """
+    v = np.asarray(video, dtype=np.float32) / 255.0
+    t, height, width, c = v.shape
+    h, w = -(-height // factor), -(-width // factor)
+    sums = np.zeros((t, h, w, c), np.float64)
+    counts = np.zeros((h, w), np.float64)
+    yy = np.arange(height) // factor
+    xx = np.arange(width) // factor
+    np.add.at(counts, (yy[:, None], xx[None, :]), 1.0)
+    for dy in range(factor):
+        for dx in range(factor):
+            part = v[:, dy::factor, dx::factor]
+            sums[:, : part.shape[1], : part.shape[2]] += part
+    out = (sums / counts[None, :, :, None]).astype(np.float32)
+    return np.ascontiguousarray(out.transpose(1, 2, 0, 3))
+
+
+def upsample_labels(labels: np.ndarray, factor: int, height: int, width: int) -> np.ndarray:
+    """Replicate grid labels (h, w) to the full (height, width) image."""
+    if factor == 1:
+        return np.ascontiguousarray(labels[:height, :width])
+    return np.ascontiguousarray(np.repeat(np.repeat(labels, factor, 0), factor, 1)[:height, :width])
+
+
+def downscale_labels(labels: np.ndarray, factor: int) -> np.ndarray:
+    """Label video (T, H, W) -> (T, h, w): the label at each cell's centre pixel (clipped at the border)."""
+    _, height, width = labels.shape
+    h, w = -(-height // factor), -(-width // factor)
+    yy = np.minimum(np.arange(h) * factor + factor // 2, height - 1)
+    xx = np.minimum(np.arange(w) * factor + factor // 2, width - 1)
+    return np.ascontiguousarray(labels[:, yy][:, :, xx])
+
+
+def choose_loop_frames(periods_in_use, params: VideoLoopParams) -> int:
+    """Output loop length (frames) for the set of periods in use (static 1 ignored)."""
+    if params.loop_frames is not None:
+        return int(params.loop_frames)
+    used = sorted({int(p) for p in periods_in_use if int(p) > 1})
+    if not used:
+        return 2
+    common = 1
+    for p in used:
+        common = common * p // math.gcd(common, p)
+        if common > params.max_loop_frames:
+            return used[-1]
+    return common
+
+
+# --------------------------------------------------------------------------
+# the energy
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class SemanticInfo:
+    """Per-cell semantic summaries on the optimisation grid."""
+
+    classes: np.ndarray  # (K,) label values with a one-hot channel (the last channel may be 'other')
+    hist: np.ndarray  # (N, C_sem) label-occurrence fractions per channel
+    dominant: np.ndarray  # (N,) most frequent label value of each cell
+    natural: np.ndarray  # (N,) bool, dominant class is natural
+
+
+@dataclass
+class LoopEnergy:
+    """Everything the stages need, on the optimisation grid (N = h * w cells, T frames)."""
+
+    shape: tuple[int, int]
+    n_frames: int
+    periods: list[int]
+    colour: np.ndarray  # (N, T, 3) float32 in [0, 1]
+    semantic: np.ndarray | None  # (N, T, C_sem) float32, scaled one-hot, or None
+    gamma_t: np.ndarray  # (N,) float64
+    static: np.ndarray  # (N,) float64: e_static
+    animate: np.ndarray  # (N,) float64: e_anim, added to every loop label
+    motion: np.ndarray  # (N,) float64: MAD_N above the noise floor (colour units)
+    prefix: LoopPrefix
+    w_h: np.ndarray  # (N,) beta * gamma_s to the right neighbour (0 on the last column)
+    w_v: np.ndarray  # (N,) beta * gamma_s to the lower neighbour (0 on the last row)
+    potts_h: np.ndarray  # (N,) semantic Potts cost to the right neighbour
+    potts_v: np.ndarray  # (N,)
+    sem_info: SemanticInfo | None = None
+    noise_floor: float = 0.0
+    _temporal_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_cells(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def edges(self):
+        """Flat indices (ep, eq) of the 4-connected grid edges (right, then down), and their weights."""
+        h, w = self.shape
+        idx = np.arange(h * w).reshape(h, w)
+        ep = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+        eq = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+        wt = np.concatenate([self.w_h.reshape(h, w)[:, :-1].ravel(), self.w_v.reshape(h, w)[:-1, :].ravel()])
+        pt = np.concatenate(
+            [self.potts_h.reshape(h, w)[:, :-1].ravel(), self.potts_v.reshape(h, w)[:-1, :].ravel()]
+        )
+        return ep, eq, wt, pt
+
+    def temporal(self, period: int, starts: np.ndarray) -> np.ndarray:
+        """(N, S) temporal cost of ``period`` from each start: gamma_t * colour term + semantic term."""
+        key = (int(period), starts.tobytes())
+        if key not in self._temporal_cache:
+            cost = temporal_cost(self.colour, self.gamma_t, period, starts)
+            if self.semantic is not None:
+                cost += temporal_cost(self.semantic, np.ones(self.n_cells), period, starts)
+            self._temporal_cache[key] = cost
+        return self._temporal_cache[key]
+
+    def unary(self, period: int, starts: np.ndarray) -> np.ndarray:
+        """(N, S) data cost: temporal for loops, e_static for the static period."""
+        if period == 1:
+            return np.repeat(self.static[:, None], starts.size, axis=1)
+        return self.temporal(period, starts) + self.animate[:, None]
+
+    def pair_data(self, lab_period: np.ndarray, lab_start: np.ndarray):
+        """The ``pairwise_data`` tuple of :func:`kernels.video_loop.loop_pair_cost`."""
+        return (
+            np.int64(self.shape[1]),
+            np.ascontiguousarray(lab_period, np.int64),
+            np.ascontiguousarray(lab_start, np.int64),
+            self.w_h,
+            self.w_v,
+            self.potts_h,
+            self.potts_v,
+            self.prefix.p1,
+            self.prefix.p2,
+            self.prefix.q,
+            self.prefix.slot,
+        )
+
+
+def _gaussian_video(video: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return video
+    return ndimage.gaussian_filter(video, sigma=(sigma, sigma, 0, 0), mode="nearest")
+
+
+def semantic_summary(labels: np.ndarray, params: VideoLoopParams) -> tuple[SemanticInfo, np.ndarray]:
+    """Histograms, dominant class and scaled one-hot channels of a grid label video (T, h, w).
+
+    Returns the :class:`SemanticInfo` and the feature video (N, T, C_sem) float32.
+    """
+    t, h, w = labels.shape
+    flat = labels.reshape(t, h * w).T  # (N, T)
+    values, counts = np.unique(flat, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    keep = values[order[: params.max_semantic_channels]]
+    n_chan = keep.size + (1 if values.size > keep.size else 0)
+    channel = np.full(flat.shape, n_chan - 1, dtype=np.int64)
+    for i, v in enumerate(keep):
+        channel[flat == v] = i
+    onehot = np.zeros((*flat.shape, n_chan), np.float32)
+    np.put_along_axis(onehot, channel[..., None], 1.0, axis=2)
+    hist = onehot.mean(axis=1)
+    # dominant class over all label values (not only the kept channels)
+    best = np.zeros(h * w, np.int64)
+    best_count = np.full(h * w, -1)
+    for v in values:
+        c = (flat == v).sum(axis=1)
+        better = c > best_count
+        best[better] = v
+        best_count[better] = c[better]
+    natural = np.isin(best, np.asarray(params.natural_classes, dtype=np.int64))
+    weight = np.where(natural, params.semantic_weight_natural, params.semantic_weight_object)
+    # ||onehot(a) - onehot(b)||^2 = 2 for a != b: scale so that one change costs `weight`
+    feats = onehot * np.sqrt(weight / 2.0).astype(np.float32)[:, None, None]
+    info = SemanticInfo(classes=keep.astype(np.int64), hist=hist, dominant=best, natural=natural)
+    return info, np.ascontiguousarray(feats, np.float32)
+
+
+def prepare_energy(
+    video: np.ndarray, params: VideoLoopParams, labels: np.ndarray | None = None
+) -> LoopEnergy:
+    """Build the energy of Liao et al. (plus Oh et al.'s semantic terms) on a grid video.
+
+    Parameters
+    ----------
+    video : ndarray, (h, w, T, 3) float
+        Grid video, colours in [0, 1] (see :func:`downscale_video`).
+    params : VideoLoopParams
+    labels : ndarray, (T, h, w) int, optional
+        Label video on the same grid.
+    """
+    video = np.asarray(video, np.float32)
+    if video.ndim != 4:
+        raise VideoLoopError(f"video must be (h, w, T, C), got {video.shape}")
+    h, w, t, c = video.shape
+    periods = candidate_periods(t, params)
+    n = h * w
+    colour = np.ascontiguousarray(video.reshape(n, t, c))
+    gamma_t = temporal_attenuation(colour, params.lambda_t)
+    gh, gv = spatial_attenuation(video, params.lambda_s)
+    smooth = _gaussian_video(video, params.static_sigma).reshape(n, t, c)
+    mad = np.median(np.sqrt(((smooth[:, 1:] - smooth[:, :-1]).astype(np.float64) ** 2).sum(axis=2)), axis=1)
+    floor = params.static_noise_factor * float(np.percentile(mad, params.static_noise_percentile))
+    motion = np.maximum(mad - floor, 0.0)
+    static = params.static_cost * np.minimum(1.0, params.lambda_static * motion)
+    animate = params.animation_cost * np.maximum(0.0, 1.0 - params.lambda_static * motion)
+
+    w_h = np.zeros((h, w))
+    w_v = np.zeros((h, w))
+    w_h[:, :-1] = params.beta * gh
+    w_v[:-1, :] = params.beta * gv
+    potts_h = np.zeros((h, w))
+    potts_v = np.zeros((h, w))
+    semantic = None
+    info = None
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (t, h, w):
+            raise VideoLoopError(f"label video must have shape {(t, h, w)} on the grid, got {labels.shape}")
+        info, semantic = semantic_summary(labels, params)
+        dom = info.dominant.reshape(h, w)
+        nat = info.natural.reshape(h, w)
+        hist = info.hist.reshape(h, w, -1)
+        coh = np.where(nat, params.natural_coherence_weight, params.object_coherence_weight)
+        same_h = dom[:, :-1] == dom[:, 1:]
+        same_v = dom[:-1, :] == dom[1:, :]
+        inter_h = np.minimum(hist[:, :-1], hist[:, 1:]).sum(axis=2)
+        inter_v = np.minimum(hist[:-1, :], hist[1:, :]).sum(axis=2)
+        potts_h[:, :-1] = np.where(same_h, coh[:, :-1] * inter_h, 0.0)
+        potts_v[:-1, :] = np.where(same_v, coh[:-1, :] * inter_v, 0.0)
+        features = np.ascontiguousarray(np.concatenate([colour, semantic], axis=2))
+    else:
+        features = colour
+    prefix = loop_prefix_sums(features, periods)
+    return LoopEnergy(
+        shape=(h, w),
+        n_frames=t,
+        periods=periods,
+        colour=colour,
+        semantic=semantic,
+        gamma_t=gamma_t,
+        static=static,
+        animate=animate,
+        motion=motion,
+        prefix=prefix,
+        w_h=w_h.ravel(),
+        w_v=w_v.ravel(),
+        potts_h=potts_h.ravel(),
+        potts_v=potts_v.ravel(),
+        sem_info=info,
+        noise_floor=floor,
+    )
+
+
+def loop_energy(energy: LoopEnergy, period: np.ndarray, start: np.ndarray) -> dict[str, float]:
+    """Terms of E(p, s) for a grid labeling: temporal, static, animation, spatial (with the Potts part), total."""
+    period = np.asarray(period, np.int64).ravel()
+    start = np.asarray(start, np.int64).ravel()
+    n = energy.n_cells
+    if period.shape != (n,) or start.shape != (n,):
+        raise VideoLoopError(f"period and start must hold {n} grid cells")
+    temporal = 0.0
+    for p in np.unique(period):
+        sel = np.flatnonzero(period == p)
+        if p == 1:
+            continue
+        st = start[sel]
+        uniq, inv = np.unique(st, return_inverse=True)
+        cost = energy.temporal(int(p), uniq)
+        temporal += float(cost[sel, inv].sum())
+    static = float(energy.static[period == 1].sum())
+    animation = float(energy.animate[period > 1].sum())
+    ep, eq, wt, pt = energy.edges()
+    psi = spatial_costs(energy.prefix, period, start, ep, eq)
+    differ = (period[ep] != period[eq]) | (start[ep] != start[eq])
+    spatial = float((wt * psi).sum() + (pt * differ).sum())
+    return {
+        "temporal": temporal,
+        "static": static,
+        "animation": animation,
+        "spatial": spatial,
+        "total": temporal + static + animation + spatial,
+    }
+
+
+# --------------------------------------------------------------------------
+# the staged optimisation (Oh et al. 2017, Algorithm 1)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class LoopSolution:
+    period: np.ndarray  # (h, w) int32 on the grid
+    start: np.ndarray  # (h, w) int32
+    energies: dict[str, float]
+    timings: dict[str, float]
+    best_starts: dict[int, np.ndarray] = field(default_factory=dict)  # stage 1: period -> (N,) start
+
+
+def _starts(n_frames: int, period: int, step: int) -> np.ndarray:
+    return np.arange(0, n_frames - period + 1, step, dtype=np.int64)
+
+
+def solve_fixed_period(energy: LoopEnergy, period: int, params: VideoLoopParams):
+    """Stage 1 for one period: the best start per cell with every cell on ``period``.
+
+    Returns (starts (N,) int64, energy of the fixed-period problem).
+    """
+    n = energy.n_cells
+    h, w = energy.shape
+    starts = _starts(energy.n_frames, period, params.start_step)
+    unary = energy.unary(period, starts)
+    lab_p = np.full((n, starts.size), period, np.int64)
+    lab_s = np.ascontiguousarray(np.broadcast_to(starts, (n, starts.size)))
+    res = alpha_expansion(
+        unary.reshape(h, w, -1).astype(np.float32),
+        loop_pair_cost,
+        pairwise_data=energy.pair_data(lab_p, lab_s),
+        max_cycles=params.max_cycles,
+        tol=params.tol,
+    )
+    return starts[res.labels.ravel()], res.energy
+
+
+def solve_periods(
+    energy: LoopEnergy,
+    best_starts: dict[int, np.ndarray],
+    params: VideoLoopParams,
+    allowed: np.ndarray | None = None,
+):
+    """Stage 2: the period per cell, each period label paired with the cell's stage-1 start.
+
+    ``allowed`` (N,) bool: cells that may loop (others are forced static).
+    Returns (period (N,), start (N,), energy).
+    """
+    n = energy.n_cells
+    h, w = energy.shape
+    periods = energy.periods
+    lab_p = np.repeat(np.asarray(periods, np.int64)[None, :], n, axis=0)
+    lab_s = np.stack([best_starts[p] for p in periods], axis=1).astype(np.int64)
+    unary = np.empty((n, len(periods)), np.float64)
+    rows = np.arange(n)
+    for i, p in enumerate(periods):
+        starts = _starts(energy.n_frames, p, params.start_step)
+        col = np.searchsorted(starts, lab_s[:, i])
+        unary[:, i] = energy.unary(p, starts)[rows, col]
+        if allowed is not None and p > 1:
+            unary[~allowed, i] = FORBIDDEN
+    res = alpha_expansion(
+        unary.reshape(h, w, -1).astype(np.float32),
+        loop_pair_cost,
+        pairwise_data=energy.pair_data(lab_p, lab_s),
+        max_cycles=params.max_cycles,
+        tol=params.tol,
+    )
+    lab = res.labels.ravel()
+    return lab_p[rows, lab], lab_s[rows, lab], res.energy
+
+
+def solve_starts(energy: LoopEnergy, period: np.ndarray, start: np.ndarray, params: VideoLoopParams):
+    """Stage 3: the start per cell again, periods fixed; starts out of range are forbidden.
+
+    Returns (start (N,), energy).
+    """
+    n = energy.n_cells
+    h, w = energy.shape
+    period = np.asarray(period, np.int64)
+    starts = _starts(energy.n_frames, 1, params.start_step)
+    unary = np.full((n, starts.size), FORBIDDEN, np.float64)
+    lab_s = np.empty((n, starts.size), np.int64)
+    for p in np.unique(period):
+        sel = period == p
+        valid = starts <= energy.n_frames - p
+        unary[np.ix_(sel, valid)] = energy.unary(int(p), starts[valid])[sel]
+        lab_s[sel] = np.minimum(starts, energy.n_frames - p)[None, :]
+    lab_p = np.repeat(period[:, None], starts.size, axis=1)
+    init = np.searchsorted(starts, start).reshape(h, w)
+    res = alpha_expansion(
+        unary.reshape(h, w, -1).astype(np.float32),
+        loop_pair_cost,
+        pairwise_data=energy.pair_data(lab_p, lab_s),
+        max_cycles=params.max_cycles,
+        tol=params.tol,
+        init_labels=init,
+    )
+    return lab_s[np.arange(n), res.labels.ravel()], res.energy
+
+
+def optimise_loops(
+    energy: LoopEnergy,
+    params: VideoLoopParams,
+    allowed: np.ndarray | None = None,
+    best_starts: dict[int, np.ndarray] | None = None,
+) -> LoopSolution:
+    """The three stages on one energy; ``best_starts`` reuses a previous stage 1."""
+    timings: dict[str, float] = {}
+    energies: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if best_starts is None:
+        best_starts = {}
+        total = 0.0
+        for p in energy.periods:
+            best_starts[p], e = solve_fixed_period(energy, p, params)
+            total += e
+        energies["stage1"] = total
+        timings["stage1"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    period, start, e2 = solve_periods(energy, best_starts, params, allowed)
+    energies["stage2"] = e2
+    timings["stage2"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    start, e3 = solve_starts(energy, period, start, params)
+    energies["stage3"] = e3
+    timings["stage3"] = time.perf_counter() - t2
+    parts = loop_energy(energy, period, start)
+    energies.update({k: parts[k] for k in ("temporal", "spatial", "static", "animation")})
+    h, w = energy.shape
+    return LoopSolution(
+        period=period.reshape(h, w).astype(np.int32),
+        start=start.reshape(h, w).astype(np.int32),
+        energies=energies,
+        timings=timings,
+        best_starts=best_starts,
+    )
+
+
+def dynamic_classes(energy: LoopEnergy, params: VideoLoopParams) -> list[int]:
+    """Top-K label values by moving cells among the cells they dominate.
+
+    A cell counts ``min(1, lambda_static * motion)`` (1 = clearly moving above the
+    noise floor); a class qualifies with at least ``min_class_cells`` moving cells
+    and a moving share of at least ``min_dynamic_share``.
+    """
+    info = energy.sem_info
+    if info is None or params.n_candidates == 0:
+        return []
+    moving = np.minimum(1.0, params.lambda_static * energy.motion)
+    scores = []
+    for v in np.unique(info.dominant):
+        sel = info.dominant == v
+        score = float(moving[sel].sum())
+        if score >= params.min_class_cells and score >= params.min_dynamic_share * sel.sum():
+            scores.append((score, int(v)))
+    scores.sort(key=lambda s: (-s[0], s[1]))
+    return [v for _, v in scores[: params.n_candidates]]
+
+
+# --------------------------------------------------------------------------
+# I/O of the label video
+# --------------------------------------------------------------------------
+
+
+def read_label_video(path: str | Path, frame_index: np.ndarray, n_total: int | None, shape) -> np.ndarray:
+    """Label frames of the window: (T_window, H, W) int64.
+
+    ``path`` is a Zarr array (time, y, x) or a folder of label PNGs.  Its frame
+    count must equal the window's (used as is) or the ingested clip's
+    ``n_total`` (the window's ``frame_index`` are picked).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VideoLoopError(f"{path}: label video not found")
+    if path.is_dir() and not (path / "zarr.json").exists() and not (path / ".zarray").exists():
+        import cv2
+
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
+        if not files:
+            raise VideoLoopError(f"{path}: no .png label frames")
+        n_frames = len(files)
+
+        def load(i):
+            img = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise VideoLoopError(f"{files[i]}: unreadable PNG")
+            return img if img.ndim == 2 else img[..., 0]
+    else:
+        import zarr
+
+        try:
+            arr = zarr.open_array(str(path), mode="r")
+        except Exception as exc:
+            raise VideoLoopError(f"{path}: not a readable Zarr array ({exc})") from None
+        if arr.ndim != 3:
+            raise VideoLoopError(f"{path}: label array must be (time, y, x), got shape {arr.shape}")
+        n_frames = arr.shape[0]
+
+        def load(i):
+            return np.asarray(arr[i])
+
+    t_window = len(frame_index)
+    if n_frames == t_window:
+        picks = np.arange(t_window)
+    elif n_total is not None and n_frames == n_total:
+        picks = np.asarray(frame_index)
+    else:
+        raise VideoLoopError(
+            f"{path}: {n_frames} label frames match neither the window ({t_window}) nor the clip ({n_total})"
+        )
+    out = np.stack([load(int(i)) for i in picks]).astype(np.int64)
+    if out.shape[1:] != tuple(shape):
+        raise VideoLoopError(f"{path}: label frames are {out.shape[1:]}, the frames {tuple(shape)}")
+    return out
+
+
+def _label_stamp(path: str | None):
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.exists():
+        return str(p)
+    st = p.stat()
+    return [str(p), st.st_mtime_ns, st.st_size]
+
+
+# --------------------------------------------------------------------------
+# the stage
+# --------------------------------------------------------------------------
+
+
+def video_loop_digest(store, params: VideoLoopParams) -> str:
+    upstream = (stage_record(store, "window") or {}).get("digest")
+    return digest(STAGE, upstream, params.model_dump(mode="json"), _label_stamp(params.label_video))
+
+
+def _render_lazy(warped: da.Array, period: np.ndarray, start: np.ndarray, loop_frames: int) -> da.Array:
+    chunks2 = warped.chunks[1:3]
+    p_da = da.from_array(period, chunks=chunks2)
+    s_da = da.from_array(start, chunks=chunks2)
+
+    def block(v, p, s):
+        return render_time_map(v, p[0, :, :, 0], s[0, :, :, 0], loop_frames)
+
+    return da.map_blocks(
+        block,
+        warped.rechunk({0: -1, 3: -1}),
+        p_da[None, :, :, None],
+        s_da[None, :, :, None],
+        chunks=((loop_frames,), *chunks2, (warped.shape[3],)),
+        dtype=np.uint8,
+        meta=np.empty((0, 0, 0, 0), np.uint8),
+    )
+
+
+def _retimed(period: np.ndarray, loop_frames: int) -> int:
+    anim = period > 1
+    return int((anim & (loop_frames % np.maximum(period, 1) != 0)).sum())
+
+
+def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
+    """Compute and write ``loop_period``, ``loop_start``, ``animated_mask``, ``loop`` (and candidates); record the stage."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ds = open_store(store)
+    require(ds, store, [N.WARPED])
+    warped = ds[N.WARPED].data
+    t_win, height, width, _ = warped.shape
+    factor = grid_factor(height, width, params)
+    with cluster_compute():
+        video = np.asarray(warped.compute())
+    grid = downscale_video(video, factor)
+    labels = None
+    if params.label_video is not None:
+        frame_index = ds[N.WINDOW_TIME].values if N.WINDOW_TIME in ds.coords else np.arange(t_win)
+        n_total = ds.sizes.get(N.TIME)
+        labels = downscale_labels(
+            read_label_video(params.label_video, frame_index, n_total, (height, width)), factor
+        )
+    timings["read"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    energy = prepare_energy(grid, params, labels)
+    timings["prepare"] = time.perf_counter() - t1
+    solution = optimise_loops(energy, params)
+    timings.update(solution.timings)
+
+    period = upsample_labels(solution.period, factor, height, width).astype(np.int32)
+    start = upsample_labels(solution.start, factor, height, width).astype(np.int32)
+    animated = period > 1
+    loop_frames = choose_loop_frames(np.unique(period), params)
+
+    candidates = []
+    t2 = time.perf_counter()
+    for cls in dynamic_classes(energy, params):
+        allowed = energy.sem_info.dominant == cls
+        sol = optimise_loops(energy, params, allowed=allowed, best_starts=solution.best_starts)
+        candidates.append(
+            (
+                cls,
+                upsample_labels(sol.period, factor, height, width).astype(np.int32),
+                upsample_labels(sol.start, factor, height, width).astype(np.int32),
+            )
+        )
+    timings["candidates"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    chunks2 = warped.chunks[1:3]
+    dims2 = (N.Y, N.X)
+    out = {
+        N.LOOP_PERIOD: (dims2, da.from_array(period, chunks=chunks2)),
+        N.LOOP_START: (dims2, da.from_array(start, chunks=chunks2)),
+        N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
+        N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), _render_lazy(warped, period, start, loop_frames)),
+    }
+    if candidates:
+        cand_frames = choose_loop_frames(
+            np.unique(np.concatenate([c[1].ravel() for c in candidates])), params
+        )
+        out[LOOP_CANDIDATES] = (
+            (CANDIDATE, CANDIDATE_LOOP_TIME, N.Y, N.X, N.CHANNEL),
+            da.stack([_render_lazy(warped, c[1], c[2], cand_frames) for c in candidates]),
+        )
+        out[CANDIDATE_PERIOD] = (
+            (CANDIDATE, *dims2),
+            da.from_array(np.stack([c[1] for c in candidates]), chunks=(1, *chunks2)),
+        )
+        out[CANDIDATE_START] = (
+            (CANDIDATE, *dims2),
+            da.from_array(np.stack([c[2] for c in candidates]), chunks=(1, *chunks2)),
+        )
+        out[CANDIDATE_CLASS] = ((CANDIDATE,), np.array([c[0] for c in candidates], np.int32))
+    with cluster_compute():
+        write_variables(xr.Dataset(out), store)
+    timings["render_write"] = time.perf_counter() - t3
+
+    values, counts = np.unique(period, return_counts=True)
+    result = VideoLoopResult(
+        height=height,
+        width=width,
+        window_frames=t_win,
+        grid_height=energy.shape[0],
+        grid_width=energy.shape[1],
+        downscale=factor,
+        periods=energy.periods,
+        period_histogram={str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
+        animated_pixels=int(animated.sum()),
+        loop_frames=loop_frames,
+        retimed_pixels=_retimed(period, loop_frames),
+        energies={k: float(v) for k, v in solution.energies.items()},
+        timings={k: round(float(v), 4) for k, v in timings.items()},
+        candidate_classes=[int(c[0]) for c in candidates],
+        candidate_animated_pixels=[int((c[1] > 1).sum()) for c in candidates],
+    )
+    record_stage(
+        store, STAGE, video_loop_digest(store, params), time.perf_counter() - t0, result.model_dump()
+    )
+    return result
+
+
+@task(name="video_loop")
+def video_loop_task(store: str, params: VideoLoopParams) -> VideoLoopResult:
+    """Prefect task: per-pixel loop periods and starts, and the rendered `loop`."""
+    log = stage_logger(STAGE)
+    if stage_done(store, STAGE, video_loop_digest(store, params)):
+        log.info("stage video_loop already complete; skipped")
+        return VideoLoopResult.model_validate(stage_record(store, STAGE)["summary"])
+    result = video_loop_stage(store, params)
+    log.info(
+        "stage video_loop finished: %d animated pixels, loop of %d frames, energy %.3f",
+        result.animated_pixels,
+        result.loop_frames,
+        result.energies.get("stage3", float("nan")),
+    )
+    return result
