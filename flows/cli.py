@@ -253,6 +253,86 @@ def info(
     console.print(st)
 
 
+class _CorpusProgress(logging.Handler):
+    """Drives a progress bar from the corpus flow's 'corpus planned N items' and 'corpus item ...' lines."""
+
+    def __init__(self, progress, task_id):
+        super().__init__(level=logging.INFO)
+        self.progress, self.task_id = progress, task_id
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith("corpus planned "):
+            self.progress.update(self.task_id, total=max(int(msg.split()[2]), 1), description="items")
+        elif msg.startswith("corpus item "):
+            self.progress.update(self.task_id, advance=1, description=" ".join(msg.split()[2:4]))
+
+
+@app.command()
+def corpus(
+    manifest: Annotated[Path, typer.Argument(help="A folder of videos, or a .csv / .jsonl manifest.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output root: one folder per item and index.jsonl.")
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML or YAML shaped like schemas.corpus.CorpusConfig."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Recompute items that already finished.")] = False,
+    max_in_flight: Annotated[int | None, typer.Option(help="Items processed at once.")] = None,
+) -> None:
+    """Make cinemagraphs of every usable shot of every source in MANIFEST, under --out."""
+    _quiet_environment()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from flows.process_corpus import run_process_corpus
+    from schemas.config import ConfigError, load_config
+    from schemas.corpus import CorpusConfig
+    from tasks.manifest import ManifestError, read_manifest
+
+    try:
+        cfg = load_config(config, CorpusConfig)
+        read_manifest(manifest)
+    except (ConfigError, ManifestError) as exc:
+        raise _fail(str(exc)) from None
+    if overwrite:
+        cfg.overwrite = True
+    if max_in_flight:
+        cfg.max_in_flight = max_in_flight
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task_id = progress.add_task("planning", total=None)
+        _install_log_hooks(_CorpusProgress(progress, task_id))
+        state = run_process_corpus(manifest, out, cfg)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise _fail(f"{manifest}: corpus run failed: {result}")
+    table = Table(title=f"corpus {manifest}: {state.message}")
+    for col in ("item", "status", "loop", "animated %", "seconds", "reason"):
+        table.add_column(col)
+    for o in result.items:
+        table.add_row(
+            o.item_id,
+            o.status,
+            "" if o.loop_frames is None else str(o.loop_frames),
+            "" if o.animated_fraction is None else f"{100 * o.animated_fraction:.2f}",
+            "" if o.seconds is None else f"{o.seconds:.1f}",
+            o.reason or "",
+        )
+    Console().print(table)
+    typer.echo(f"index: {result.index}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

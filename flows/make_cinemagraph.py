@@ -6,8 +6,6 @@ A stage already complete in the store with the same inputs is skipped, so a
 rerun (``existing="resume"``) continues where a stopped run ended.
 """
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.displays import DisplayParams
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -171,6 +173,7 @@ class PipelineConfig(_Model):
     ingest: IngestParams = Field(default_factory=IngestParams)
     window: WindowParams = Field(default_factory=WindowParams)
     cyclicity: CyclicityParams = Field(default_factory=CyclicityParams)
+    displays: DisplayParams = Field(default_factory=DisplayParams)
     render: RenderParams = Field(default_factory=RenderParams)
     execution: ExecutionParams = Field(default_factory=ExecutionParams)
 
@@ -179,8 +182,8 @@ class ConfigError(ValueError):
     """A configuration file that cannot be read or does not validate."""
 
 
-def load_config(path: str | Path | None) -> PipelineConfig:
-    """Read a TOML or YAML file into a :class:`PipelineConfig` (defaults when ``path`` is None).
+def load_config(path: str | Path | None, model: type[BaseModel] = PipelineConfig):
+    """Read a TOML or YAML file into ``model`` (a :class:`PipelineConfig` by default; defaults when ``path`` is None).
 
     Raises
     ------
@@ -188,7 +191,7 @@ def load_config(path: str | Path | None) -> PipelineConfig:
         Naming the file and every invalid field.
     """
     if path is None:
-        return PipelineConfig()
+        return model()
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -211,7 +214,7 @@ def load_config(path: str | Path | None) -> PipelineConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a table/mapping")
     try:
-        return PipelineConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{path}: invalid config: {problems}") from None

@@ -67,7 +67,31 @@ def write_result(result: CinemagraphResult, out_dir: str | Path) -> Path:
     return path
 
 
-def summary_markdown(result: CinemagraphResult) -> str:
+def mask_thumbnail(store: str | Path, max_side: int = 256) -> str | None:
+    """The reference frame with the animated mask tinted red, as a PNG data URL (None if unavailable)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tasks.store import open_store
+
+    try:
+        ds = open_store(store)
+        ref = ds[N.REFERENCE].values.astype(np.float32)
+        mask = ds[N.ANIMATED_MASK].values
+    except Exception:
+        return None
+    ref[mask] = 0.45 * ref[mask] + 0.55 * np.array([255, 40, 40], np.float32)
+    img = Image.fromarray(ref.clip(0, 255).astype(np.uint8))
+    img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def summary_markdown(result: CinemagraphResult, thumbnail: str | None = None) -> str:
     q = result.quality
     rows = "\n".join(
         f"| {r.label} | {r.area} | {r.start}-{r.stop} | {r.score:.1f} | {'yes' if r.crossfade else 'no'} |"
@@ -83,7 +107,14 @@ def summary_markdown(result: CinemagraphResult) -> str:
         f"({100 * result.masks.animated_fraction:.2f} %)\n"
         f"- seam: {'n/a' if q.seam is None else f'{q.seam:.2f}'}; stillness: {q.stillness:g}\n"
         f"- timings: {timing}\n\n"
-        "| region | area (px) | interval | score | cross-fade |\n|---|---|---|---|---|\n" + rows + "\n"
+        "| region | area (px) | interval | score | cross-fade |\n|---|---|---|---|---|\n"
+        + rows
+        + "\n"
+        + (
+            f"\nReference frame, animated regions in red:\n\n![reference and animated mask]({thumbnail})\n"
+            if thumbnail
+            else ""
+        )
     )
 
 
@@ -91,5 +122,7 @@ def summary_markdown(result: CinemagraphResult) -> str:
 def write_result_task(result: CinemagraphResult, out_dir: str) -> str:
     """Prefect task: write result.json and a markdown summary artifact for the UI."""
     path = write_result(result, out_dir)
-    create_markdown_artifact(markdown=summary_markdown(result), description="Cinemagraph summary")
+    create_markdown_artifact(
+        markdown=summary_markdown(result, mask_thumbnail(result.store)), description="Cinemagraph summary"
+    )
     return str(path)

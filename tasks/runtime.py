@@ -38,20 +38,41 @@ def retry_on_io_only(task, task_run, state) -> bool:
 def cluster_compute():
     """Compute dask collections on the flow's Dask cluster when running on one.
 
-    A task run by a ``DaskTaskRunner`` executes on a Dask worker; there
-    ``prefect_dask.get_dask_client`` makes the whole cluster the default
-    scheduler (otherwise the task's own dask graph would run serially in that
-    worker).  Anywhere else (plain calls, ``.fn`` in tests, another task runner)
-    dask's local threaded scheduler is used; no cluster is started.
+    A task run by a ``DaskTaskRunner`` executes on a Dask worker thread.  There
+    ``distributed.worker_client`` makes the whole cluster the scheduler of the
+    task's own dask graphs *and* secedes the thread from the worker's pool while
+    it waits, so a task that waits on its tiles never holds the thread those
+    tiles need (no deadlock however many tasks run at once).  Anywhere else
+    (plain calls, ``.fn`` in tests, another task runner) dask's default
+    scheduler is used; no cluster is started.
     """
-    from distributed import get_worker
+    from distributed import get_worker, worker_client
 
     try:
         get_worker()
     except ValueError:
         yield None
         return
-    from prefect_dask import get_dask_client
-
-    with get_dask_client() as client:
+    with worker_client() as client:
         yield client
+
+
+@contextlib.contextmanager
+def seceded():
+    """Free this task's worker thread while it only coordinates (e.g. waits on a subflow).
+
+    On a Dask worker thread the thread leaves the worker's pool and rejoins at
+    the end, so the work it waits for can run on that worker.  Elsewhere a no-op.
+    """
+    from distributed import get_worker, rejoin, secede
+
+    try:
+        get_worker()
+    except ValueError:
+        yield
+        return
+    secede()
+    try:
+        yield
+    finally:
+        rejoin()

@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import av.logging
 import cv2
 import numpy as np
+
+# FFmpeg's own chatter (encoder statistics, decoder warnings) stays out of the console;
+# problems reach the user through VideoError and the run's warnings instead.
+av.logging.set_level(av.logging.ERROR)
 
 
 class VideoError(RuntimeError):

@@ -1,0 +1,265 @@
+"""Flow ``process_corpus``: every source of a manifest, split into shots, one cinemagraph per item.
+
+Per source a ``plan_source`` task resolves the path (or fetches the URL), splits it into shots
+and plans its items.  Per item a ``make_item`` task runs ``make_cinemagraph`` as a subflow
+(shown in the UI under the item's id), holding a lock on the item's folder.  Items run
+depth-first with at most ``max_in_flight`` at once, spread over the Dask cluster.  A failing
+item is recorded with its error and the others go on; finished items are skipped on rerun.
+Results go to ``OUT_ROOT/<item_id>/`` and the corpus index ``OUT_ROOT/index.jsonl``.
+"""
+
+import json
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.states import Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.execution import dask_task_runner
+from flows.make_cinemagraph import make_cinemagraph
+from schemas import names as N
+from schemas.config import ExecutionParams, PipelineConfig
+from schemas.corpus import CorpusConfig, CorpusResult, ItemOutcome, ItemPlan, ManifestEntry
+from tasks.fetch import fetch_url
+from tasks.locks import ItemLock, ItemLocked
+from tasks.manifest import is_url, read_manifest, resolve_local, unique_ids, url_allowed
+from tasks.runtime import retry_on_io_only, seceded, stage_logger
+from tasks.shots import detect_shots, plan_items
+
+INDEX_NAME = "index.jsonl"
+
+
+def merge_options(base: PipelineConfig, options: dict[str, Any]) -> PipelineConfig:
+    """``base`` with the nested ``options`` applied (validated; unknown keys are errors)."""
+    data = base.model_dump(mode="json")
+    for section, values in options.items():
+        if isinstance(values, dict) and isinstance(data.get(section), dict):
+            data[section].update(values)
+        else:
+            data[section] = values
+    return PipelineConfig.model_validate(data)
+
+
+def item_config(plan: ItemPlan, base: PipelineConfig) -> PipelineConfig:
+    """The item's pipeline config: its options, its frame range and its reference frame."""
+    cfg = merge_options(base, plan.options)
+    stride = cfg.ingest.stride
+    data = cfg.model_dump(mode="json")
+    data["ingest"].update(start_frame=plan.start_frame, end_frame=plan.end_frame)
+    data["window"]["reference_index"] = (plan.reference_frame - plan.start_frame) // stride
+    return PipelineConfig.model_validate(data)
+
+
+@task(name="plan_source", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_io_only)
+def plan_source(
+    entry: ManifestEntry, item_id: str, base: str, roots: list[str], config: CorpusConfig, out_root: str
+) -> tuple[list[ItemPlan], list[ItemOutcome]]:
+    """Resolve (or fetch) one source, split it into shots and plan its items; problems are skips."""
+    log = stage_logger("corpus")
+    source = entry.source
+    try:
+        merge_options(config.pipeline, entry.options)
+    except Exception as exc:
+        return [], [
+            ItemOutcome(item_id=item_id, source=source, status="skipped", reason=f"invalid options: {exc}")
+        ]
+    if is_url(source):
+        reason = url_allowed(source, config.sources)
+        if reason:
+            return [], [ItemOutcome(item_id=item_id, source=source, status="skipped", reason=reason)]
+        download_dir = config.sources.download_dir or str(Path(out_root) / "_downloads")
+        path = fetch_url(source, download_dir, item_id)
+    else:
+        path, reason = resolve_local(source, Path(base), [Path(r) for r in roots])
+        if reason:
+            return [], [ItemOutcome(item_id=item_id, source=source, status="skipped", reason=reason)]
+    try:
+        shots = detect_shots(path, config.shots)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [], [
+            ItemOutcome(item_id=item_id, source=source, status="skipped", reason=f"no usable shot: {reason}")
+        ]
+    items, skipped = plan_items(
+        item_id, str(path), shots, config.shots, config.pipeline.window, entry.options
+    )
+    if not items and not skipped:
+        skipped = [ItemOutcome(item_id=item_id, source=source, status="skipped", reason="no usable shot")]
+    log.info("%s: %d shots, %d items, %d skipped", source, len(shots), len(items), len(skipped))
+    return items, skipped
+
+
+def _outcome(plan: ItemPlan, status: str, **fields) -> ItemOutcome:
+    return ItemOutcome(
+        item_id=plan.item_id,
+        source=plan.source,
+        status=status,
+        shot=plan.shot,
+        start_frame=plan.start_frame,
+        end_frame=plan.end_frame,
+        reference_frame=plan.reference_frame,
+        **fields,
+    )
+
+
+def _from_result(plan: ItemPlan, status: str, result: dict, seconds: float) -> ItemOutcome:
+    return _outcome(
+        plan,
+        status,
+        output_dir=result["output_dir"],
+        seconds=round(seconds, 3),
+        timings=result["timings"],
+        loop_frames=result["loop_frames"],
+        animated_fraction=result["masks"]["animated_fraction"],
+        seam=result["quality"]["seam"],
+        outputs=result["outputs"],
+    )
+
+
+@task(name="make_item", task_run_name="item {plan.item_id}")
+def make_item(plan: ItemPlan, out_root: str, base: PipelineConfig, overwrite: bool) -> ItemOutcome:
+    """Make one item's cinemagraph as a subflow; every error becomes a recorded failure."""
+    t0 = time.perf_counter()
+    folder = Path(out_root) / plan.item_id
+    try:
+        config = item_config(plan, base)
+    except Exception as exc:
+        return _outcome(plan, "skipped", reason=f"invalid options: {exc}")
+    try:
+        with ItemLock(folder), seceded():
+            result_path = folder / N.RESULT_NAME
+            if not overwrite and result_path.exists():
+                done = json.loads(result_path.read_text())
+                if done.get("config") == config.model_dump(mode="json"):
+                    return _from_result(plan, "done_before", done, time.perf_counter() - t0)
+            subflow = make_cinemagraph.with_options(
+                task_runner=ThreadPoolTaskRunner(max_workers=1), flow_run_name=f"{plan.item_id}"
+            )
+            result = subflow(
+                source=plan.source,
+                out_dir=str(folder),
+                config=config,
+                existing="overwrite" if overwrite else "resume",
+            )
+            return _from_result(plan, "succeeded", result.model_dump(mode="json"), time.perf_counter() - t0)
+    except ItemLocked as exc:
+        return _outcome(plan, "skipped", reason=str(exc))
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        stage_logger("corpus").error("item %s failed: %s", plan.item_id, reason)
+        return _outcome(plan, "failed", reason=reason, seconds=round(time.perf_counter() - t0, 3))
+
+
+def write_index(outcomes: list[ItemOutcome], out_root: Path) -> Path:
+    path = out_root / INDEX_NAME
+    tmp = path.with_name("." + INDEX_NAME + ".partial")
+    tmp.write_text("".join(json.dumps(o.model_dump(mode="json")) + "\n" for o in outcomes))
+    os.replace(tmp, path)
+    return path
+
+
+@flow(name="process_corpus", task_runner=dask_task_runner(ExecutionParams()))
+def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = None):
+    """Make cinemagraphs of every usable shot of every source in ``manifest``.
+
+    Parameters
+    ----------
+    manifest : str
+        A folder to scan for videos, or a .csv / .jsonl manifest (see tasks/manifest.py).
+    out_root : str
+        One folder per item below it, and the corpus index ``index.jsonl``.
+    config : CorpusConfig, optional
+        Pipeline defaults, shot splitting, source policy, items in flight, overwrite.
+    """
+    config = config or CorpusConfig()
+    t0 = time.perf_counter()
+    log = stage_logger("corpus")
+    out = Path(out_root)
+    out.mkdir(parents=True, exist_ok=True)
+    base, entries, outcomes = read_manifest(manifest)
+    roots = [str(Path(r).resolve()) for r in config.sources.allowed_roots] or [str(base.resolve())]
+    named, duplicates = unique_ids(entries)
+    outcomes += duplicates
+    plans: list[ItemPlan] = []
+    planned = [plan_source.submit(e, item_id, str(base), roots, config, str(out)) for e, item_id in named]
+    for (entry, item_id), future in zip(named, planned, strict=True):
+        future.wait()
+        if future.state.is_completed():
+            items, skipped = future.result()
+            plans += items
+            outcomes += skipped
+        else:
+            outcomes.append(
+                ItemOutcome(
+                    item_id=item_id, source=entry.source, status="failed", reason=str(future.state.message)
+                )
+            )
+    total = max(len(plans), 1)
+    log.info("corpus planned %d items (%d skipped while planning)", len(plans), len(outcomes))
+    progress_id = create_progress_artifact(progress=0.0, description=f"items of {manifest}")
+    pending, running, finished = deque(plans), [], 0
+    while pending or running:
+        while pending and len(running) < config.max_in_flight:
+            running.append(make_item.submit(pending.popleft(), str(out), config.pipeline, config.overwrite))
+        fut = next(as_completed(running))
+        running.remove(fut)
+        outcome = fut.result()
+        outcomes.append(outcome)
+        finished += 1
+        log.info(
+            "corpus item %s %s%s",
+            outcome.item_id,
+            outcome.status,
+            f": {outcome.reason}" if outcome.reason else "",
+        )
+        update_progress_artifact(progress_id, 100.0 * finished / total)
+    index = write_index(outcomes, out)
+    counts = {
+        s: sum(o.status == s for o in outcomes) for s in ("succeeded", "failed", "skipped", "done_before")
+    }
+    create_table_artifact(
+        table=[
+            {
+                "item": o.item_id,
+                "status": o.status,
+                "reason": o.reason or "",
+                "loop_frames": o.loop_frames,
+                "animated_%": None if o.animated_fraction is None else round(100 * o.animated_fraction, 2),
+                "seam": o.seam,
+                "seconds": o.seconds,
+            }
+            for o in outcomes
+        ],
+        description=f"Corpus {manifest}: {counts}",
+    )
+    result = CorpusResult(
+        manifest=str(manifest),
+        out_root=str(out.resolve()),
+        index=str(index),
+        seconds=round(time.perf_counter() - t0, 3),
+        items=outcomes,
+        **counts,
+    )
+    message = (
+        f"{counts['succeeded']} succeeded, {counts['failed']} failed, {counts['skipped']} skipped, "
+        f"{counts['done_before']} done before"
+    )
+    log.info("corpus finished: %s", message)
+    if counts["failed"]:
+        return Failed(message=message, data=result)
+    return Completed(message=message, data=result)
+
+
+def run_process_corpus(manifest: str | Path, out_root: str | Path, config: CorpusConfig | None = None):
+    """Run the corpus flow on the cluster ``config.pipeline.execution`` names; returns its final state."""
+    config = config or CorpusConfig()
+    runner = dask_task_runner(config.pipeline.execution)
+    return process_corpus.with_options(task_runner=runner)(
+        manifest=str(manifest), out_root=str(out_root), config=config, return_state=True
+    )

