@@ -39,12 +39,22 @@ def _quiet_environment() -> None:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from schemas.config import ConfigError
+    from tasks.display_features import ModelFileError
+    from tasks.displays import AnnotationError
     from tasks.outputs import OutputExistsError
     from tasks.store import StoreError
     from tasks.video import VideoError
     from tasks.window import WindowError
 
-    return (VideoError, ConfigError, OutputExistsError, StoreError, WindowError)
+    return (
+        VideoError,
+        ConfigError,
+        OutputExistsError,
+        StoreError,
+        WindowError,
+        ModelFileError,
+        AnnotationError,
+    )
 
 
 class _NoTracebackForBadInput(logging.Filter):
@@ -331,6 +341,44 @@ def corpus(
     typer.echo(f"index: {result.index}")
     if result.failed:
         raise typer.Exit(1)
+
+
+@app.command("train-displays")
+def train_displays(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the classifier (.skops).")],
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="DisplayAnnotations JSON (clips + masks or polygons); default: synthetic clips."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML or YAML config (ingest, window, displays).")
+    ] = None,
+    n_synthetic: Annotated[int, typer.Option(min=2, help="Synthetic clips when no annotations.")] = 16,
+    n_estimators: Annotated[int, typer.Option(min=1, help="Trees of the random forest.")] = 100,
+) -> None:
+    """Train the display/billboard classifier; print its cross-validated precision and recall."""
+    _quiet_environment()
+    from flows.train_display_classifier import run_train_display_classifier
+
+    cfg = _load_config(config)
+    if annotations is not None and not annotations.is_file():
+        raise _fail(f"{annotations}: annotation file not found")
+    _install_log_hooks()
+    try:
+        result = run_train_display_classifier(
+            annotations, out, n_synthetic=n_synthetic, n_estimators=n_estimators, config=cfg
+        )
+    except _known_errors() as exc:
+        raise _fail(str(exc)) from None
+    if result.precision is None:
+        typer.echo(f"{result.n_clips} clips, {result.n_segments} segments; too few for a cross-validation")
+    else:
+        typer.echo(
+            f"cross-validated over {result.n_clips} clips ({result.n_splits} folds grouped by clip, "
+            f"{result.n_segments} segments, {result.n_positive} display): "
+            f"precision {result.precision:.3f}, recall {result.recall:.3f}, F1 {result.f1:.3f}"
+        )
+    typer.echo(f"model written to {result.model}")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Flow ``make_cinemagraph``: one video in, one looping cinemagraph out.
 
 Stages (each a Prefect task that reads and writes the item's store and returns a
-small result): ingest -> window -> cyclicity -> render -> encode -> result.json.
+small result): ingest -> window -> cyclicity -> displays -> render -> encode -> result.json.
 A stage already complete in the store with the same inputs is skipped, so a
 rerun (``existing="resume"``) continues where a stopped run ended.
 """
@@ -14,18 +14,20 @@ from prefect import flow
 from flows.execution import dask_task_runner
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
-from schemas.results import CinemagraphResult, MaskSizes
+from schemas.results import CinemagraphResult, LoopQuality, MaskSizes
 from tasks.cyclicity import find_cyclic_regions_task
+from tasks.displays import find_displays_task
 from tasks.encode import encode_outputs_task
 from tasks.ingest import ingest_video
 from tasks.outputs import Existing, prepare_output_dir, write_result_task
 from tasks.render import render_loop_task
 from tasks.store import stage_record
 from tasks.video import VideoError
+from tasks.video_loop import video_loop_task
 from tasks.window import select_window_task
 
 #: Stage names in order; the CLI's progress bar counts them.
-STAGES = ("ingest", "window", "cyclicity", "render", "encode", "result")
+STAGES = ("ingest", "window", "cyclicity", "displays", "render", "encode", "result")
 
 
 @flow(name="make_cinemagraph", task_runner=dask_task_runner(ExecutionParams()), log_prints=True)
@@ -71,8 +73,15 @@ def make_cinemagraph(
     min_frames = 2 * config.cyclicity.tau + 2  # the cyclicity score needs a cyclic band
     ingested = run("ingest", ingest_video, str(src), store, config.ingest, min_frames)
     window = run("window", select_window_task, store, config.window, min_frames)
-    cyclic = run("cyclicity", find_cyclic_regions_task, store, config.cyclicity)
-    rendered = run("render", render_loop_task, store, config.render, config.cyclicity)
+    looped = None
+    if config.loop_method == "video_loop":
+        # per-pixel period and start (Liao et al. 2013) instead of cyclic regions
+        cyclic = displays = None
+        rendered = looped = run("video_loop", video_loop_task, store, config.video_loop)
+    else:
+        cyclic = run("cyclicity", find_cyclic_regions_task, store, config.cyclicity)
+        displays = run("displays", find_displays_task, store, config.displays)
+        rendered = run("render", render_loop_task, store, config.render, config.cyclicity)
     t0 = time.perf_counter()
     outputs = encode_outputs_task.submit(store, str(out), config.render).result()
     timings["encode"] = round(time.perf_counter() - t0, 3)
@@ -90,12 +99,15 @@ def make_cinemagraph(
         window=(window.window_start, window.window_stop),
         loop_frames=rendered.loop_frames,
         masks=MaskSizes(
-            cyclic=cyclic.cyclic_pixels,
+            cyclic=cyclic.cyclic_pixels if cyclic is not None else 0,
+            display=displays.display_pixels if displays is not None else 0,
             animated=rendered.animated_pixels,
             animated_fraction=rendered.animated_pixels / n_pixels,
         ),
-        regions=rendered.regions,
-        quality=rendered.quality,
+        regions=rendered.regions if looped is None else [],
+        quality=rendered.quality if looped is None else LoopQuality.model_validate(looped.quality),
+        loop_method=config.loop_method,
+        video_loop=looped,
         timings=timings,
         skipped_stages=skipped,
         warnings=ingested.warnings,

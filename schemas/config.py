@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.displays import DisplayParams
+from schemas.video_loop import VideoLoopParams
 
 
 class _Model(BaseModel):
@@ -137,6 +138,89 @@ class RenderParams(_Model):
     gif_max_long_side: int = Field(
         480, ge=16, description="Downscale the GIF so its longer side is at most this (pixels)."
     )
+    # -- the processing chain of the animated regions (Yan et al. 2017, Sec. 5)
+    inpaint: bool = Field(
+        True,
+        description="Fill the invisible samples (`visible` False) of every animated region by space-time "
+        "Laplacian in-painting on a crop around the region, from the crop's visible samples.",
+    )
+    inpaint_tol: float = Field(
+        1e-3, gt=0, lt=1, description="Relative residual at which the in-painting's CG solver stops (ratio)."
+    )
+    context_px: int = Field(
+        16,
+        ge=0,
+        description="Margin added around a region's bounding box to form its crop (pixels): boundary values "
+        "for in-painting and static features for stabilisation come from it.",
+    )
+    stabilise: bool = Field(
+        True, description="Stabilise each display segment: KLT tracks, one homography per frame to the reference."
+    )
+    stabilise_margin_px: int = Field(
+        15, ge=0, description="Features are tracked inside the segment dilated by this many pixels."
+    )
+    stabilise_min_tracks: int = Field(
+        8, ge=4, description="Fewest static tracks a segment (and a frame) needs to be stabilised (tracks)."
+    )
+    rpca: bool = Field(
+        True,
+        description="Replace each display segment by the low-rank part of its APG robust PCA (one matrix per "
+        "colour channel: a row per frame, a column per pixel).",
+    )
+    rpca_tol: float = Field(
+        1e-5, gt=0, lt=1, description="Relative stopping tolerance of APG (ratio of Frobenius norms)."
+    )
+    rpca_max_iter: int = Field(300, ge=1, description="Most APG iterations per matrix (iterations).")
+    rpca_mu_ratio: float = Field(
+        1e-4,
+        gt=0,
+        le=1,
+        description="Floor of APG's continuation, mu_bar / mu_0 (ratio), mu_0 = 0.99 ||P||_2.  At the floor every "
+        "entry of P - A - E is at most lambda mu_bar (about 0.1 grey level at the default for a 100 x 20 000 "
+        "segment); smaller is closer to the exact solution and slower (about log(ratio) / log(0.9) iterations).",
+    )
+    rpca_svd: Literal["auto", "full", "partial"] = Field(
+        "full",
+        description="Singular value thresholding of APG: exact thin SVD (full), the kernel's warm-started "
+        "randomised partial SVD with Ritz residual <= 1e-10 s_1 (partial), or partial from 100 frames and "
+        "pixels on (auto).  Display content keeps tens of singular values, where partial is not faster.",
+    )
+    rpca_tile_pixels: int = Field(
+        20000,
+        ge=64,
+        description="Segments with more pixels are split into bands of whole rows of at most this many pixels, "
+        "each regularised on its own (pixels); bounds memory and SVD cost.",
+    )
+    rpca_gamma: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Fixed gamma for lambda = 0.005 + 0.015 gamma (fraction); None = the fraction of ones in "
+        "the segment's Delta1 temporal descriptor.",
+    )
+    gamma_fallback: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="gamma used when the segment's Delta1 descriptor has no valid bit (fewer than 8 frames) "
+        "(fraction; 0.5 gives lambda = 0.0125).",
+    )
+    gamma_theta: float = Field(
+        30.0,
+        gt=0,
+        description="Change threshold of the Delta1 descriptor behind gamma (RGB distance, 0-255 units); the "
+        "displays stage's default theta.",
+    )
+    display_playback: Literal["forward_backward", "repeat"] = Field(
+        "forward_backward",
+        description="How display segments loop: forward then backward (no seam), or repeat like cyclic regions.",
+    )
+    display_frames: int | None = Field(
+        None,
+        ge=2,
+        description="Frames of a display segment's played interval, centred on the reference frame; "
+        "None = the whole window (frames).",
+    )
 
 
 class ExecutionParams(_Model):
@@ -175,6 +259,12 @@ class PipelineConfig(_Model):
     cyclicity: CyclicityParams = Field(default_factory=CyclicityParams)
     displays: DisplayParams = Field(default_factory=DisplayParams)
     render: RenderParams = Field(default_factory=RenderParams)
+    loop_method: Literal["cyclic_regions", "video_loop"] = Field(
+        "cyclic_regions",
+        description="cyclic_regions: loop the cyclic (and display) regions, freeze the rest (Yan et al. 2017); "
+        "video_loop: per-pixel period and start by alpha-expansion (Liao et al. 2013), for steady footage.",
+    )
+    video_loop: VideoLoopParams = Field(default_factory=VideoLoopParams)
     execution: ExecutionParams = Field(default_factory=ExecutionParams)
 
 

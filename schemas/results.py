@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.video_loop import VideoLoopResult
 
 RESULT_SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 RESULT_VERSION = 1
@@ -52,7 +55,42 @@ class RegionLoop(_Result):
     stop: int = Field(description="End of the looped interval, exclusive.")
     score: float = Field(description="Cyclicity score of the region's mean signal over that interval.")
     crossfade: bool = Field(
-        description="True when the interval does not divide the loop length and the end cross-fades."
+        description="True when the playback period does not divide the loop length and the end cross-fades."
+    )
+    kind: Literal["cyclic", "display"] = Field(
+        "cyclic",
+        description="cyclic: a region of `cyclic_mask`; display: a display segment (it overlaps `display_mask` in "
+        "more pixels than `cyclic_mask`), stabilised and regularised by RPCA.",
+    )
+    playback: Literal["repeat", "forward_backward"] = Field(
+        "repeat",
+        description="repeat: frames start..stop-1 again and again; forward_backward: start..stop-1 then back down "
+        "to start+1 (a palindrome, no seam).",
+    )
+    period: int | None = Field(
+        None, description="Frames of one playback cycle: stop - start (repeat) or 2 (stop - start - 1) (palindrome)."
+    )
+    flicker: float | None = Field(
+        None,
+        description="Mean absolute second temporal difference inside the region over the loop (cyclically, seam "
+        "included), divided by the same figure of `warped` over frames start..stop-1 (1 = as in the source, "
+        "< 1 = steadier; None when the source figure is 0).",
+    )
+    inpainted_samples: int = Field(
+        0, description="Invisible (frame, pixel) samples of the region filled by space-time in-painting."
+    )
+    stabilised_tracks: int | None = Field(
+        None, description="Static KLT tracks used to stabilise the segment (None: not stabilised)."
+    )
+    rpca_gamma: float | None = Field(
+        None, description="Fraction of ones in the segment's Delta1 descriptor (or the fallback); None: no RPCA."
+    )
+    rpca_lambda: float | None = Field(None, description="RPCA sparsity weight 0.005 + 0.015 gamma; None: no RPCA.")
+    rpca_iterations: int | None = Field(
+        None, description="APG iterations (the largest over colour channels and tiles); None: no RPCA."
+    )
+    rpca_converged: bool | None = Field(
+        None, description="True when every RPCA problem of the segment met its tolerance; None: no RPCA."
     )
 
 
@@ -64,6 +102,10 @@ class LoopQuality(_Result):
     stillness: float = Field(
         description="Largest change over time outside the animated region (0 = frozen exactly)."
     )
+    flicker: float | None = Field(
+        None,
+        description="Largest per-region flicker ratio (see RegionLoop.flicker); None without animation.",
+    )
 
 
 class RenderResult(_Result):
@@ -71,6 +113,11 @@ class RenderResult(_Result):
     animated_pixels: int = Field(description="Pixels of `animated_mask`.")
     regions: list[RegionLoop] = Field(default_factory=list)
     quality: LoopQuality
+    steps: dict[str, float] = Field(
+        default_factory=dict,
+        description="Wall time of the render's sub-steps (seconds): inpaint, stabilise and rpca summed over "
+        "regions (task time, run in parallel), chain (wall time of the region chains), signals, composite, quality.",
+    )
 
 
 class EncodeResult(_Result):
@@ -81,6 +128,9 @@ class EncodeResult(_Result):
 
 class MaskSizes(_Result):
     cyclic: int = Field(description="Pixels of `cyclic_mask`.")
+    display: int = Field(
+        0, description="Pixels of `display_mask` (displays and billboards; 0 when switched off)."
+    )
     animated: int = Field(description="Pixels of `animated_mask`.")
     animated_fraction: float = Field(description="animated / (height * width).")
 
@@ -111,6 +161,10 @@ class CinemagraphResult(_Result):
     )
     warnings: list[str] = Field(default_factory=list)
     config: dict = Field(description="The PipelineConfig used.")
+    loop_method: str = Field("cyclic_regions", description="How the loop was made (config.loop_method).")
+    video_loop: VideoLoopResult | None = Field(
+        None, description="Per-pixel loop summary when loop_method is video_loop (periods, energies, timings)."
+    )
 
 
 def write_schema(path: Path = RESULT_SCHEMA_PATH) -> Path:

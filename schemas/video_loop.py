@@ -224,3 +224,6 @@ class VideoLoopResult(_Model):
     candidate_animated_pixels: list[int] = Field(
         default_factory=list, description="Animated pixels of each candidate loop."
     )
+    quality: dict[str, float | None] | None = Field(
+        None, description="Seam and stillness of the stored `loop` (fields of schemas.results.LoopQuality)."
+    )

@@ -1,32 +1,80 @@
-"""Render: loop every animated region, freeze everything else to the reference frame.
+"""Render: clean and loop every animated region, freeze everything else to the reference frame.
 
-Reads ``warped``, ``reference``, ``cyclic_mask`` (and ``display_mask`` when a
-display stage wrote one); writes ``animated_mask`` (y, x) bool,
-``loop_regions`` (y, x) int32 (0 = frozen, r >= 1 = region r) and ``loop``
-(loop_time, y, x, channel) uint8.
+Reads ``warped``, ``visible``, ``reference``, ``cyclic_mask`` (and
+``display_mask`` when a display stage wrote one); writes ``animated_mask``
+(y, x) bool, ``loop_regions`` (y, x) int32 (0 = frozen, r >= 1 = region r) and
+``loop`` (loop_time, y, x, channel) uint8.
 
-Looping (documented choice):
+Regions and their kinds (documented choice):
 
 * ``animated_mask`` is the union of the cyclic and display masks; its
   8-connected components are the regions, each looped independently.
-* A region plays the best interval ``[i, j)`` of its *mean* luminance signal
-  (the cyclicity kernel run on one signal), repeated: output frame ``t`` shows
-  window frame ``i + (t mod (j - i))``.
-* The loop length is ``render.loop_frames`` when given; otherwise the least
-  common multiple of the regions' interval lengths when it is at most
-  ``render.max_loop_frames``, else the longest interval.  Every region whose
-  length divides the loop length completes whole cycles; any other region
-  cross-fades, over the loop's last ``crossfade_frames`` frames, into the
-  frames that lead up to its interval's start, so the loop's end flows into its
-  beginning.
+* A region is a *display segment* when it overlaps ``display_mask`` in more
+  pixels than ``cyclic_mask``; otherwise it is *cyclic*.  Without a
+  ``display_mask`` every region is cyclic.
+
+The processing chain of a region (Yan et al., CVPR 2017, Sec. 5) runs on a crop
+of the window (the region's bounding box plus ``context_px``) as Dask tasks --
+one for in-painting and stabilisation, then one per band of rows and colour
+channel for RPCA -- with BLAS pinned to one thread inside each task:
+
+1. *in-painting* (``inpaint``, every kind): the crop's invisible samples are
+   filled by :func:`kernels.inpaint.inpaint_spacetime` from its visible ones;
+2. *stabilisation* (``stabilise``, display segments):
+   :func:`tasks.stabilise.stabilise_segment` maps every frame onto the
+   reference frame by a homography fitted to static KLT tracks in and around
+   the segment; samples the warp leaves without data are in-painted again
+   (or, with in-painting off, keep their unstabilised values);
+3. *robust PCA* (``rpca``, display segments): per colour channel the matrix
+   ``P`` (a row per frame, a column per segment pixel) is split by
+   :func:`kernels.rpca.rpca_apg` into low-rank plus sparse parts and the
+   segment shows the low-rank part.  ``lambda = 0.005 + 0.015 gamma`` with
+   ``gamma`` the fraction of ones in the segment's Delta1 descriptor (of its
+   mean colour, threshold ``gamma_theta``); ``gamma_fallback`` when no Delta1
+   bit is valid (fewer than 8 frames) or ``rpca_gamma`` when fixed.  Segments
+   larger than ``rpca_tile_pixels`` are cut into bands of whole rows solved
+   separately.  The singular value thresholding uses an exact thin SVD by
+   default (``rpca_svd``); the kernel's randomised partial SVD (Ritz residual
+   below ``1e-10`` times the top singular value) is an option, faster only
+   when few singular values survive -- display content keeps tens (27 on the
+   benchmark's slideshow), where it was twice as slow.
+
+Regions that need none of these steps (e.g. fully visible cyclic regions) are
+read straight from ``warped``.
+
+Looping (documented choice):
+
+* A cyclic region *repeats* the best interval ``[i, j)`` of its mean
+  luminance (the cyclicity kernel run on one signal): output frame ``t`` shows
+  window frame ``i + (t mod (j - i))``; its period is ``j - i``.
+* A display segment plays its interval (the whole window, or
+  ``display_frames`` frames centred on the reference frame) *forward then
+  backward*: ``i, ..., j-1, j-2, ..., i+1``, period ``2 (j - i - 1)``.  The
+  step from the loop's last frame to its first is then a consecutive step of
+  the video, so the loop has no seam.  ``display_playback="repeat"`` repeats
+  it instead.
+* The loop length is ``loop_frames`` when given; otherwise the least common
+  multiple of the regions' periods when it is at most ``max_loop_frames``,
+  else the longest period.  Every region whose period divides the loop length
+  completes whole cycles; any other region cross-fades, over the loop's last
+  ``crossfade_frames`` frames, into the frames of its playback that lead up to
+  its start, so the loop's end flows into its beginning.
 * Edges are feathered inside the mask only: outside ``animated_mask`` every
   output pixel equals the reference frame exactly.
+
+Quality figures (:class:`schemas.results.LoopQuality`, per region in
+:class:`schemas.results.RegionLoop`): seam and stillness of the loop, and the
+flicker ratio of each region -- the mean absolute second temporal difference
+``|L[t+1] - 2 L[t] + L[t-1]|`` inside the region over the loop (cyclically, so
+the seam counts), over the same figure of ``warped`` over the frames the region
+plays.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import dask
 import dask.array as da
@@ -34,22 +82,44 @@ import numpy as np
 import xarray as xr
 from prefect import task
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
+from kernels.binary_patterns import delta1_gamma, delta_fraction, region_descriptor
 from kernels.cyclicity import dft_cyclicity, min_interval_length
+from kernels.inpaint import inpaint_spacetime
 from kernels.loop_render import composite_loop
+from kernels.rpca import display_lambda, rpca_apg
 from schemas import names as N
 from schemas.config import CyclicityParams, RenderParams
 from schemas.results import LoopQuality, RegionLoop, RenderResult
 from tasks.cyclicity import luminance
 from tasks.runtime import cluster_compute, stage_logger
-from tasks.store import digest, open_store, record_stage, require, stage_done, stage_record, write_variables
+from tasks.stabilise import stabilise_segment
+from tasks.store import (
+    digest,
+    open_store,
+    read_attrs,
+    record_stage,
+    require,
+    stage_done,
+    stage_record,
+    write_variables,
+)
 
 STAGE = "render"
 LOOP_REGIONS = "loop_regions"
+CYCLIC = "cyclic"
+DISPLAY = "display"
+REPEAT = "repeat"
+FORWARD_BACKWARD = "forward_backward"
+
+
+# --------------------------------------------------------------------------
+# Loop tables
 
 
 def choose_loop_length(lengths: list[int], params: RenderParams) -> int:
-    """Output loop length for regions whose intervals have ``lengths`` frames."""
+    """Output loop length for regions whose playback periods have ``lengths`` frames."""
     if params.loop_frames is not None:
         return params.loop_frames
     if not lengths:
@@ -62,8 +132,48 @@ def choose_loop_length(lengths: list[int], params: RenderParams) -> int:
     return max(common, 2)
 
 
-def loop_tables(intervals: list[tuple[int, int]], loop_frames: int, crossfade_frames: int):
+def playback_sequence(start: int, stop: int, playback: str = REPEAT) -> np.ndarray:
+    """Window frames of one playback cycle of the interval ``[start, stop)``.
+
+    ``repeat``: ``start .. stop-1``; ``forward_backward``: ``start .. stop-1``
+    then ``stop-2`` down to ``start+1`` (length ``2 (stop - start - 1)``; the
+    cycle's last frame ``start+1`` is followed by ``start``, a consecutive
+    step).  An interval of one frame gives ``[start]`` either way.
+
+    Examples
+    --------
+    >>> playback_sequence(2, 6, "forward_backward").tolist()
+    [2, 3, 4, 5, 4, 3]
+    """
+    if stop <= start:
+        raise ValueError(f"empty interval [{start}, {stop})")
+    forward = np.arange(start, stop, dtype=np.int32)
+    if playback == REPEAT or stop - start == 1:
+        return forward
+    if playback == FORWARD_BACKWARD:
+        return np.concatenate([forward, np.arange(stop - 2, start, -1, dtype=np.int32)])
+    raise ValueError(f"playback must be {REPEAT!r} or {FORWARD_BACKWARD!r}, got {playback!r}")
+
+
+def loop_tables(
+    intervals: list[tuple[int, int]],
+    loop_frames: int,
+    crossfade_frames: int,
+    playbacks: list[str] | None = None,
+):
     """Per-region frame tables of the loop.
+
+    Parameters
+    ----------
+    intervals : list of (start, stop)
+        Played window interval of every region (region ``r`` is entry ``r - 1``).
+    loop_frames : int
+        Output frames.
+    crossfade_frames : int
+        Length of the closing cross-fade of regions whose period does not
+        divide ``loop_frames``.
+    playbacks : list of str, optional
+        ``"repeat"`` (default) or ``"forward_backward"`` per region.
 
     Returns
     -------
@@ -72,23 +182,25 @@ def loop_tables(intervals: list[tuple[int, int]], loop_frames: int, crossfade_fr
     crossfade : list of bool, one per region
     """
     n = len(intervals)
+    playbacks = playbacks or [REPEAT] * n
     fa = np.zeros((n + 1, loop_frames), np.int32)
     fb = np.zeros((n + 1, loop_frames), np.int32)
     wb = np.zeros((n + 1, loop_frames), np.float32)
     t = np.arange(loop_frames)
     fades = []
-    for r, (i, j) in enumerate(intervals, start=1):
-        length = j - i
-        fa[r] = i + t % length
+    for r, ((i, j), playback) in enumerate(zip(intervals, playbacks, strict=True), start=1):
+        seq = playback_sequence(i, j, playback)
+        period = len(seq)
+        fa[r] = seq[t % period]
         fb[r] = fa[r]
-        fade = loop_frames % length != 0
+        fade = loop_frames % period != 0
         fades.append(fade)
         if fade:
-            f = min(crossfade_frames, loop_frames - 1, length - 1)
+            f = min(crossfade_frames, loop_frames - 1, period - 1)
             if f > 0:
                 tail = t[loop_frames - f :]
-                # frames that lead into the interval's start at t = loop_frames
-                fb[r, loop_frames - f :] = i + (tail - loop_frames) % length
+                # frames of the playback that lead into its start at t = loop_frames
+                fb[r, loop_frames - f :] = seq[(tail - loop_frames) % period]
                 wb[r, loop_frames - f :] = (tail - (loop_frames - f) + 1) / f
     return fa, fb, wb, fades
 
@@ -99,6 +211,227 @@ def feather(mask: np.ndarray, width: float) -> np.ndarray:
         return mask.astype(np.float32)
     dist = ndimage.distance_transform_edt(mask)
     return np.clip(dist / width, 0.0, 1.0).astype(np.float32)
+
+
+def region_kinds(regions: np.ndarray, n_regions: int, cyclic_mask: np.ndarray, display_mask) -> list[str]:
+    """``"display"`` for regions overlapping ``display_mask`` in more pixels than ``cyclic_mask``, else ``"cyclic"``."""
+    if display_mask is None or n_regions == 0:
+        return [CYCLIC] * n_regions
+    in_display = np.bincount(regions.ravel(), weights=display_mask.ravel(), minlength=n_regions + 1)
+    in_cyclic = np.bincount(regions.ravel(), weights=cyclic_mask.ravel(), minlength=n_regions + 1)
+    return [DISPLAY if in_display[r] > in_cyclic[r] else CYCLIC for r in range(1, n_regions + 1)]
+
+
+def display_interval(n_window: int, reference: int, frames: int | None) -> tuple[int, int]:
+    """Played interval of a display segment: the window, or ``frames`` frames centred on ``reference``."""
+    if frames is None or frames >= n_window:
+        return 0, n_window
+    start = min(max(reference - frames // 2, 0), n_window - frames)
+    return start, start + frames
+
+
+# --------------------------------------------------------------------------
+# The processing chain of one region (pure numpy; the bodies of Dask tasks)
+
+
+class ChainOutput(NamedTuple):
+    """What the chain hands back for one region."""
+
+    video: np.ndarray  # (T, h, w, 3) uint8: the processed crop (only the region's pixels are used)
+    inpainted: int  # invisible samples of the region that were filled
+    n_tracks: int | None  # static tracks of the stabilisation (None: not attempted)
+    gamma: float | None
+    lam: float | None
+    rpca_iterations: int | None
+    rpca_converged: bool | None
+    seconds: dict[str, float]
+
+
+def pin_blas() -> None:
+    """Limit BLAS to one thread in this process (Dask provides the parallelism; nested pools oversubscribe).
+
+    Deliberately not a context manager inside tasks: the limit is process-wide, so concurrent tasks that
+    restored it on exit would lift it under each other.  :func:`render_loop` restores the caller's limit
+    after its computations; a Dask worker process keeps one BLAS thread (as its nanny's default does).
+    """
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def segment_gamma(video: np.ndarray, mask: np.ndarray, theta: float, fallback: float) -> float:
+    """Fraction of ones in the Delta1 descriptor of the segment's mean colour (``fallback`` without valid bits)."""
+    colour = video[:, mask].astype(np.float64).mean(axis=1)  # (T, 3)
+    bits, valid, _ = region_descriptor(colour, theta=theta)
+    n = video.shape[0]
+    if delta_fraction(valid, valid, n, delta=1) == 0.0:  # no valid Delta1 bit
+        return float(fallback)
+    return float(delta1_gamma(bits, valid, n))
+
+
+def row_bands(mask: np.ndarray, max_pixels: int) -> list[np.ndarray]:
+    """Split ``mask`` into masks of consecutive whole rows holding at most ``max_pixels`` pixels each
+    (a single row longer than that stays whole)."""
+    per_row = mask.sum(axis=1)
+    bands, current, count = [], [], 0
+    for y in np.flatnonzero(per_row):
+        if current and count + per_row[y] > max_pixels:
+            bands.append(current)
+            current, count = [], 0
+        current.append(y)
+        count += per_row[y]
+    if current:
+        bands.append(current)
+    out = []
+    for rows in bands:
+        band = np.zeros_like(mask)
+        band[rows] = mask[rows]
+        out.append(band)
+    return out
+
+
+def prepare_region(
+    video: np.ndarray,
+    visible: np.ndarray | None,
+    mask: np.ndarray,
+    kind: str,
+    reference: int,
+    params: RenderParams,
+) -> ChainOutput:
+    """In-paint and (display segments) stabilise one region's crop.
+
+    Parameters
+    ----------
+    video : ndarray, (T, h, w, 3) uint8
+        The crop of ``warped``.
+    visible : ndarray, (T, h, w) bool or None
+        The crop of ``visible`` (None: all visible).
+    mask : ndarray, (h, w) bool
+        The region inside the crop.
+    kind : {"cyclic", "display"}
+        Stabilisation applies to display segments only.
+    reference : int
+        Index of the reference frame in the window.
+    params : RenderParams
+        Which steps run, and their settings.
+    """
+    seconds = {"inpaint": 0.0, "stabilise": 0.0, "rpca": 0.0}
+    video = np.asarray(video)
+    inpainted, n_tracks = 0, None
+    pin_blas()
+    t0 = time.perf_counter()
+    holes = None if visible is None else ~np.asarray(visible, bool)
+    if params.inpaint and holes is not None and holes.any() and not holes.all():
+        inpainted = int(holes[:, mask].sum())
+        filled = inpaint_spacetime(video.astype(np.float32), ~holes, tol=params.inpaint_tol)
+        video = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+        holes = None
+    seconds["inpaint"] += time.perf_counter() - t0
+    if kind == DISPLAY and params.stabilise:
+        t0 = time.perf_counter()
+        res = stabilise_segment(
+            video,
+            mask,
+            reference,
+            visible=None if holes is None else ~holes,
+            margin=params.stabilise_margin_px,
+            min_points=params.stabilise_min_tracks,
+        )
+        n_tracks = res.n_tracks
+        seconds["stabilise"] += time.perf_counter() - t0
+        if res.stabilised:
+            gap = ~res.visible if holes is None else (~res.visible & ~holes)
+            t0 = time.perf_counter()
+            if params.inpaint and gap.any() and not gap.all():
+                filled = inpaint_spacetime(res.video.astype(np.float32), ~gap, tol=params.inpaint_tol)
+                video = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+                seconds["inpaint"] += time.perf_counter() - t0
+            else:  # no data after the warp: keep the unstabilised samples there
+                video = np.where(gap[..., None], video, res.video)
+    return ChainOutput(video, inpainted, n_tracks, None, None, None, None, seconds)
+
+
+def region_gamma(prepared: ChainOutput, mask: np.ndarray, params: RenderParams) -> float:
+    """``rpca_gamma`` when fixed, else the segment's Delta1 fraction (see :func:`segment_gamma`)."""
+    if params.rpca_gamma is not None:
+        return float(params.rpca_gamma)
+    return segment_gamma(prepared.video, mask, params.gamma_theta, params.gamma_fallback)
+
+
+def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: float, params: RenderParams):
+    """Low-rank part of one colour channel of one band of a segment: ((T, n) float64, iterations, converged, s)."""
+    t0 = time.perf_counter()
+    pin_blas()
+    P = prepared.video[:, band, channel].astype(np.float64)  # a row per frame, a column per pixel
+    res = rpca_apg(
+        P,
+        display_lambda(gamma),
+        tol=params.rpca_tol,
+        max_iter=params.rpca_max_iter,
+        mu_ratio=params.rpca_mu_ratio,
+        svd=params.rpca_svd,
+    )
+    return res.low_rank, res.n_iter, res.converged, time.perf_counter() - t0
+
+
+def finish_rpca(prepared: ChainOutput, bands: list[np.ndarray], parts: list, gamma: float) -> ChainOutput:
+    """Write the low-rank parts (``parts`` ordered band by band, channel by channel) into the crop."""
+    video = prepared.video.copy()
+    n_channels = video.shape[3]
+    for b, band in enumerate(bands):
+        for c in range(n_channels):
+            low = parts[b * n_channels + c][0]
+            video[:, band, c] = np.clip(np.rint(low), 0, 255).astype(np.uint8)
+    seconds = dict(prepared.seconds)
+    seconds["rpca"] += sum(p[3] for p in parts)
+    return prepared._replace(
+        video=video,
+        gamma=float(gamma),
+        lam=display_lambda(gamma),
+        rpca_iterations=max((p[1] for p in parts), default=0),
+        rpca_converged=all(p[2] for p in parts),
+        seconds=seconds,
+    )
+
+
+def region_chain_graph(video, visible, mask: np.ndarray, kind: str, reference: int, params: RenderParams):
+    """Delayed :class:`ChainOutput` of one region: a preparation task, then (display segments with
+    ``rpca``) one RPCA task per band of rows and colour channel, which run in parallel."""
+    prepared = dask.delayed(prepare_region, pure=True)(video, visible, mask, kind, reference, params)
+    if kind != DISPLAY or not params.rpca or not mask.any():
+        return prepared
+    gamma = dask.delayed(region_gamma, pure=True)(prepared, mask, params)
+    bands = row_bands(mask, params.rpca_tile_pixels)
+    n_channels = video.shape[3]
+    parts = [
+        dask.delayed(rpca_part, pure=True)(prepared, band, c, gamma, params)
+        for band in bands
+        for c in range(n_channels)
+    ]
+    return dask.delayed(finish_rpca, pure=True)(prepared, bands, parts, gamma)
+
+
+def process_region(
+    video: np.ndarray,
+    visible: np.ndarray | None,
+    mask: np.ndarray,
+    kind: str,
+    reference: int,
+    params: RenderParams,
+) -> ChainOutput:
+    """The whole chain of one region in this thread: in-paint, stabilise, RPCA (see the module docstring).
+
+    Arguments as :func:`prepare_region`; RPCA applies to display segments.
+    """
+    prepared = prepare_region(video, visible, mask, kind, reference, params)
+    if kind != DISPLAY or not params.rpca or not mask.any():
+        return prepared
+    gamma = region_gamma(prepared, mask, params)
+    bands = row_bands(mask, params.rpca_tile_pixels)
+    parts = [rpca_part(prepared, band, c, gamma, params) for band in bands for c in range(video.shape[3])]
+    return finish_rpca(prepared, bands, parts, gamma)
+
+
+# --------------------------------------------------------------------------
+# Dask graph pieces
 
 
 def region_signals(warped: da.Array, regions: np.ndarray, n_regions: int) -> np.ndarray:
@@ -121,9 +454,101 @@ def region_signals(warped: da.Array, regions: np.ndarray, n_regions: int) -> np.
             lab = regions[y_edges[by] : y_edges[by + 1], x_edges[bx] : x_edges[bx + 1]]
             if lab.any():
                 parts.append(dask.delayed(tile_sums)(blocks[0, by, bx, 0], lab))
+    if not parts:
+        return np.zeros((n_regions, warped.shape[0]))
     sums = dask.delayed(sum)(parts).compute()  # (T, R + 1)
     areas = np.bincount(regions.ravel(), minlength=n_regions + 1)
     return (sums[:, 1:] / np.maximum(areas[1:], 1)).T
+
+
+def _composite_tile(video, reference, labels, alpha, pieces, fa, fb, wb):
+    """Paste the processed regions into a tile of ``warped``, then composite its loop frames."""
+    if pieces:
+        video = video.copy()
+        for ys, xs, data, mask in pieces:
+            sub = video[:, ys, xs]
+            sub[:, mask] = data[:, mask]
+    return composite_loop(video, reference, labels, alpha, fa, fb, wb)
+
+
+def composite_graph(warped, reference, regions, alpha, crops, fa, fb, wb) -> da.Array:
+    """Lazy ``loop`` (loop_time, y, x, channel) uint8, one task per tile of ``warped``.
+
+    ``crops`` maps a region label to ``(ys, xs, video)``: its crop slices in the
+    frame and the processed crop (T, h, w, C) uint8; inside the region it
+    replaces ``warped``.
+    """
+    w = warped.rechunk({0: -1, 3: -1})
+    ref = reference.rechunk((w.chunks[1], w.chunks[2], -1))
+    wblocks, rblocks = w.to_delayed(), ref.to_delayed()
+    y_edges = np.cumsum((0, *w.chunks[1]))
+    x_edges = np.cumsum((0, *w.chunks[2]))
+    loop_frames, channels = fa.shape[1], w.shape[3]
+    rows = []
+    for by in range(len(w.chunks[1])):
+        ty = slice(int(y_edges[by]), int(y_edges[by + 1]))
+        row = []
+        for bx in range(len(w.chunks[2])):
+            tx = slice(int(x_edges[bx]), int(x_edges[bx + 1]))
+            lab = regions[ty, tx]
+            pieces = []
+            for r, (ys, xs, video) in crops.items():
+                y0, y1 = max(ys.start, ty.start), min(ys.stop, ty.stop)
+                x0, x1 = max(xs.start, tx.start), min(xs.stop, tx.stop)
+                if y0 >= y1 or x0 >= x1:
+                    continue
+                m = lab[y0 - ty.start : y1 - ty.start, x0 - tx.start : x1 - tx.start] == r
+                if not m.any():
+                    continue
+                data = video[:, y0 - ys.start : y1 - ys.start, x0 - xs.start : x1 - xs.start]
+                pieces.append(
+                    (slice(y0 - ty.start, y1 - ty.start), slice(x0 - tx.start, x1 - tx.start), data, m)
+                )
+            tile = dask.delayed(_composite_tile, pure=True)(
+                wblocks[0, by, bx, 0], rblocks[by, bx, 0], lab, alpha[ty, tx], pieces, fa, fb, wb
+            )
+            shape = (loop_frames, ty.stop - ty.start, tx.stop - tx.start, channels)
+            row.append(da.from_delayed(tile, shape=shape, dtype=np.uint8))
+        rows.append(da.concatenate(row, axis=2))
+    return da.concatenate(rows, axis=1)
+
+
+def _flicker_tile(loop, warped, labels, intervals):
+    """Per-region sums over pixels of the mean |second difference| of the loop and of the source."""
+    n = len(intervals)
+    out = np.zeros((2, n + 1))
+    for r in np.unique(labels):
+        if r == 0:
+            continue
+        sel = labels == r
+        lp = loop[:, sel].astype(np.float32)  # (T_out, n_px, C)
+        d2 = np.abs(np.roll(lp, -1, axis=0) - 2 * lp + np.roll(lp, 1, axis=0))
+        out[0, r] = d2.mean(axis=(0, 2)).sum()
+        i, j = intervals[r - 1]
+        if j - i >= 3:
+            src = warped[i:j][:, sel].astype(np.float32)
+            out[1, r] = np.abs(src[2:] - 2 * src[1:-1] + src[:-2]).mean(axis=(0, 2)).sum()
+    return out
+
+
+def region_flicker(loop: da.Array, warped: da.Array, regions: np.ndarray, intervals) -> list[float | None]:
+    """Flicker ratio of every region (see the module docstring); None where the source figure is 0."""
+    n = len(intervals)
+    if n == 0:
+        return []
+    w = warped.rechunk({0: -1, 3: -1})
+    lp = loop.rechunk((-1, w.chunks[1], w.chunks[2], -1))
+    wb, lb = w.to_delayed(), lp.to_delayed()
+    y_edges = np.cumsum((0, *w.chunks[1]))
+    x_edges = np.cumsum((0, *w.chunks[2]))
+    parts = []
+    for by in range(len(w.chunks[1])):
+        for bx in range(len(w.chunks[2])):
+            lab = regions[y_edges[by] : y_edges[by + 1], x_edges[bx] : x_edges[bx + 1]]
+            if lab.any():
+                parts.append(dask.delayed(_flicker_tile)(lb[0, by, bx, 0], wb[0, by, bx, 0], lab, intervals))
+    sums = dask.delayed(sum)(parts).compute()
+    return [float(sums[0, r] / sums[1, r]) if sums[1, r] > 0 else None for r in range(1, n + 1)]
 
 
 def render_digest(store, render: RenderParams, cyclicity: CyclicityParams) -> str:
@@ -131,78 +556,170 @@ def render_digest(store, render: RenderParams, cyclicity: CyclicityParams) -> st
     return digest(STAGE, upstream, render.model_dump(mode="json"), cyclicity.model_dump(mode="json"))
 
 
+def _reference_in_window(store, ds: xr.Dataset, n_window: int) -> int:
+    """Index of the reference frame in the window (the middle frame when the store does not say)."""
+    ref = read_attrs(store).get("reference_index")
+    if ref is not None and N.WINDOW_TIME in ds[N.WARPED].coords:
+        where = np.flatnonzero(ds[N.WARPED][N.WINDOW_TIME].values == int(ref))
+        if where.size:
+            return int(where[0])
+    return n_window // 2
+
+
 def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) -> RenderResult:
     """Compute and write ``animated_mask``, ``loop_regions`` and ``loop``; record the stage."""
-    t0 = time.perf_counter()
+    t_start = time.perf_counter()
+    steps: dict[str, float] = {}
     ds = open_store(store)
     require(ds, store, [N.WARPED, N.REFERENCE, N.CYCLIC_MASK])
-    animated = ds[N.CYCLIC_MASK].values.astype(bool)
-    if N.DISPLAY_MASK in ds:
-        animated |= ds[N.DISPLAY_MASK].values.astype(bool)
+    cyclic_mask = ds[N.CYCLIC_MASK].values.astype(bool)
+    display_mask = ds[N.DISPLAY_MASK].values.astype(bool) if N.DISPLAY_MASK in ds else None
+    animated = cyclic_mask | display_mask if display_mask is not None else cyclic_mask.copy()
     regions, n_regions = ndimage.label(animated, structure=np.ones((3, 3), bool))
     regions = regions.astype(np.int32)
+    kinds = region_kinds(regions, n_regions, cyclic_mask, display_mask)
     warped = ds[N.WARPED].data
-    n_window = warped.shape[0]
-    with cluster_compute():
-        intervals, scores = [], []
+    visible = ds[N.VISIBLE].data if N.VISIBLE in ds else None
+    n_window, height, width = warped.shape[:3]
+    ref_local = _reference_in_window(store, ds, n_window)
+    with cluster_compute(), threadpool_limits(limits=1, user_api="blas"):
+        # ---- which regions need the chain, on which crops
+        t0 = time.perf_counter()
+        holes = np.zeros(n_regions + 1)
+        if render.inpaint and visible is not None and n_regions:
+            invisible = (~visible).sum(axis=0).compute()
+            holes = np.bincount(regions.ravel(), weights=invisible.ravel(), minlength=n_regions + 1)
+        boxes = ndimage.find_objects(regions)
+        chained: dict[int, tuple[slice, slice]] = {}
+        for r in range(1, n_regions + 1):
+            needs = holes[r] > 0 or (kinds[r - 1] == DISPLAY and (render.stabilise or render.rpca))
+            if needs:
+                ys, xs = boxes[r - 1]
+                c = render.context_px
+                chained[r] = (
+                    slice(max(ys.start - c, 0), min(ys.stop + c, height)),
+                    slice(max(xs.start - c, 0), min(xs.stop + c, width)),
+                )
+        tasks = []
+        for r, (ys, xs) in chained.items():
+            vis = None if visible is None or not render.inpaint else visible[:, ys, xs]
+            mask = regions[ys, xs] == r
+            tasks.append(region_chain_graph(warped[:, ys, xs, :], vis, mask, kinds[r - 1], ref_local, render))
+        outputs = dict(zip(chained, dask.compute(*tasks), strict=True)) if tasks else {}
+        steps["chain"] = time.perf_counter() - t0
+        for key in ("inpaint", "stabilise", "rpca"):
+            steps[key] = sum(o.seconds[key] for o in outputs.values())
+
+        # ---- intervals: cyclic regions by their mean luminance, displays by the rule
+        t0 = time.perf_counter()
+        signals = np.zeros((n_regions, n_window))
         if n_regions:
-            signals = region_signals(warped, regions, n_regions)
+            direct = regions.copy()
+            for r in chained:
+                direct[direct == r] = 0
+            if direct.any():
+                signals = region_signals(warped, direct, n_regions)
+            for r, (ys, xs) in chained.items():
+                mask = regions[ys, xs] == r
+                signals[r - 1] = luminance(outputs[r].video)[:, mask].mean(axis=1)
+        intervals: list[tuple[int, int]] = []
+        scores: list[float] = []
+        playbacks: list[str] = []
+        cyc = [r for r in range(1, n_regions + 1) if kinds[r - 1] == CYCLIC]
+        found = {}
+        if cyc:
             score, interval, _ = dft_cyclicity(
-                signals,
+                signals[[r - 1 for r in cyc]],
                 tau=cyclicity.tau,
                 min_length=min_interval_length(n_window, cyclicity.min_interval_fraction),
                 eps=cyclicity.eps,
             )
-            intervals = [(int(a), int(b)) for a, b in interval]
-            scores = [float(s) for s in score]
-        loop_frames = choose_loop_length([b - a for a, b in intervals], render)
-        fa, fb, wb, fades = loop_tables(intervals, loop_frames, render.crossfade_frames)
+            found = {
+                r: ((int(a), int(b)), float(s)) for r, (a, b), s in zip(cyc, interval, score, strict=True)
+            }
+        for r in range(1, n_regions + 1):
+            if kinds[r - 1] == CYCLIC:
+                (a, b), s = found[r]
+                playbacks.append(REPEAT)
+            else:
+                a, b = display_interval(n_window, ref_local, render.display_frames)
+                s = 0.0
+                if b - a >= 2 * cyclicity.tau + 2:
+                    s = float(
+                        dft_cyclicity(
+                            signals[r - 1 : r, a:b], tau=cyclicity.tau, min_length=b - a, eps=cyclicity.eps
+                        )[0][0]
+                    )
+                playbacks.append(render.display_playback)
+            intervals.append((a, b))
+            scores.append(s)
+        periods = [len(playback_sequence(a, b, p)) for (a, b), p in zip(intervals, playbacks, strict=True)]
+        loop_frames = choose_loop_length(periods, render)
+        fa, fb, wb, fades = loop_tables(intervals, loop_frames, render.crossfade_frames, playbacks)
         alpha = feather(animated, render.feather_px)
+        steps["signals"] = time.perf_counter() - t0
 
+        # ---- composite and write
+        t0 = time.perf_counter()
+        crops = {r: (ys, xs, outputs[r].video) for r, (ys, xs) in chained.items()}
+        loop = composite_graph(warped, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb)
         chunks2 = warped.chunks[1:3]
-        labels_da = da.from_array(regions, chunks=chunks2)
-        alpha_da = da.from_array(alpha, chunks=chunks2)
-        reference = ds[N.REFERENCE].data.rechunk((*chunks2, -1))
-
-        def block(v, ref, lab, al):
-            return composite_loop(v, ref[0], lab[0, :, :, 0], al[0, :, :, 0], fa, fb, wb)
-
-        loop = da.map_blocks(
-            block,
-            warped,
-            reference[None],
-            labels_da[None, :, :, None],
-            alpha_da[None, :, :, None],
-            chunks=((loop_frames,), *chunks2, warped.chunks[3]),
-            dtype=np.uint8,
-            meta=np.empty((0, 0, 0, 0), np.uint8),
-        )
         dims2 = (N.Y, N.X)
         out = xr.Dataset(
             {
                 N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
-                LOOP_REGIONS: (dims2, labels_da),
+                LOOP_REGIONS: (dims2, da.from_array(regions, chunks=chunks2)),
                 N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), loop),
             }
         )
         write_variables(out, store)
-        quality = loop_quality(open_store(store)[N.LOOP].data, animated)
-    regions_out = [
-        RegionLoop(
-            label=r,
-            area=int((regions == r).sum()),
-            start=intervals[r - 1][0],
-            stop=intervals[r - 1][1],
-            score=scores[r - 1],
-            crossfade=fades[r - 1],
+        steps["composite"] = time.perf_counter() - t0
+
+        # ---- quality
+        t0 = time.perf_counter()
+        stored = open_store(store)[N.LOOP].data
+        quality = loop_quality(stored, animated)
+        flicker = region_flicker(stored, warped, regions, intervals)
+        figures = [f for f in flicker if f is not None]
+        quality = quality.model_copy(update={"flicker": max(figures) if figures else None})
+        steps["quality"] = time.perf_counter() - t0
+    areas = np.bincount(regions.ravel(), minlength=n_regions + 1)
+    regions_out = []
+    for r in range(1, n_regions + 1):
+        o = outputs.get(r)
+        regions_out.append(
+            RegionLoop(
+                label=r,
+                area=int(areas[r]),
+                start=intervals[r - 1][0],
+                stop=intervals[r - 1][1],
+                score=scores[r - 1],
+                crossfade=fades[r - 1],
+                kind=kinds[r - 1],
+                playback=playbacks[r - 1],
+                period=periods[r - 1],
+                flicker=flicker[r - 1],
+                inpainted_samples=0 if o is None else o.inpainted,
+                stabilised_tracks=None if o is None else o.n_tracks,
+                rpca_gamma=None if o is None else o.gamma,
+                rpca_lambda=None if o is None else o.lam,
+                rpca_iterations=None if o is None else o.rpca_iterations,
+                rpca_converged=None if o is None else o.rpca_converged,
+            )
         )
-        for r in range(1, n_regions + 1)
-    ]
     result = RenderResult(
-        loop_frames=loop_frames, animated_pixels=int(animated.sum()), regions=regions_out, quality=quality
+        loop_frames=loop_frames,
+        animated_pixels=int(animated.sum()),
+        regions=regions_out,
+        quality=quality,
+        steps={k: round(v, 4) for k, v in steps.items()},
     )
     record_stage(
-        store, STAGE, render_digest(store, render, cyclicity), time.perf_counter() - t0, result.model_dump()
+        store,
+        STAGE,
+        render_digest(store, render, cyclicity),
+        time.perf_counter() - t_start,
+        result.model_dump(),
     )
     return result
 
@@ -230,17 +747,19 @@ def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
 
 @task(name="render_loop")
 def render_loop_task(store: str, render: RenderParams, cyclicity: CyclicityParams) -> RenderResult:
-    """Prefect task: loop every animated region, freeze the rest, write `loop`."""
+    """Prefect task: clean and loop every animated region, freeze the rest, write `loop`."""
     log = stage_logger(STAGE)
     if stage_done(store, STAGE, render_digest(store, render, cyclicity)):
         log.info("stage render already complete; skipped")
         return RenderResult.model_validate(stage_record(store, STAGE)["summary"])
     result = render_loop(store, render, cyclicity)
     log.info(
-        "stage render finished: %d frames, %d regions, %d animated pixels, seam %s",
+        "stage render finished: %d frames, %d regions (%d display), %d animated pixels, seam %s, flicker %s",
         result.loop_frames,
         len(result.regions),
+        sum(r.kind == DISPLAY for r in result.regions),
         result.animated_pixels,
         "n/a" if result.quality.seam is None else f"{result.quality.seam:.2f}",
+        "n/a" if result.quality.flicker is None else f"{result.quality.flicker:.2f}",
     )
     return result

@@ -71,7 +71,9 @@ class VideoSource:
             self._container.close()
             raise VideoError(f"{self.path}: contains no video stream")
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        # Slice threading only: with frame threading ("AUTO"), closing a decoder that stopped
+        # mid-stream (a frame range, a preflight check) was seen to hang in avcodec_free_context.
+        self._stream.thread_type = "SLICE"
         ctx = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         fps = float(rate) if rate else 0.0

@@ -98,6 +98,7 @@ from kernels.video_loop import (
 )
 from schemas import names as N
 from schemas.video_loop import VideoLoopParams, VideoLoopResult
+from tasks.render import loop_quality
 from tasks.runtime import cluster_compute, stage_logger
 from tasks.store import digest, open_store, record_stage, require, stage_done, stage_record, write_variables
 
@@ -775,6 +776,7 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
         out[CANDIDATE_CLASS] = ((CANDIDATE,), np.array([c[0] for c in candidates], np.int32))
     with cluster_compute():
         write_variables(xr.Dataset(out), store)
+        quality = loop_quality(open_store(store)[N.LOOP].data, animated)
     timings["render_write"] = time.perf_counter() - t3
 
     values, counts = np.unique(period, return_counts=True)
@@ -794,6 +796,7 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
         timings={k: round(float(v), 4) for k, v in timings.items()},
         candidate_classes=[int(c[0]) for c in candidates],
         candidate_animated_pixels=[int((c[1] > 1).sum()) for c in candidates],
+        quality=quality.model_dump(),
     )
     record_stage(
         store, STAGE, video_loop_digest(store, params), time.perf_counter() - t0, result.model_dump()

@@ -92,6 +92,7 @@ def test_run_with_config_then_info(tmp_path, blinking_clip):
         "ingest",
         "window",
         "cyclicity",
+        "displays",
         "render",
     ]
 

@@ -1,0 +1,185 @@
+"""Flow ``train_display_classifier``: annotated clips in, a display/billboard random forest out.
+
+Every clip goes through the same ingest and window stages as
+``make_cinemagraph`` (into a temporary store), is segmented hierarchically,
+and each segment of each kept level becomes one training row (the features of
+:mod:`tasks.display_features`) whose target says whether at least half of it
+is annotated as display.  The flow prints the cross-validated precision and
+recall -- folds grouped by clip, so no clip is both trained and tested on --,
+then fits the forest on all rows and saves it with skops.
+
+Without annotations it generates the default training set: synthetic clips of
+:mod:`tasks.synthetic_displays` (several seeds and variations).  The packaged
+model ``schemas/models/display_classifier.skops`` was made that way::
+
+    cinemagraph train-displays --out schemas/models/display_classifier.skops
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from prefect import flow, task, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import ValidationError
+
+from schemas.annotations import AnnotatedClip, DisplayAnnotations
+from schemas.config import PipelineConfig
+from schemas.displays import TrainDisplaysResult
+from tasks.display_features import cross_validated_scores
+from tasks.display_features import train_display_classifier as fit_forest
+from tasks.displays import AnnotationError, annotated_clip_rows, save_display_model
+from tasks.runtime import stage_logger
+from tasks.synthetic_displays import write_training_set
+
+__all__ = ["read_annotations", "train_display_classifier", "run_train_display_classifier"]
+
+
+def read_annotations(path: str | Path) -> DisplayAnnotations:
+    """Parse a :class:`~schemas.annotations.DisplayAnnotations` JSON file.
+
+    Raises
+    ------
+    AnnotationError
+        Missing file, bad JSON, or invalid content; names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"{path}: annotation file not found")
+    try:
+        return DisplayAnnotations.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise AnnotationError(f"{path}: invalid annotations: {problems}") from None
+
+
+@task(name="clip_training_rows")
+def clip_training_rows(
+    clip: AnnotatedClip, base_dir: str, work_dir: str, config: PipelineConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prefect task: training rows (features, targets) of one annotated clip."""
+    features, targets = annotated_clip_rows(clip, base_dir, work_dir, config)
+    usable = ~np.isnan(features).any(axis=1)
+    stage_logger("train").info(
+        "clip %s: %d usable segments, %d of them display",
+        clip.clip,
+        int(usable.sum()),
+        int(targets[usable].sum()),
+    )
+    return features, targets
+
+
+@flow(name="train_display_classifier", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
+def train_display_classifier(
+    annotations: str | None = None,
+    out_model: str = "display_classifier.skops",
+    n_synthetic: int = 16,
+    synthetic_seed: int = 1000,
+    synthetic_size: tuple[int, int] = (320, 180),
+    synthetic_frames: int = 64,
+    n_estimators: int = 100,
+    n_splits: int = 4,
+    seed: int = 0,
+    config: PipelineConfig | None = None,
+) -> TrainDisplaysResult:
+    """Train the display classifier and write it to ``out_model``.
+
+    Parameters
+    ----------
+    annotations : str, optional
+        A ``DisplayAnnotations`` JSON file (clips with mask images or polygons);
+        None = generate ``n_synthetic`` synthetic clips (seeds ``synthetic_seed``,
+        ``synthetic_seed + 1``, ...).
+    out_model : str
+        Where to write the forest (skops format).
+    n_synthetic : int
+        Clips of the generated training set.
+    synthetic_seed : int
+        First seed of the generated clips.
+    synthetic_size : (int, int)
+        (width, height) of the generated clips (pixels).
+    synthetic_frames : int
+        Length of the generated clips (frames).
+    n_estimators : int
+        Trees of the forest.
+    n_splits : int
+        Folds of the cross-validation (grouped by clip); fewer when there are
+        fewer clips; skipped below 2 clips.
+    seed : int
+        Seed of the forest and of the folds.
+    config : PipelineConfig, optional
+        Its ``ingest``, ``window`` and ``displays`` sections are used, as in
+        ``make_cinemagraph``.
+    """
+    t0 = time.perf_counter()
+    config = config or PipelineConfig()
+    with tempfile.TemporaryDirectory(prefix="train-displays-") as tmp:
+        if annotations is None:
+            print(f"generating {n_synthetic} synthetic display clips (seeds {synthetic_seed}..)")
+            annotations_path = write_training_set(
+                Path(tmp) / "synthetic",
+                n_synthetic,
+                seed=synthetic_seed,
+                width=synthetic_size[0],
+                height=synthetic_size[1],
+                n_frames=synthetic_frames,
+            )
+        else:
+            annotations_path = Path(annotations)
+        spec = read_annotations(annotations_path)
+        if not spec.clips:
+            raise AnnotationError(f"{annotations_path}: no clips")
+        base = str(annotations_path.resolve().parent)
+        work = Path(tmp) / "stores"
+        work.mkdir()
+        futures = clip_training_rows.map(spec.clips, unmapped(base), unmapped(str(work)), unmapped(config))
+        parts = [f.result() for f in futures]
+    features = np.concatenate([p[0] for p in parts])
+    targets = np.concatenate([p[1] for p in parts])
+    groups = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
+    usable = ~np.isnan(features).any(axis=1)
+    n_rows, n_positive = int(usable.sum()), int(targets[usable].sum())
+    print(f"{len(parts)} clips, {n_rows} usable segments, {n_positive} of them display")
+
+    folds = min(n_splits, len(parts))
+    scores = None
+    if folds >= 2 and min(n_positive, n_rows - n_positive) >= folds:
+        scores = cross_validated_scores(
+            features, targets, groups=groups, n_splits=folds, n_estimators=n_estimators, seed=seed
+        )
+        print(
+            f"cross-validated ({folds} folds grouped by clip): precision {scores['precision']:.3f}, "
+            f"recall {scores['recall']:.3f}, F1 {scores['f1']:.3f}"
+        )
+    else:
+        folds = 0
+        print("too few clips or display segments for a cross-validation; training without one")
+
+    model = fit_forest(features, targets, n_estimators=n_estimators, seed=seed)
+    out = Path(out_model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_display_model(model, out)
+    print(f"model written to {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return TrainDisplaysResult(
+        model=str(out.resolve()),
+        n_clips=len(parts),
+        n_segments=n_rows,
+        n_positive=n_positive,
+        precision=None if scores is None else scores["precision"],
+        recall=None if scores is None else scores["recall"],
+        f1=None if scores is None else scores["f1"],
+        n_splits=folds,
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+
+
+def run_train_display_classifier(
+    annotations: str | Path | None, out_model: str | Path, **kwargs
+) -> TrainDisplaysResult:
+    """Run the flow (the one-call public entry the CLI uses)."""
+    return train_display_classifier(
+        annotations=None if annotations is None else str(annotations), out_model=str(out_model), **kwargs
+    )

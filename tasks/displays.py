@@ -1,0 +1,421 @@
+"""Displays and billboards: which segments of the window show changing content (Yan et al., CVPR 2017, Sec. 4.2).
+
+Reads ``warped`` (window_time, y, x, channel) uint8 and ``visible``
+(window_time, y, x) bool; writes ``segments`` (level, y, x) int32 -- the kept
+levels of the hierarchical segmentation, labels ``0 .. K-1`` per level -- and
+``display_mask`` (y, x) bool.  The render stage unites ``display_mask`` with
+``cyclic_mask`` into ``animated_mask``.
+
+Steps (one call of :func:`detect_displays`):
+
+1. :func:`kernels.segmentation.hierarchical_segmentation` of the whole window
+   (the merge graph spans the frame, so this stage does not tile; it runs in
+   the task's own thread and releases the GIL);
+2. the feature vector of every segment of every kept level
+   (:mod:`tasks.display_features`); segments mostly invisible (more than half
+   of their pixels invisible in more than half the frames) and segments
+   smaller than ``min_segment_area`` are skipped, never positive;
+3. the random forest's display probability of each remaining segment;
+   ``display_mask`` is the union, over all levels, of the segments whose
+   probability is at least ``probability_threshold``.
+
+The classifier is a skops file (``DisplayParams.model``, default the one
+packaged in ``schemas/models/``), loaded with a trusted-types check; a
+tampered or foreign file is refused with an error naming it.  Its SHA-256 is
+part of the stage's digest, so a retrained model reruns the stage.
+
+Defaults differ from the paper's numbers on purpose (documented in
+:class:`schemas.displays.DisplayParams`): pattern threshold ``theta = 30``
+instead of 100 and levels at 15/30/50 % of the hierarchy instead of
+60/70/80 %.  With this segmentation's distance (normalised Hamming + 0.1 x
+histogram NCC) and the paper's values, the 60-80 % levels have merge
+thresholds of 0.45-0.68 and a switching slideshow merges into the static
+facade around it (see the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import cv2
+import dask
+import numpy as np
+import skops.io as sio
+import xarray as xr
+from prefect import task
+from scipy import ndimage
+from sklearn.ensemble import RandomForestClassifier
+
+from kernels.segmentation import hierarchical_segmentation
+from schemas import names as N
+from schemas.annotations import AnnotatedClip
+from schemas.config import PipelineConfig
+from schemas.displays import DisplayParams, DisplaysResult
+
+# the private helpers let the per-pixel statistics be computed once for all levels
+from tasks.display_features import (
+    FEATURE_NAMES,
+    ModelFileError,
+    _check_inputs,
+    _features_from_statistics,
+    _pixel_statistics,
+    load_model,
+    rasterise_polygons,
+    segment_targets,
+)
+from tasks.ingest import ingest
+from tasks.runtime import cluster_compute, stage_logger
+from tasks.store import (
+    digest,
+    group,
+    open_store,
+    record_stage,
+    remove_store,
+    require,
+    stage_done,
+    stage_record,
+    write_variables,
+)
+from tasks.window import select_window
+
+__all__ = [
+    "STAGE",
+    "save_display_model",
+    "model_sha256",
+    "load_display_model",
+    "segment_window",
+    "level_features",
+    "classify_segments",
+    "detect_displays",
+    "AnnotationError",
+    "annotation_mask",
+    "training_rows",
+    "annotated_clip_rows",
+    "displays_digest",
+    "find_displays",
+    "find_displays_task",
+]
+
+STAGE = "displays"
+
+
+class AnnotationError(ValueError):
+    """An annotation that does not match its clip (missing mask image, wrong size)."""
+
+
+def save_display_model(model: RandomForestClassifier, path: str | Path) -> Path:
+    """Write a fitted display classifier with skops (no pickle), zip-deflated to keep it small.
+
+    Readable by :func:`tasks.display_features.load_model` like an uncompressed
+    file; a forest of 100 shallow trees takes ~200 KB instead of ~2 MB (the
+    per-tree schema JSON compresses well).
+    """
+    if not isinstance(model, RandomForestClassifier) or not hasattr(model, "estimators_"):
+        raise TypeError("model must be a fitted RandomForestClassifier")
+    path = Path(path)
+    sio.dump(model, str(path), compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return path
+
+
+def model_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a classifier file; :class:`ModelFileError` naming it when it cannot be read."""
+    path = Path(path)
+    try:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as err:
+        raise ModelFileError(f"display classifier {path}: cannot read it ({err.strerror or err})") from None
+    return h.hexdigest()
+
+
+_MODEL_LOCK = threading.Lock()
+_MODEL_CACHE: dict[tuple[str, str], RandomForestClassifier] = {}
+
+
+def load_display_model(params: DisplayParams) -> tuple[RandomForestClassifier, Path, str]:
+    """(model, path, sha256) of the classifier ``params`` names, checked and safely loaded.
+
+    Raises
+    ------
+    ModelFileError
+        Missing, unreadable, tampered (``UntrustedModelError``) or incompatible
+        file; the message names the file.
+    """
+    path = params.model_file()
+    sha = model_sha256(path)
+    # skops' loader is not safe to run in two threads at once (CPython's AST recursion-depth
+    # check fails); items in flight share threads, so load once per file content, under a lock
+    with _MODEL_LOCK:
+        model = _MODEL_CACHE.get((str(path), sha))
+        if model is None:
+            model = load_model(path)
+            _MODEL_CACHE[(str(path), sha)] = model
+    if getattr(model, "n_features_in_", len(FEATURE_NAMES)) != len(FEATURE_NAMES):
+        raise ModelFileError(
+            f"display classifier {path}: expects {model.n_features_in_} features, "
+            f"this version computes {len(FEATURE_NAMES)}; retrain it with `cinemagraph train-displays`"
+        )
+    if True not in set(np.asarray(model.classes_).tolist()):
+        raise ModelFileError(f"display classifier {path}: has no display (True) class")
+    return model, Path(path), sha
+
+
+def segment_window(
+    video: np.ndarray, visible: np.ndarray | None, params: DisplayParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kept levels of the hierarchical segmentation with ``params``: (segments, thresholds).
+
+    ``segments`` is (levels, H, W) int32, ``thresholds`` (levels,) float64; see
+    :func:`kernels.segmentation.hierarchical_segmentation`.
+    """
+    return hierarchical_segmentation(
+        video,
+        visible,
+        theta=params.theta,
+        start_threshold=params.start_threshold,
+        growth=params.growth,
+        keep_levels=tuple(params.levels),
+        colour_weight=params.colour_weight,
+    )
+
+
+def level_features(
+    video: np.ndarray, visible: np.ndarray | None, segments: np.ndarray, min_segment_area: int = 1
+) -> list[np.ndarray]:
+    """Feature rows (K_level, F) of every level; skipped segments (mostly invisible, small) are NaN.
+
+    Same values as :func:`tasks.display_features.segment_features` level by
+    level, but the per-pixel statistics are computed once for all levels.
+    """
+    segments = np.asarray(segments)
+    if segments.ndim != 3:
+        raise ValueError(f"segments must have shape (levels, H, W); got {segments.shape}")
+    video, visible, _ = _check_inputs(video, visible, segments[0])
+    stats = _pixel_statistics(video, visible)
+    rows = []
+    for labels in segments:
+        _, _, labels = _check_inputs(video, visible, labels)
+        features = _features_from_statistics(stats, video, visible, labels)
+        size = np.bincount(labels.ravel(), minlength=features.shape[0])
+        features[size < min_segment_area] = np.nan
+        rows.append(features)
+    return rows
+
+
+def classify_segments(
+    model: RandomForestClassifier,
+    features: list[np.ndarray],
+    segments: np.ndarray,
+    probability_threshold: float = 0.5,
+) -> tuple[np.ndarray, int]:
+    """(display_mask (H, W) bool, number of positive segments) from per-level features.
+
+    A segment is positive when its display probability is at least
+    ``probability_threshold``; NaN rows never are.  The mask is the union over
+    the levels (Yan et al., Sec. 4.2).
+    """
+    classes = np.asarray(model.classes_).tolist()
+    column = classes.index(True)
+    mask = np.zeros(segments.shape[1:], bool)
+    n_positive = 0
+    for rows, labels in zip(features, segments, strict=True):
+        usable = ~np.isnan(rows).any(axis=1)
+        if not usable.any():
+            continue
+        probability = np.zeros(rows.shape[0])
+        probability[usable] = model.predict_proba(rows[usable])[:, column]
+        positive = usable & (probability >= probability_threshold)
+        n_positive += int(positive.sum())
+        mask |= positive[labels]
+    return mask, n_positive
+
+
+def detect_displays(
+    video: np.ndarray,
+    visible: np.ndarray | None,
+    model: RandomForestClassifier,
+    params: DisplayParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Segment, describe and classify one window, all in memory.
+
+    Parameters
+    ----------
+    video : ndarray, shape (T, H, W, 3), uint8
+        The warped window, RGB 0-255.
+    visible : ndarray of bool, shape (T, H, W), or None
+    model : RandomForestClassifier
+        From :func:`load_display_model` or :func:`tasks.display_features.train_display_classifier`.
+    params : DisplayParams
+
+    Returns
+    -------
+    segments : ndarray, (levels, H, W) int32
+    thresholds : ndarray, (levels,) float64
+    display_mask : ndarray, (H, W) bool
+    n_positive : int
+        Positive segments over all levels.
+    """
+    segments, thresholds = segment_window(video, visible, params)
+    features = level_features(video, visible, segments, params.min_segment_area)
+    mask, n_positive = classify_segments(model, features, segments, params.probability_threshold)
+    return segments, thresholds, mask, n_positive
+
+
+def annotation_mask(clip: AnnotatedClip, base_dir: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """The annotated display pixels of ``clip`` on the window's grid ``shape`` = (H, W), bool.
+
+    Polygons are rasterised; a mask image is read as non-zero = display.  When
+    the annotation was drawn at another size (``window_size``, or a mask image
+    of another size with the same aspect ratio), it is scaled to ``shape``.
+
+    Raises
+    ------
+    AnnotationError
+        Unreadable mask image, or a size that cannot be matched; names the file.
+    """
+    height, width = shape
+    base = Path(base_dir)
+    if clip.polygons is not None:
+        sx = sy = 1.0
+        if clip.window_size is not None:
+            sx, sy = width / clip.window_size[0], height / clip.window_size[1]
+        polygons = [[(x * sx, y * sy) for x, y in polygon] for polygon in clip.polygons]
+        return rasterise_polygons(polygons, shape) if polygons else np.zeros(shape, bool)
+    path = clip.mask if clip.mask.is_absolute() else base / clip.mask
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise AnnotationError(f"{path}: mask image not found or not readable")
+    if image.shape != (height, width):
+        mh, mw = image.shape
+        if abs(mw / mh - width / height) > 0.01 * width / height:
+            raise AnnotationError(
+                f"{path}: mask is {mw}x{mh} pixels, the clip's window {width}x{height}; aspect ratios differ"
+            )
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+    return image > 0
+
+
+def training_rows(
+    video: np.ndarray, visible: np.ndarray | None, truth: np.ndarray, params: DisplayParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows and targets of every segment of every kept level of one window.
+
+    Returns
+    -------
+    features : ndarray, (K, F) float64
+        Rows of skipped segments are NaN (the training drops them).
+    targets : ndarray, (K,) bool
+        At least half of the segment's pixels annotated as display.
+    """
+    segments, _ = segment_window(video, visible, params)
+    features = level_features(video, visible, segments, params.min_segment_area)
+    targets = [segment_targets(labels, truth) for labels in segments]
+    return np.concatenate(features), np.concatenate(targets)
+
+
+def annotated_clip_rows(
+    clip: AnnotatedClip,
+    base_dir: str | Path,
+    work_dir: str | Path,
+    config: PipelineConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ingest one annotated clip into a store under ``work_dir``, window it, and return its training rows.
+
+    The same ingest and window stages as ``make_cinemagraph`` (with
+    ``config.ingest``, ``config.window``), so the classifier sees what the
+    pipeline will show it.  The store is removed afterwards.
+    """
+    source = clip.clip if clip.clip.is_absolute() else Path(base_dir) / clip.clip
+    store = Path(work_dir) / (source.stem + ".zarr")
+    try:
+        ingest(source, store, config.ingest)
+        select_window(str(store), config.window, 2 * config.cyclicity.tau + 2)
+        ds = open_store(store)
+        video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
+        truth = annotation_mask(clip, base_dir, video.shape[1:3])
+        return training_rows(video, visible.astype(bool), truth, config.displays)
+    finally:
+        remove_store(store)
+
+
+def displays_digest(store: str | Path, params: DisplayParams) -> str:
+    """Digest of the stage's inputs: the window record, the parameters and the model file's hash."""
+    upstream = (stage_record(store, "window") or {}).get("digest")
+    sha = model_sha256(params.model_file()) if params.enabled else None
+    return digest(STAGE, upstream, params.model_dump(mode="json"), sha)
+
+
+def _drop_outputs(store: str | Path) -> None:
+    g = group(store)
+    for name in (N.SEGMENTS, N.DISPLAY_MASK):
+        if name in g:
+            del g[name]
+
+
+def find_displays(store: str, params: DisplayParams) -> DisplaysResult:
+    """Compute and write ``segments`` and ``display_mask`` of ``store``; record the stage.
+
+    With ``params.enabled`` False, any earlier outputs of the stage are removed
+    and the stage is recorded as switched off.
+    """
+    t0 = time.perf_counter()
+    key = displays_digest(store, params)
+    if not params.enabled:
+        _drop_outputs(store)
+        result = DisplaysResult(enabled=False, display_pixels=0, n_display_regions=0)
+        record_stage(store, STAGE, key, time.perf_counter() - t0, result.model_dump())
+        return result
+    model, path, sha = load_display_model(params)
+    ds = open_store(store)
+    require(ds, store, [N.WARPED, N.VISIBLE])
+    with cluster_compute():
+        video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
+    segments, thresholds, mask, n_positive = detect_displays(video, visible.astype(bool), model, params)
+    chunks = {N.Y: ds[N.WARPED].chunks[1][0], N.X: ds[N.WARPED].chunks[2][0]}
+    out = xr.Dataset(
+        {
+            N.SEGMENTS: ((N.LEVEL, N.Y, N.X), segments),
+            N.DISPLAY_MASK: ((N.Y, N.X), mask),
+        }
+    ).chunk({N.LEVEL: 1, **chunks})
+    write_variables(out, store)
+    _, n_regions = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    result = DisplaysResult(
+        enabled=True,
+        display_pixels=int(mask.sum()),
+        n_display_regions=int(n_regions),
+        segments_per_level=[int(level.max()) + 1 for level in segments],
+        thresholds=[float(t) for t in thresholds],
+        positive_segments=n_positive,
+        model=str(path),
+        model_sha256=sha,
+    )
+    record_stage(store, STAGE, key, time.perf_counter() - t0, result.model_dump())
+    return result
+
+
+@task(name="find_displays")
+def find_displays_task(store: str, params: DisplayParams) -> DisplaysResult:
+    """Prefect task: hierarchical segmentation + random forest -> `segments`, `display_mask`."""
+    log = stage_logger(STAGE)
+    if stage_done(store, STAGE, displays_digest(store, params)):
+        log.info("stage displays already complete; skipped")
+        return DisplaysResult.model_validate(stage_record(store, STAGE)["summary"])
+    result = find_displays(store, params)
+    if not result.enabled:
+        log.info("stage displays finished: switched off, no display mask")
+    else:
+        log.info(
+            "stage displays finished: %d display pixels in %d regions (%d positive segments; segments per level %s)",
+            result.display_pixels,
+            result.n_display_regions,
+            result.positive_segments,
+            result.segments_per_level,
+        )
+    return result
