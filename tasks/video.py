@@ -7,6 +7,7 @@ becomes a :class:`VideoError` whose message names the file.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ import numpy as np
 
 # FFmpeg's own chatter (encoder statistics, decoder warnings) stays out of the console;
 # problems reach the user through VideoError and the run's warnings instead.
+# (PyAV routes FFmpeg's messages to the "libav" loggers; the last one is quoted in PyAV's exceptions).
 av.logging.set_level(av.logging.ERROR)
+logging.getLogger("libav").setLevel(logging.CRITICAL)
 
 
 class VideoError(RuntimeError):
