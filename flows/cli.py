@@ -170,6 +170,8 @@ def _print_summary(result, console) -> None:
     table.add_row(
         "reference frame", f"{result.reference_index} (window {result.window[0]}-{result.window[1]})"
     )
+    if result.alignment is not None:
+        table.add_row("alignment", f"{result.alignment.mode}: {result.alignment.reason}")
     table.add_row("loop", f"{result.loop_frames} frames, {len(result.regions)} animated regions")
     table.add_row("animated", f"{result.masks.animated} px ({100 * result.masks.animated_fraction:.2f} %)")
     q = result.quality
@@ -211,17 +213,35 @@ def run(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("cinemagraph-demo"),
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier demo in --out.")] = False,
+    moving: Annotated[
+        bool,
+        typer.Option(
+            help="A hand-held clip instead: the camera translates and turns past textured planes, so the "
+            "frames are aligned by structure from motion and plane-sweep depth (about a minute more)."
+        ),
+    ] = False,
 ) -> None:
     """Make a synthetic clip (blinking lights on a textured wall) and turn it into a cinemagraph."""
     _quiet_environment()
     from schemas.config import PipelineConfig
-    from tasks.synthetic import make_blinking_clip
 
     existing = _existing(overwrite, False)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "demo-clip.mp4"
-        make_blinking_clip(clip)
-        typer.echo(f"synthetic clip: {clip.name}, 72 frames 320x180 with three blinking lights", err=True)
+        if moving:
+            from tasks.synthetic_scene import render_synthetic_clip, write_mp4
+
+            frames = render_synthetic_clip(
+                n_frames=48, height=192, width=256, blink_periods=(8.0, 6.0), bright_lights=True
+            ).frames
+            write_mp4(frames, clip, crf=12)
+            typer.echo(f"synthetic clip: {clip.name}, 48 frames 256x192 from a moving camera, two blinking "
+                       "lights", err=True)
+        else:
+            from tasks.synthetic import make_blinking_clip
+
+            make_blinking_clip(clip)
+            typer.echo(f"synthetic clip: {clip.name}, 72 frames 320x180 with three blinking lights", err=True)
         _run_pipeline(clip, out, PipelineConfig(), existing)
 
 

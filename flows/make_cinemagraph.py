@@ -1,7 +1,8 @@
 """Flow ``make_cinemagraph``: one video in, one looping cinemagraph out.
 
 Stages (each a Prefect task that reads and writes the item's store and returns a
-small result): ingest -> window -> cyclicity -> displays -> render -> encode -> result.json.
+small result): ingest -> window -> motion -> [sfm -> depth, moving camera only] -> warp
+-> cyclicity -> displays -> render -> encode -> result.json.
 A stage already complete in the store with the same inputs is skipped, so a
 rerun (``existing="resume"``) continues where a stopped run ended.
 """
@@ -10,11 +11,18 @@ import time
 from pathlib import Path
 
 from prefect import flow
+from prefect.logging import get_run_logger
 
 from flows.execution import dask_task_runner
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.results import CinemagraphResult, LoopQuality, MaskSizes
+from tasks.align import (
+    classify_motion_task,
+    reference_depth_task,
+    structure_from_motion_task,
+    warp_window_task,
+)
 from tasks.cyclicity import find_cyclic_regions_task
 from tasks.displays import find_displays_task
 from tasks.encode import encode_outputs_task
@@ -27,7 +35,9 @@ from tasks.video_loop import video_loop_task
 from tasks.window import select_window_task
 
 #: Stage names in order; the CLI's progress bar counts them.
-STAGES = ("ingest", "window", "cyclicity", "displays", "render", "encode", "result")
+STAGES = (
+    "ingest", "window", "motion", "sfm", "depth", "warp", "cyclicity", "displays", "render", "encode", "result",
+)
 
 
 @flow(name="make_cinemagraph", task_runner=dask_task_runner(ExecutionParams()), log_prints=True)
@@ -73,6 +83,25 @@ def make_cinemagraph(
     min_frames = 2 * config.cyclicity.tau + 2  # the cyclicity score needs a cyclic band
     ingested = run("ingest", ingest_video, str(src), store, config.ingest, min_frames)
     window = run("window", select_window_task, store, config.window, min_frames)
+    log = get_run_logger()
+    warnings = list(ingested.warnings)
+    motion = run("motion", classify_motion_task, store, config.align)
+    mode, sfm, depth = motion.mode, None, None
+    if mode == "moving":
+        sfm = run("sfm", structure_from_motion_task, store, config.align)
+        if sfm.ok:
+            depth = run("depth", reference_depth_task, store, config.align)
+        else:
+            mode = "homography"
+            motion = motion.model_copy(
+                update={"mode": mode, "reason": f"{motion.reason}; structure from motion failed, homography used"}
+            )
+            warnings.append(f"structure from motion failed ({sfm.message}); aligned by homography instead")
+            log.info("stage depth not needed: structure from motion failed, aligning by homography")
+    else:
+        log.info("stage sfm not needed: %s footage", mode)
+        log.info("stage depth not needed: %s footage", mode)
+    run("warp", warp_window_task, store, config.align, mode, config.window.tile)
     looped = None
     if config.loop_method == "video_loop":
         # per-pixel period and start (Liao et al. 2013) instead of cyclic regions
@@ -110,7 +139,10 @@ def make_cinemagraph(
         video_loop=looped,
         timings=timings,
         skipped_stages=skipped,
-        warnings=ingested.warnings,
+        warnings=warnings,
+        alignment=motion,
+        sfm=sfm,
+        depth=depth,
         config=config.model_dump(mode="json"),
     )
     write_result_task.submit(result, str(out)).result()

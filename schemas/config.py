@@ -3,7 +3,7 @@
 Every field states its unit.  Unknown keys are refused (``extra="forbid"``), so a typo in a
 config file is an error, not a silently ignored option.  ``cinemagraph run --config FILE``
 reads TOML or YAML shaped like :class:`PipelineConfig` (sections ``ingest``, ``window``,
-``cyclicity``, ``render``, ``execution``).
+``align``, ``cyclicity``, ``displays``, ``render``, ``video_loop``, ``execution``).
 """
 
 from __future__ import annotations
@@ -68,6 +68,107 @@ class WindowParams(_Model):
         ge=8,
         description="Spatial chunk edge of the window's arrays (pixels); each chunk holds all window frames.",
     )
+
+
+class AlignParams(_Model):
+    """Alignment of the window's frames to the reference view (Yan et al. 2017, Sec. 3).
+
+    ``auto`` measures the camera motion with KLT tracks from the reference frame: a camera that
+    barely moves is *steady* (identity), one whose motion a single homography explains (a turn on
+    the spot, a planar scene) is aligned by *homography*, and one with parallax is *moving*:
+    structure from motion (pycolmap), plane-sweep depth of the reference frame by alpha-expansion,
+    and a z-buffer warp of every frame into the reference view.  When structure from motion fails,
+    the homography of the dominant plane is used instead, with a warning.
+    """
+
+    mode: Literal["auto", "steady", "homography", "moving"] = Field(
+        "auto",
+        description="auto = choose from the measured motion (logged, and written to result.json); steady = "
+        "identity; homography = one homography per frame; moving = SfM, depth and z-buffer warp.",
+    )
+    steady_max_motion_px: float = Field(
+        1.0,
+        ge=0,
+        description="auto: the clip is steady when the median displacement of the tracked features from the "
+        "reference frame stays at most this in every frame (pixels of the ingested frames).",
+    )
+    parallax_min_px: float = Field(
+        1.5,
+        ge=0,
+        description="auto: a moving clip needs depth when the 75th percentile of the tracked features' "
+        "distance to their best per-frame homography exceeds this in the median frame (pixels); "
+        "below it one homography per frame aligns the clip.",
+    )
+    max_features: int = Field(
+        800, ge=16, description="Corners tracked from the reference frame (Shi-Tomasi + pyramidal KLT)."
+    )
+    min_tracks: int = Field(
+        12,
+        ge=4,
+        description="Fewest tracks a frame needs for its motion and homography to count; frames with fewer "
+        "are left invisible in homography mode (tracks).",
+    )
+    ransac_px: float = Field(
+        1.5, gt=0, description="RANSAC inlier distance of the per-frame homographies (pixels)."
+    )
+    sfm_max_frames: int = Field(
+        40,
+        ge=2,
+        description="Structure from motion reconstructs at most about this many window frames (every k-th, "
+        "plus the reference); the poses of the others are interpolated (frames).",
+    )
+    sfm_max_features: int = Field(4096, ge=64, description="SIFT features per frame for structure from motion.")
+    sfm_overlap: int = Field(
+        10, ge=1, description="Sequential matching: each reconstructed frame is matched with its next this many."
+    )
+    sfm_camera_model: Literal["SIMPLE_PINHOLE", "SIMPLE_RADIAL"] = Field(
+        "SIMPLE_PINHOLE",
+        description="COLMAP model of the single shared camera (focal length calibrated by bundle adjustment).",
+    )
+    sfm_seed: int = Field(0, description="Random seed of COLMAP's RANSAC and mapper.")
+    depth_labels: int = Field(128, ge=2, le=1024, description="Inverse-depth labels of the plane sweep.")
+    depth_drop_fraction: float = Field(
+        0.01,
+        ge=0,
+        lt=0.5,
+        description="Fraction of the nearest and of the farthest SfM points seen in the reference frame "
+        "ignored when bounding the depth range.",
+    )
+    max_neighbours_each_side: int = Field(
+        50, ge=1, description="Frames before and after the reference matched by the plane sweep (frames)."
+    )
+    ncc_patch: int = Field(5, ge=1, description="Side of the NCC patch (pixels, odd).")
+    ncc_truncation: float = Field(0.3, gt=0, le=2, description="Truncation of the matching cost 1 - NCC.")
+    smoothness_weight: float = Field(
+        0.15, ge=0, description="Weight of the truncated-linear smoothness term between neighbouring labels."
+    )
+    smoothness_truncation: float = Field(
+        4.0, gt=0, description="Truncation of the smoothness term (labels)."
+    )
+    graph_cut_cycles: int = Field(
+        5, ge=1, description="Alpha-expansion cycles over all labels (each stops early at convergence)."
+    )
+    label_slab: int = Field(
+        16,
+        ge=1,
+        description="Labels per Dask task of the cost volume; each task holds one (neighbours, H, W) float32 "
+        "buffer (labels).",
+    )
+    depth_tolerance: float = Field(
+        0.03,
+        ge=0,
+        description="z-buffer test of the warp: a reference point is visible in a frame when its depth there is "
+        "within this fraction of the nearest reference point landing on the same pixel.",
+    )
+    frames_per_task: int = Field(
+        8, ge=1, description="Frames warped per Dask task (frames)."
+    )
+
+    @model_validator(mode="after")
+    def _odd_patch(self) -> AlignParams:
+        if self.ncc_patch % 2 != 1:
+            raise ValueError(f"ncc_patch must be odd, got {self.ncc_patch}")
+        return self
 
 
 class CyclicityParams(_Model):
@@ -256,6 +357,7 @@ class PipelineConfig(_Model):
 
     ingest: IngestParams = Field(default_factory=IngestParams)
     window: WindowParams = Field(default_factory=WindowParams)
+    align: AlignParams = Field(default_factory=AlignParams)
     cyclicity: CyclicityParams = Field(default_factory=CyclicityParams)
     displays: DisplayParams = Field(default_factory=DisplayParams)
     render: RenderParams = Field(default_factory=RenderParams)

@@ -14,6 +14,11 @@ LOOP_TIME = "loop_time"
 WINDOW_TIME = "window_time"  # time axis of the analysis window; its coordinate holds indices into TIME
 LEVEL = "level"
 BOUND = "bound"  # the (start, stop) pair of an interval
+POINT = "point"  # sparse SfM points
+XYZ = "xyz"
+ROW3 = "row3"  # rows of 3 x 3 and 3 x 4 camera matrices
+COL3 = "col3"
+COL4 = "col4"
 
 # variables
 FRAMES = "frames"
@@ -21,6 +26,15 @@ REFERENCE = "reference"
 WARPED = "warped"
 VISIBLE = "visible"
 DEPTH = "depth"
+# cameras of a moving-camera window (structure from motion), float64
+CAMERA_INTRINSICS = "camera_intrinsics"  # (row3, col3): shared K, pixel centres at integer coordinates
+CAM_FROM_WORLD = "cam_from_world"  # (window_time, row3, col4): X_cam = R X_world + t
+CAMERA_REGISTERED = "camera_registered"  # (window_time,) bool: pose from the mapper, not interpolated
+POINTS3D = "points3d"  # (point, xyz): sparse points, world units of the reconstruction
+POINT_ERROR = "point_error"  # (point,): mean reprojection error (pixels)
+POINT_IN_REFERENCE = "point_in_reference"  # (point,) bool: observed in the reference frame
+HOMOGRAPHY = "homography"  # (window_time, row3, col3): frame pixel -> reference pixel (homography mode)
+CAMERA_VARIABLES = (CAMERA_INTRINSICS, CAM_FROM_WORLD, CAMERA_REGISTERED, POINTS3D, POINT_ERROR, POINT_IN_REFERENCE)
 CYCLIC_SCORE = "cyclic_score"
 CYCLIC_INTERVAL = "cyclic_interval"
 CYCLIC_AMPLITUDE = "cyclic_amplitude"

@@ -40,6 +40,57 @@ class WindowResult(_Result):
     window_stop: int = Field(description="One past the last frame of the window.")
 
 
+class MotionResult(_Result):
+    """How the camera moves over the window, and the alignment mode chosen from it."""
+
+    mode: Literal["steady", "homography", "moving"] = Field(description="Alignment mode used next.")
+    requested: str = Field(description="config.align.mode: auto or a forced mode.")
+    reason: str = Field(description="Why this mode, in words (also logged).")
+    n_tracks: int = Field(description="Features tracked from the reference frame.")
+    frames_measured: int = Field(description="Window frames with enough tracks to measure.")
+    motion_px: float | None = Field(
+        description="Largest per-frame median displacement of the tracks from the reference (pixels)."
+    )
+    parallax_px: float | None = Field(
+        description="Median over frames of the 75th percentile of the tracks' distance to the frame's "
+        "homography (pixels): residual motion that one homography cannot explain."
+    )
+
+
+class SfMSummary(_Result):
+    """Structure from motion of the window (moving mode)."""
+
+    ok: bool = Field(description="False when it failed; the window is then aligned by homography.")
+    message: str = Field("", description="Why it failed (empty when ok).")
+    frames_reconstructed: int = Field(0, description="Window frames given to the mapper.")
+    frames_registered: int = Field(0, description="Of those, frames the mapper registered.")
+    n_points: int = Field(0, description="Sparse 3D points.")
+    focal_px: float | None = Field(None, description="Calibrated focal length (pixels).")
+    mean_reprojection_error: float | None = Field(None, description="Over all observations (pixels).")
+
+
+class DepthSummary(_Result):
+    """Plane-sweep depth of the reference frame (moving mode)."""
+
+    depth_near: float = Field(description="Nearest depth label (world units of the reconstruction).")
+    depth_far: float = Field(description="Farthest depth label.")
+    n_labels: int
+    n_neighbours: int = Field(description="Frames matched against the reference.")
+    energy: float = Field(description="Energy of the alpha-expansion labeling.")
+    seconds_cost_volume: float
+    seconds_graph_cut: float
+
+
+class WarpResult(_Result):
+    """The aligned window: `warped` and `visible`."""
+
+    mode: Literal["steady", "homography", "moving"]
+    visible_fraction: float = Field(description="Fraction of window samples marked visible.")
+    frames_unaligned: int = Field(
+        0, description="Frames left wholly invisible because no alignment could be fitted (homography mode)."
+    )
+
+
 class CyclicityResult(_Result):
     cyclic_pixels: int = Field(description="Pixels in `cyclic_mask`.")
     candidate_pixels: int = Field(
@@ -161,6 +212,11 @@ class CinemagraphResult(_Result):
     )
     warnings: list[str] = Field(default_factory=list)
     config: dict = Field(description="The PipelineConfig used.")
+    alignment: MotionResult | None = Field(
+        None, description="Camera motion measured over the window and the alignment mode used."
+    )
+    sfm: SfMSummary | None = Field(None, description="Structure from motion (moving mode only).")
+    depth: DepthSummary | None = Field(None, description="Reference depth (moving mode only).")
     loop_method: str = Field("cyclic_regions", description="How the loop was made (config.loop_method).")
     video_loop: VideoLoopResult | None = Field(
         None, description="Per-pixel loop summary when loop_method is video_loop (periods, energies, timings)."

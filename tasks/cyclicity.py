@@ -27,7 +27,16 @@ from schemas import names as N
 from schemas.config import CyclicityParams
 from schemas.results import CyclicityResult
 from tasks.runtime import cluster_compute, stage_logger
-from tasks.store import digest, open_store, record_stage, require, stage_done, stage_record, write_variables
+from tasks.store import (
+    aligned_digest,
+    digest,
+    open_store,
+    record_stage,
+    require,
+    stage_done,
+    stage_record,
+    write_variables,
+)
 
 STAGE = "cyclicity"
 
@@ -141,7 +150,7 @@ def cyclic_mask(fields: np.ndarray, params: CyclicityParams) -> tuple[np.ndarray
 
 
 def cyclicity_digest(store, params: CyclicityParams) -> str:
-    upstream = (stage_record(store, "window") or {}).get("digest")
+    upstream = aligned_digest(store)
     return digest(STAGE, upstream, params.model_dump(mode="json"))
 
 

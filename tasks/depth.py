@@ -18,6 +18,7 @@ nearest ``d_near``; inverse depth is uniform in between.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,8 @@ class DepthResult:
     energy: float
     neighbours: np.ndarray
     unary: np.ndarray | None = None
+    seconds_cost_volume: float = 0.0
+    seconds_graph_cut: float = 0.0
 
 
 def relative_pose(cam_from_world_ref: np.ndarray, cam_from_world_other: np.ndarray) -> np.ndarray:
@@ -181,6 +184,18 @@ def select_neighbours(n_frames: int, ref_index: int, max_each_side: int = 50) ->
     return np.concatenate([before, after]).astype(np.int64)
 
 
+def slab_cost(reference, neighbours, K, neighbour_from_reference, patch_size, truncation, inverse_depths):
+    """Cost volume of one slab of labels: :func:`kernels.plane_sweep.plane_sweep_cost` with positional arguments."""
+    return plane_sweep_cost(
+        reference, neighbours, K, neighbour_from_reference, inverse_depths, patch_size=patch_size, truncation=truncation
+    )
+
+
+def map_in_turn(fn: Callable[..., np.ndarray], shared: tuple, slabs: list[np.ndarray]) -> list[np.ndarray]:
+    """``[fn(*shared, slab) for slab in slabs]``: the default, sequential slab mapper of :func:`reference_depth`."""
+    return [fn(*shared, slab) for slab in slabs]
+
+
 def _grey(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
@@ -202,6 +217,8 @@ def reference_depth(
     solver: Callable[..., Any] | None = None,
     solver_options: dict | None = None,
     return_unary: bool = False,
+    label_slab: int | None = None,
+    map_slabs: Callable[[Callable[..., np.ndarray], tuple, list[np.ndarray]], list[np.ndarray]] | None = None,
 ) -> DepthResult:
     """Depth map of the reference frame by plane sweep and alpha-expansion.
 
@@ -240,6 +257,14 @@ def reference_depth(
         Extra keyword arguments of the solver (e.g. ``max_cycles``).
     return_unary : bool, default False
         Keep the (H, W, L) cost volume in the result.
+    label_slab : int, optional
+        Build the cost volume in slabs of this many labels (default: one slab).
+    map_slabs : callable, optional
+        ``map_slabs(slab_cost, shared, slabs)`` returns
+        ``[slab_cost(*shared, s) for s in slabs]`` (:func:`map_in_turn`, the
+        default); each is an (H, W, len(s)) float32 array.  The pipeline passes
+        one that runs the slabs as parallel Dask tasks, with the large
+        ``shared`` arrays (the grey neighbours) in the graph once.
 
     Returns
     -------
@@ -284,8 +309,14 @@ def reference_depth(
     for k, n in enumerate(neighbours):
         nbr_grey[k] = _grey(frames[n])
         rel[k] = relative_pose(poses[ref_index], poses[n])
-    unary = plane_sweep_cost(reference, nbr_grey, K, rel, inv, patch_size=patch_size, truncation=truncation)
-    del nbr_grey
+    t0 = time.perf_counter()
+    step = n_labels if label_slab is None else max(1, int(label_slab))
+    slabs = [inv[a : a + step] for a in range(0, n_labels, step)]
+    shared = (reference, nbr_grey, np.asarray(K, np.float64), rel, patch_size, truncation)
+    parts = (map_slabs or map_in_turn)(slab_cost, shared, slabs)
+    unary = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+    del nbr_grey, parts, shared
+    seconds_cost = time.perf_counter() - t0
 
     if solver is None:
         solver = alpha_expansion
@@ -293,6 +324,7 @@ def reference_depth(
         unary, "truncated_linear", pairwise_weight=pairwise_weight, truncation=pairwise_truncation,
         **(solver_options or {}),
     )
+    seconds_cut = time.perf_counter() - t0 - seconds_cost
     labels = np.asarray(result.labels).astype(np.int32)
     if labels.shape != reference.shape:
         raise ValueError(f"solver returned labels of shape {labels.shape}, expected {reference.shape}")
@@ -303,4 +335,6 @@ def reference_depth(
         energy=float(result.energy),
         neighbours=neighbours,
         unary=unary if return_unary else None,
+        seconds_cost_volume=seconds_cost,
+        seconds_graph_cut=seconds_cut,
     )

@@ -70,6 +70,7 @@ from tasks.display_features import (
 from tasks.ingest import ingest
 from tasks.runtime import cluster_compute, stage_logger
 from tasks.store import (
+    aligned_digest,
     digest,
     group,
     open_store,
@@ -346,7 +347,7 @@ def annotated_clip_rows(
 
 def displays_digest(store: str | Path, params: DisplayParams) -> str:
     """Digest of the stage's inputs: the window record, the parameters and the model file's hash."""
-    upstream = (stage_record(store, "window") or {}).get("digest")
+    upstream = aligned_digest(store)
     sha = model_sha256(params.model_file()) if params.enabled else None
     return digest(STAGE, upstream, params.model_dump(mode="json"), sha)
 

@@ -96,6 +96,7 @@ from tasks.cyclicity import luminance
 from tasks.runtime import cluster_compute, stage_logger
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
+    aligned_digest,
     digest,
     open_store,
     read_attrs,
@@ -552,11 +553,11 @@ def region_flicker(loop: da.Array, warped: da.Array, regions: np.ndarray, interv
 
 
 def render_digest(store, render: RenderParams, cyclicity: CyclicityParams) -> str:
-    upstream = [(stage_record(store, s) or {}).get("digest") for s in ("window", "cyclicity", "displays")]
+    upstream = [aligned_digest(store)] + [(stage_record(store, s) or {}).get("digest") for s in ("cyclicity", "displays")]
     return digest(STAGE, upstream, render.model_dump(mode="json"), cyclicity.model_dump(mode="json"))
 
 
-def _reference_in_window(store, ds: xr.Dataset, n_window: int) -> int:
+def reference_in_window(store, ds: xr.Dataset, n_window: int) -> int:
     """Index of the reference frame in the window (the middle frame when the store does not say)."""
     ref = read_attrs(store).get("reference_index")
     if ref is not None and N.WINDOW_TIME in ds[N.WARPED].coords:
@@ -581,7 +582,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
     warped = ds[N.WARPED].data
     visible = ds[N.VISIBLE].data if N.VISIBLE in ds else None
     n_window, height, width = warped.shape[:3]
-    ref_local = _reference_in_window(store, ds, n_window)
+    ref_local = reference_in_window(store, ds, n_window)
     with cluster_compute(), threadpool_limits(limits=1, user_api="blas"):
         # ---- which regions need the chain, on which crops
         t0 = time.perf_counter()

@@ -238,6 +238,8 @@ def run_sfm(
     if len(sampled) < 2:
         raise ValueError("structure from motion needs at least two frames")
 
+    # COLMAP logs every step of the mapper at INFO through glog on stderr; keep errors only
+    pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 2)
     with tempfile.TemporaryDirectory(prefix="cinemagraph_sfm_") as tmp:
         root = Path(work_dir) if work_dir is not None else Path(tmp)
         image_dir = root / "images"

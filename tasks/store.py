@@ -93,6 +93,15 @@ def write_variables(
     )
 
 
+def drop_variables(path: str | Path, names: Iterable[str]) -> list[str]:
+    """Delete the variables ``names`` from the store where present (stale outputs); returns those deleted."""
+    g = group(path)
+    gone = [name for name in names if name in g]
+    for name in gone:
+        del g[name]
+    return gone
+
+
 def _jsonable(value: Any):
     try:
         import numpy as np
@@ -124,6 +133,23 @@ def stage_record(path: str | Path, stage: str) -> dict[str, Any] | None:
         return read_attrs(path).get(STAGES_ATTR, {}).get(stage)
     except Exception:  # unreadable store: nothing is trusted
         return None
+
+
+#: The stage whose record stands for the aligned window (`warped`, `visible`) downstream.
+ALIGNED_STAGES = ("warp", "window")
+
+
+def aligned_digest(path: str | Path) -> str | None:
+    """Digest of what wrote the aligned window: the ``warp`` stage, else the ``window`` stage.
+
+    Every stage that reads ``warped``/``visible`` chains its own digest on this,
+    so re-aligning the window (another mode, new depth) redoes everything after it.
+    """
+    for stage in ALIGNED_STAGES:
+        record = stage_record(path, stage)
+        if record:
+            return record.get("digest")
+    return None
 
 
 def stage_done(path: str | Path, stage: str, inputs_digest: str) -> bool:

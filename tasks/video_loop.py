@@ -98,9 +98,18 @@ from kernels.video_loop import (
 )
 from schemas import names as N
 from schemas.video_loop import VideoLoopParams, VideoLoopResult
-from tasks.render import loop_quality
+from tasks.render import loop_quality, reference_in_window
 from tasks.runtime import cluster_compute, stage_logger
-from tasks.store import digest, open_store, record_stage, require, stage_done, stage_record, write_variables
+from tasks.store import (
+    aligned_digest,
+    digest,
+    open_store,
+    record_stage,
+    require,
+    stage_done,
+    stage_record,
+    write_variables,
+)
 
 STAGE = "video_loop"
 CANDIDATE = "candidate"
@@ -674,7 +683,7 @@ def _label_stamp(path: str | None):
 
 
 def video_loop_digest(store, params: VideoLoopParams) -> str:
-    upstream = (stage_record(store, "window") or {}).get("digest")
+    upstream = aligned_digest(store)
     return digest(STAGE, upstream, params.model_dump(mode="json"), _label_stamp(params.label_video))
 
 
@@ -702,6 +711,21 @@ def _retimed(period: np.ndarray, loop_frames: int) -> int:
     return int((anim & (loop_frames % np.maximum(period, 1) != 0)).sum())
 
 
+def visible_cells(ds: xr.Dataset, factor: int) -> np.ndarray | None:
+    """(h * w,) bool: grid cells whose pixels are visible in every window frame; None when all are."""
+    if N.VISIBLE not in ds:
+        return None
+    with cluster_compute():
+        always = np.asarray(ds[N.VISIBLE].data.all(axis=0).compute())
+    if always.all():
+        return None
+    height, width = always.shape
+    h, w = -(-height // factor), -(-width // factor)
+    cells = np.ones((h, w), bool)
+    np.logical_and.at(cells, (np.arange(height)[:, None] // factor, np.arange(width)[None, :] // factor), always)
+    return cells.ravel()
+
+
 def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
     """Compute and write ``loop_period``, ``loop_start``, ``animated_mask``, ``loop`` (and candidates); record the stage."""
     timings: dict[str, float] = {}
@@ -723,14 +747,19 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
         )
     timings["read"] = time.perf_counter() - t0
 
+    # a moving camera's window has samples outside the frame or occluded: cells with any such
+    # sample may not loop, and static pixels show the reference frame (always visible)
+    seen = visible_cells(ds, factor)
     t1 = time.perf_counter()
     energy = prepare_energy(grid, params, labels)
     timings["prepare"] = time.perf_counter() - t1
-    solution = optimise_loops(energy, params)
+    solution = optimise_loops(energy, params, allowed=seen)
     timings.update(solution.timings)
 
     period = upsample_labels(solution.period, factor, height, width).astype(np.int32)
     start = upsample_labels(solution.start, factor, height, width).astype(np.int32)
+    if seen is not None:
+        start[period == 1] = reference_in_window(store, ds, t_win)
     animated = period > 1
     loop_frames = choose_loop_frames(np.unique(period), params)
 
@@ -738,6 +767,8 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
     t2 = time.perf_counter()
     for cls in dynamic_classes(energy, params):
         allowed = energy.sem_info.dominant == cls
+        if seen is not None:
+            allowed = allowed & seen
         sol = optimise_loops(energy, params, allowed=allowed, best_starts=solution.best_starts)
         candidates.append(
             (

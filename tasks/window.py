@@ -6,9 +6,10 @@ This stage is also where the store is rechunked, once: ``frames`` is chunked
 for sequential writing (short time chunks), the window for per-pixel temporal
 kernels (all window frames in a chunk, small spatial tiles).
 
-For steady footage the alignment is the identity: ``warped`` is the window of
-``frames`` and every sample is visible.  The moving-camera warp replaces this
-stage's alignment and writes the same variables.
+This stage writes the identity alignment: ``warped`` is the window of
+``frames`` and every sample is visible.  The alignment stages of
+:mod:`tasks.align` then keep it (steady footage) or replace ``warped`` and
+``visible`` by a homography or depth warp into the reference view.
 
 The window's own time dimension is ``window_time`` (its coordinate holds the
 frame indices into ``time``): one xarray Dataset cannot hold two lengths of
@@ -30,6 +31,7 @@ from schemas.results import WindowResult
 from tasks.runtime import stage_logger
 from tasks.store import (
     digest,
+    forget_stages,
     open_store,
     record_stage,
     require,
@@ -40,6 +42,12 @@ from tasks.store import (
 )
 
 STAGE = "window"
+
+#: The stages that align the window after this one (tasks.align); rewriting the window voids them.
+ALIGN_STAGES = ("motion", "sfm", "depth", "warp")
+
+#: Store attribute naming what wrote `warped`/`visible`: "identity", "homography" or "depth".
+ALIGNED_BY_ATTR = "aligned_by"
 
 #: The smallest window the cyclicity score is defined on, with tau = 4 (2 tau + 2 frames).
 MIN_WINDOW_FRAMES = 10
@@ -99,8 +107,10 @@ def select_window(store: str, params: WindowParams, min_frames: int = MIN_WINDOW
     ds = open_store(store)
     require(ds, store, [N.FRAMES])
     out, result = build_window(ds[N.FRAMES], params, min_frames)
+    # the identity alignment replaces whatever an earlier alignment wrote: its records go too
+    forget_stages(store, ALIGN_STAGES)
     write_variables(out, store)
-    update_attrs(store, result.model_dump())
+    update_attrs(store, {**result.model_dump(), ALIGNED_BY_ATTR: "identity"})
     record_stage(
         store, STAGE, window_digest(store, params, min_frames), time.perf_counter() - t0, result.model_dump()
     )

@@ -91,6 +91,8 @@ def test_run_with_config_then_info(tmp_path, blinking_clip):
     assert json.loads((out / "result.json").read_text())["skipped_stages"] == [
         "ingest",
         "window",
+        "motion",
+        "warp",
         "cyclicity",
         "displays",
         "render",

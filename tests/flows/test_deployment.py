@@ -114,5 +114,6 @@ def test_deployment_runs_through_a_worker(server, blinking_clip, tmp_path):
         f"{url}/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}
     ).json()
     names = {t["name"].rsplit("-", 1)[0] for t in task_runs}
-    assert {"ingest_video", "select_window", "find_cyclic_regions", "render_loop", "encode_outputs"} <= names
+    assert {"ingest_video", "select_window", "classify_motion", "warp_window", "find_cyclic_regions", "render_loop",
+            "encode_outputs"} <= names
     assert all(t["state_type"] == "COMPLETED" for t in task_runs)

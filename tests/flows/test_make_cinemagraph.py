@@ -93,7 +93,10 @@ def test_outputs_and_result_json(run):
     assert set(parsed.timings) >= {"ingest", "window", "cyclicity", "render", "encode"}
     attrs = read_attrs(out / N.STORE_NAME)
     assert attrs["reference_index"] == parsed.reference_index == 36
-    assert set(attrs["stages"]) == {"ingest", "window", "cyclicity", "displays", "render"}
+    assert set(attrs["stages"]) == {"ingest", "window", "motion", "warp", "cyclicity", "displays", "render"}
+    # a tripod clip: the steady mode is chosen, no SfM or depth runs, the window keeps the identity
+    assert parsed.alignment.mode == "steady" and parsed.sfm is None and parsed.depth is None
+    assert attrs["aligned_by"] == "identity"
 
 
 def test_rerun_resumes_without_recomputing(run):
@@ -102,7 +105,7 @@ def test_rerun_resumes_without_recomputing(run):
     second = run_make_cinemagraph(clip.path, out, existing="resume")
     after = read_attrs(out / N.STORE_NAME)["stages"]
     assert before == after  # no stage record rewritten
-    assert second.skipped_stages == ["ingest", "window", "cyclicity", "displays", "render"]
+    assert second.skipped_stages == ["ingest", "window", "motion", "warp", "cyclicity", "displays", "render"]
     assert second.loop_frames == first.loop_frames
 
 
@@ -125,7 +128,7 @@ def test_changed_config_recomputes_only_downstream_stages(run, tmp_path):
     config.render.feather_px = 0.0
     result = run_make_cinemagraph(clip.path, copy, config, existing="resume")
     after = read_attrs(copy / N.STORE_NAME)["stages"]
-    assert result.skipped_stages == ["ingest", "window", "cyclicity", "displays"]
+    assert result.skipped_stages == ["ingest", "window", "motion", "warp", "cyclicity", "displays"]
     assert after["render"]["finished"] != before["render"]["finished"]
 
 

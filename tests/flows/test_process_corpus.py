@@ -159,5 +159,5 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path, blinking_clip):
     for stage, record in killed.items():
         assert final[stage] == record, f"{stage} was computed again"
         assert stage in result.skipped_stages
-    assert set(final) == {"ingest", "window", "cyclicity", "displays", "render"}
+    assert set(final) == {"ingest", "window", "motion", "warp", "cyclicity", "displays", "render"}
     assert result.quality.stillness == 0 and len(result.regions) == 3

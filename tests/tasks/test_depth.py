@@ -174,3 +174,26 @@ def test_rejects_bad_arguments(small_clip):
         reference_depth(clip.frames, clip.K, clip.cam_from_world, 3, neighbours=[3], depth_range=(1, 5))
     with pytest.raises(ValueError):
         reference_depth(clip.frames, clip.K, clip.cam_from_world, 3, neighbours=[4], depth_range=(5, 1))
+
+
+def test_cost_volume_in_label_slabs_equals_one_slab(small_clip):
+    """The stage builds the cost volume in slabs of labels as Dask tasks; the result is the same."""
+    from tasks.align import _dask_slabs
+
+    clip = small_clip
+    ref = clip.reference_index
+    truth = clip.depth[ref]
+    common = dict(neighbours=[6, 8, 12, 14], depth_range=(float(truth.min()) * 0.9, float(truth.max()) * 1.1),
+                  n_labels=24, return_unary=True, solver=maxflow_solver)
+    whole = reference_depth(clip.frames, clip.K, clip.cam_from_world, ref, **common)
+    calls = []
+
+    def recording(fn, shared, slabs):
+        calls.append([s.size for s in slabs])
+        return _dask_slabs(fn, shared, slabs)
+
+    sliced = reference_depth(clip.frames, clip.K, clip.cam_from_world, ref, label_slab=7, map_slabs=recording,
+                             **common)
+    assert calls == [[7, 7, 7, 3]]
+    np.testing.assert_array_equal(sliced.unary, whole.unary)
+    np.testing.assert_array_equal(sliced.labels, whole.labels)

@@ -283,3 +283,33 @@ def test_stage_refuses_a_label_video_of_the_wrong_length(tmp_path):
     p = VideoLoopParams(periods=[6, 8], label_video=str(tmp_path / "labels.zarr"))
     with pytest.raises(VideoLoopError, match="label frames"):
         video_loop_stage(store, p)
+
+
+def test_invisible_samples_never_loop_and_static_pixels_show_the_reference(tmp_path):
+    """A moving camera's window: cells with a sample outside the frame stay static at the reference frame."""
+    frames, masks = steady_loop_clip(height=32, width=40, n_frames=48, periods=(8, 12), seed=3)
+    frames = frames.copy()
+    visible = np.ones(frames.shape[:3], bool)
+    hidden = masks[0] | masks[1]
+    hidden[:, :20] = False  # the left half of the looping regions leaves the frame for a while
+    visible[10:20][:, hidden] = False
+    frames[10:20][:, hidden] = 0  # what the warp writes for invisible samples
+    store = _make_store(tmp_path / "store.zarr", frames)
+    xr.Dataset({N.VISIBLE: ((N.WINDOW_TIME, N.Y, N.X), visible)}).chunk({N.Y: 16, N.X: 16}).to_zarr(
+        store, mode="a", zarr_format=3, consolidated=False
+    )
+    import zarr
+
+    zarr.open_group(store, mode="r+", zarr_format=3).attrs.update({"reference_index": 30, "window_start": 0})
+    result = video_loop_stage(store, VideoLoopParams(periods=[8, 12, 16, 24], downscale=2, max_cycles=2))
+    ds = open_store(store)
+    period, start, loop = ds[N.LOOP_PERIOD].values, ds[N.LOOP_START].values, ds[N.LOOP].values
+    grid_hidden = np.zeros((16, 20), bool)
+    np.logical_or.at(grid_hidden, (np.arange(32)[:, None] // 2, np.arange(40)[None, :] // 2), hidden)
+    cells = np.repeat(np.repeat(grid_hidden, 2, 0), 2, 1)
+    assert (period[cells] == 1).all()
+    assert (period[masks[0] & ~cells] > 1).mean() > 0.8  # the visible half still loops
+    assert (start[period == 1] == 30).all()
+    for t in range(result.loop_frames):
+        np.testing.assert_array_equal(loop[t][period == 1], frames[30][period == 1])
+    assert not (loop[:, cells] == 0).all(axis=-1).any()  # no black from invisible samples

@@ -1,0 +1,553 @@
+"""Alignment of the analysis window to the reference view (Yan et al., CVPR 2017, Sec. 3).
+
+Four stages, each a Prefect task that reads and writes the item's store:
+
+``motion``
+    KLT tracks from the reference frame measure how the camera moves over the
+    window and choose the alignment mode (``config.align.mode = "auto"``):
+    *steady* when the tracks barely move, *homography* when one homography per
+    frame explains their motion (a turn on the spot, a distant or planar
+    scene), *moving* when there is parallax.  Writes ``homography``.
+``sfm`` (moving only)
+    Structure from motion of the window with pycolmap (:mod:`tasks.sfm`):
+    ``camera_intrinsics``, ``cam_from_world``, ``camera_registered``,
+    ``points3d``, ``point_error``, ``point_in_reference``.  When it fails the
+    failure is recorded (so a rerun does not retry it) and the flow aligns the
+    window by homography instead.
+``depth`` (moving only)
+    Plane-sweep depth of the reference frame, 1 - NCC cost volume built in
+    label slabs as parallel Dask tasks, alpha-expansion (:mod:`tasks.depth`):
+    ``depth``.
+``warp``
+    Writes ``warped`` and ``visible`` of the chosen mode: the identity (kept
+    from the window stage when it is still there), one homography per frame,
+    or the z-buffer depth warp (:mod:`kernels.warp`), frames in blocks as Dask
+    tasks.  Samples outside the frame or occluded in it are invisible, with
+    colour 0 -- never made-up colour.
+
+Variable names are in :mod:`schemas.names`; the README's store table documents them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import cv2
+import dask
+import numpy as np
+import xarray as xr
+from prefect import task
+
+from kernels.alpha_expansion import alpha_expansion
+from kernels.warp import warp_to_reference
+from schemas import names as N
+from schemas.config import AlignParams
+from schemas.results import DepthSummary, MotionResult, SfMSummary, WarpResult
+from tasks.depth import depth_range_from_points, reference_depth, relative_pose, select_neighbours
+from tasks.runtime import cluster_compute, stage_logger
+from tasks.sfm import SfMFailed, run_sfm
+from tasks.stabilise import track_features
+from tasks.store import (
+    digest,
+    drop_variables,
+    open_store,
+    read_attrs,
+    record_stage,
+    require,
+    stage_done,
+    stage_record,
+    update_attrs,
+    write_variables,
+)
+from tasks.window import ALIGNED_BY_ATTR
+
+MODES = ("steady", "homography", "moving")
+
+_MOTION_KEYS = ("mode", "steady_max_motion_px", "parallax_min_px", "max_features", "min_tracks", "ransac_px")
+_SFM_KEYS = ("sfm_max_frames", "sfm_max_features", "sfm_overlap", "sfm_camera_model", "sfm_seed")
+_DEPTH_KEYS = (
+    "depth_labels",
+    "depth_drop_fraction",
+    "max_neighbours_each_side",
+    "ncc_patch",
+    "ncc_truncation",
+    "smoothness_weight",
+    "smoothness_truncation",
+    "graph_cut_cycles",
+)
+
+
+def _subset(params: AlignParams, keys) -> dict:
+    values = params.model_dump(mode="json")
+    return {k: values[k] for k in keys}
+
+
+def _already_done(store: str, stage: str, inputs_digest: str, model):
+    """The stage's recorded summary as ``model`` when it finished with these inputs (logged), else None."""
+    if not stage_done(store, stage, inputs_digest):
+        return None
+    stage_logger(stage).info("stage %s already complete; skipped", stage)
+    return model.model_validate(stage_record(store, stage)["summary"])
+
+
+# --------------------------------------------------------------------------
+# reading the window
+
+
+def window_location(store: str) -> tuple[int, int, int]:
+    """(start, stop, reference index inside the window) as the window stage recorded them."""
+    attrs = read_attrs(store)
+    try:
+        start, stop, ref = int(attrs["window_start"]), int(attrs["window_stop"]), int(attrs["reference_index"])
+    except KeyError:
+        from tasks.store import StoreError
+
+        raise StoreError(f"{store}: the window stage has not run (no window bounds in the store)") from None
+    return start, stop, ref - start
+
+
+def _window_frames(ds: xr.Dataset, start: int, stop: int) -> np.ndarray:
+    with cluster_compute():
+        return np.asarray(ds[N.FRAMES].isel({N.TIME: slice(start, stop)}).data.compute())
+
+
+def _grey(frames: np.ndarray) -> np.ndarray:
+    return np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames])
+
+
+# --------------------------------------------------------------------------
+# motion and mode
+
+
+def measure_motion(grey: np.ndarray, ref: int, params: AlignParams):
+    """Track features from frame ``ref`` and fit one homography per frame.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (T, H, W), uint8
+        Grey window frames.
+    ref : int
+        Reference frame (index into ``grey``).
+    params : AlignParams
+        ``max_features``, ``min_tracks``, ``ransac_px`` are used.
+
+    Returns
+    -------
+    homographies : ndarray, shape (T, 3, 3), float64
+        Frame pixel -> reference pixel, NaN for frames with fewer than
+        ``min_tracks`` tracks or no RANSAC fit; the identity for ``ref``.
+    n_tracks : int
+        Tracks started in the reference frame.
+    motion : ndarray, shape (T,), float64
+        Median displacement of the tracks from the reference (pixels), NaN when not measured.
+    parallax : ndarray, shape (T,), float64
+        75th percentile of the tracks' distance to the fitted homography (pixels), NaN when not measured.
+    """
+    n_frames, height, width = grey.shape
+    tracks = track_features(grey, ref, np.ones((height, width), bool), max_features=params.max_features)
+    homographies = np.full((n_frames, 3, 3), np.nan)
+    homographies[ref] = np.eye(3)
+    motion = np.full(n_frames, np.nan)
+    parallax = np.full(n_frames, np.nan)
+    motion[ref] = parallax[ref] = 0.0
+    for t in range(n_frames):
+        if t == ref:
+            continue
+        ok = np.isfinite(tracks[t]).all(axis=1) & np.isfinite(tracks[ref]).all(axis=1)
+        if ok.sum() < params.min_tracks:
+            continue
+        src = tracks[t, ok].astype(np.float64)
+        dst = tracks[ref, ok].astype(np.float64)
+        motion[t] = float(np.median(np.linalg.norm(src - dst, axis=1)))
+        hmat, _ = cv2.findHomography(src, dst, cv2.RANSAC, params.ransac_px, maxIters=2000, confidence=0.999)
+        if hmat is None or not np.all(np.isfinite(hmat)):
+            continue
+        mapped = cv2.perspectiveTransform(src.reshape(-1, 1, 2), hmat).reshape(-1, 2)
+        parallax[t] = float(np.percentile(np.linalg.norm(mapped - dst, axis=1), 75))
+        homographies[t] = hmat / hmat[2, 2]
+    return homographies, tracks.shape[1], motion, parallax
+
+
+def choose_mode(n_tracks: int, motion: np.ndarray, parallax: np.ndarray, params: AlignParams) -> tuple[str, str]:
+    """(mode, reason) from the measured motion, or the mode forced by ``params.mode``."""
+    measured = np.isfinite(motion)
+    measured_text = (
+        f"largest median track displacement {np.nanmax(motion):.2f} px, "
+        f"median homography residual {np.nanmedian(parallax[np.isfinite(parallax)]):.2f} px"
+        if np.isfinite(parallax).sum() > 1
+        else "too few tracked frames to measure"
+    )
+    if params.mode != "auto":
+        return params.mode, f"forced by config (align.mode = {params.mode}); measured {measured_text}"
+    if n_tracks < params.min_tracks or measured.sum() < 2:
+        return "steady", (
+            f"only {n_tracks} features could be tracked from the reference frame: camera motion cannot be "
+            "measured, the clip is taken as steady"
+        )
+    largest = float(np.nanmax(motion))
+    if largest <= params.steady_max_motion_px:
+        return "steady", (
+            f"steady camera: largest median track displacement {largest:.2f} px "
+            f"<= steady_max_motion_px {params.steady_max_motion_px}"
+        )
+    fitted = parallax[np.isfinite(parallax)]
+    residual = float(np.median(fitted)) if fitted.size else math.inf
+    if residual <= params.parallax_min_px:
+        return "homography", (
+            f"camera moves ({largest:.1f} px) without parallax: median homography residual {residual:.2f} px "
+            f"<= parallax_min_px {params.parallax_min_px}"
+        )
+    return "moving", (
+        f"moving camera with parallax: largest median displacement {largest:.1f} px, median homography "
+        f"residual {residual:.2f} px > parallax_min_px {params.parallax_min_px}"
+    )
+
+
+def motion_digest(store: str, params: AlignParams) -> str:
+    upstream = (stage_record(store, "window") or {}).get("digest")
+    return digest("motion", upstream, _subset(params, _MOTION_KEYS))
+
+
+def classify_motion(store: str, params: AlignParams) -> MotionResult:
+    """Measure the camera motion of the window, write ``homography`` and record the chosen mode."""
+    t0 = time.perf_counter()
+    ds = open_store(store)
+    require(ds, store, [N.FRAMES])
+    start, stop, ref = window_location(store)
+    grey = _grey(_window_frames(ds, start, stop))
+    homographies, n_tracks, motion, parallax = measure_motion(grey, ref, params)
+    mode, reason = choose_mode(n_tracks, motion, parallax, params)
+    out = xr.Dataset({N.HOMOGRAPHY: ((N.WINDOW_TIME, N.ROW3, N.COL3), homographies)})
+    write_variables(out, store)
+    finite = np.isfinite(motion)
+    result = MotionResult(
+        mode=mode,
+        requested=params.mode,
+        reason=reason,
+        n_tracks=int(n_tracks),
+        frames_measured=int(finite.sum()) - 1,
+        motion_px=float(np.nanmax(motion)) if finite.sum() > 1 else None,
+        parallax_px=float(np.nanmedian(parallax)) if np.isfinite(parallax).sum() > 1 else None,
+    )
+    record_stage(store, "motion", motion_digest(store, params), time.perf_counter() - t0, result.model_dump())
+    return result
+
+
+@task(name="classify_motion")
+def classify_motion_task(store: str, params: AlignParams) -> MotionResult:
+    """Prefect task: measure the camera motion over the window and choose steady, homography or moving."""
+    done = _already_done(store, "motion", motion_digest(store, params), MotionResult)
+    if done is not None:
+        return done
+    log = stage_logger("motion")
+    result = classify_motion(store, params)
+    log.info("stage motion finished: mode %s (%s)", result.mode, result.reason)
+    return result
+
+
+# --------------------------------------------------------------------------
+# structure from motion
+
+
+def sfm_digest(store: str, params: AlignParams) -> str:
+    upstream = (stage_record(store, "window") or {}).get("digest")
+    return digest("sfm", upstream, _subset(params, _SFM_KEYS))
+
+
+def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:
+    """Reconstruct the window's cameras and write them; a failure is recorded, not raised."""
+    t0 = time.perf_counter()
+    ds = open_store(store)
+    require(ds, store, [N.FRAMES])
+    start, stop, ref = window_location(store)
+    frames = _window_frames(ds, start, stop)
+    n_frames = frames.shape[0]
+    step = max(1, math.ceil(n_frames / params.sfm_max_frames))
+    sampled = len(set(range(0, n_frames, step)) | {n_frames - 1, ref})
+    threads = max(1, len(os.sched_getaffinity(0)))
+    try:
+        sfm = run_sfm(
+            frames,
+            step=step,
+            always_include=(ref,),
+            camera_model=params.sfm_camera_model,
+            overlap=params.sfm_overlap,
+            max_num_features=params.sfm_max_features,
+            num_threads=threads,
+            seed=params.sfm_seed,
+        )
+    except SfMFailed as exc:
+        drop_variables(store, N.CAMERA_VARIABLES)
+        summary = SfMSummary(ok=False, message=str(exc), frames_reconstructed=sampled)
+    else:
+        in_ref = np.zeros(len(sfm.points3d), bool)
+        in_ref[sfm.points_seen_in(ref)] = True
+        out = xr.Dataset(
+            {
+                N.CAMERA_INTRINSICS: ((N.ROW3, N.COL3), sfm.K),
+                N.CAM_FROM_WORLD: ((N.WINDOW_TIME, N.ROW3, N.COL4), sfm.cam_from_world),
+                N.CAMERA_REGISTERED: ((N.WINDOW_TIME,), sfm.registered),
+                N.POINTS3D: ((N.POINT, N.XYZ), sfm.points3d),
+                N.POINT_ERROR: ((N.POINT,), sfm.point_errors),
+                N.POINT_IN_REFERENCE: ((N.POINT,), in_ref),
+            }
+        )
+        drop_variables(store, N.CAMERA_VARIABLES)
+        write_variables(out, store)
+        summary = SfMSummary(
+            ok=True,
+            frames_reconstructed=sampled,
+            frames_registered=int(sfm.registered.sum()),
+            n_points=len(sfm.points3d),
+            focal_px=float(sfm.K[0, 0]),
+            mean_reprojection_error=sfm.mean_reprojection_error,
+        )
+    record_stage(store, "sfm", sfm_digest(store, params), time.perf_counter() - t0, summary.model_dump())
+    return summary
+
+
+@task(name="structure_from_motion")
+def structure_from_motion_task(store: str, params: AlignParams) -> SfMSummary:
+    """Prefect task: pycolmap structure from motion of the window (poses, intrinsics, sparse points)."""
+    done = _already_done(store, "sfm", sfm_digest(store, params), SfMSummary)
+    if done is not None:
+        return done
+    log = stage_logger("sfm")
+    summary = structure_from_motion(store, params)
+    if summary.ok:
+        log.info(
+            "stage sfm finished: %d of %d frames registered, %d points, focal %.1f px, reprojection error %.2f px",
+            summary.frames_registered, summary.frames_reconstructed, summary.n_points, summary.focal_px,
+            summary.mean_reprojection_error,
+        )
+    else:
+        log.warning("stage sfm finished without cameras: %s; the window is aligned by homography", summary.message)
+    return summary
+
+
+# --------------------------------------------------------------------------
+# depth
+
+
+def depth_digest(store: str, params: AlignParams) -> str:
+    upstream = (stage_record(store, "sfm") or {}).get("digest")
+    return digest("depth", upstream, _subset(params, _DEPTH_KEYS))
+
+
+def _read_cameras(store: str, ds: xr.Dataset):
+    require(ds, store, [N.CAMERA_INTRINSICS, N.CAM_FROM_WORLD])
+    K = np.asarray(ds[N.CAMERA_INTRINSICS].values, np.float64)
+    poses = np.asarray(ds[N.CAM_FROM_WORLD].values, np.float64)
+    return K, poses
+
+
+def _dask_slabs(fn, shared, slabs):
+    """Cost-volume slabs as parallel Dask tasks (on the flow's cluster when there is one).
+
+    Each shared input (the grey reference and neighbours, the poses) is one key of the graph,
+    so it is sent to the cluster once, not once per slab.
+    """
+    keys = [dask.delayed(value, traverse=False) for value in shared]
+    tasks = [dask.delayed(fn, pure=True)(*keys, slab) for slab in slabs]
+    with cluster_compute():
+        return list(dask.compute(*tasks))
+
+
+def compute_reference_depth(store: str, params: AlignParams) -> DepthSummary:
+    """Plane sweep + alpha-expansion depth of the reference frame; writes ``depth``."""
+    t0 = time.perf_counter()
+    ds = open_store(store)
+    require(ds, store, [N.FRAMES, N.POINTS3D, N.POINT_IN_REFERENCE])
+    start, stop, ref = window_location(store)
+    frames = _window_frames(ds, start, stop)
+    K, poses = _read_cameras(store, ds)
+    points = np.asarray(ds[N.POINTS3D].values)
+    seen = np.asarray(ds[N.POINT_IN_REFERENCE].values, bool)
+    if seen.sum() >= 2:
+        points = points[seen]
+    near, far = depth_range_from_points(
+        points, poses[ref], K=K, image_shape=frames.shape[1:3], drop_fraction=params.depth_drop_fraction
+    )
+    neighbours = select_neighbours(frames.shape[0], ref, params.max_neighbours_each_side)
+    result = reference_depth(
+        frames,
+        K,
+        poses,
+        ref,
+        neighbours,
+        depth_range=(near, far),
+        n_labels=params.depth_labels,
+        patch_size=params.ncc_patch,
+        truncation=params.ncc_truncation,
+        pairwise_weight=params.smoothness_weight,
+        pairwise_truncation=params.smoothness_truncation,
+        solver=alpha_expansion,
+        solver_options={"max_cycles": params.graph_cut_cycles},
+        label_slab=params.label_slab,
+        map_slabs=_dask_slabs,
+    )
+    tile = ds[N.REFERENCE].chunks[0][0] if ds[N.REFERENCE].chunks else 64
+    write_variables(xr.Dataset({N.DEPTH: ((N.Y, N.X), result.depth)}).chunk({N.Y: tile, N.X: tile}), store)
+    summary = DepthSummary(
+        depth_near=near,
+        depth_far=far,
+        n_labels=params.depth_labels,
+        n_neighbours=int(neighbours.size),
+        energy=result.energy,
+        seconds_cost_volume=round(result.seconds_cost_volume, 3),
+        seconds_graph_cut=round(result.seconds_graph_cut, 3),
+    )
+    record_stage(store, "depth", depth_digest(store, params), time.perf_counter() - t0, summary.model_dump())
+    return summary
+
+
+@task(name="reference_depth")
+def reference_depth_task(store: str, params: AlignParams) -> DepthSummary:
+    """Prefect task: plane-sweep cost volume (Dask slabs) and alpha-expansion depth of the reference frame."""
+    done = _already_done(store, "depth", depth_digest(store, params), DepthSummary)
+    if done is not None:
+        return done
+    log = stage_logger("depth")
+    summary = compute_reference_depth(store, params)
+    log.info(
+        "stage depth finished: %d labels over [%.3g, %.3g], %d neighbours; cost volume %.1f s, graph cut %.1f s",
+        summary.n_labels, summary.depth_near, summary.depth_far, summary.n_neighbours,
+        summary.seconds_cost_volume, summary.seconds_graph_cut,
+    )
+    return summary
+
+
+# --------------------------------------------------------------------------
+# warp
+
+
+def homography_warp(frame: np.ndarray, hmat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``frame`` into the reference view by ``hmat`` (frame pixel -> reference pixel).
+
+    Returns ``(warped, visible)``; a reference pixel is visible when its preimage
+    lies inside the frame (pixel centres ``[0, W-1] x [0, H-1]``).  Invisible
+    pixels are 0; a frame without a homography (NaN) is wholly invisible.
+    """
+    height, width = frame.shape[:2]
+    if not np.all(np.isfinite(hmat)):
+        return np.zeros_like(frame), np.zeros((height, width), bool)
+    warped = cv2.warpPerspective(
+        np.ascontiguousarray(frame), hmat, (width, height), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )
+    inverse = np.linalg.inv(hmat)
+    ys, xs = np.mgrid[0:height, 0:width]
+    pts = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], axis=0).astype(np.float64)
+    src = inverse @ pts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u, v = src[0] / src[2], src[1] / src[2]
+    eps = 1e-6
+    visible = (src[2] > 0) & (u >= -eps) & (u <= width - 1 + eps) & (v >= -eps) & (v <= height - 1 + eps)
+    visible = visible.reshape(height, width)
+    warped[~visible] = 0
+    return warped, visible
+
+
+def _warp_block(block, block_info=None, *, mode, homographies=None, depth=None, K=None, poses=None, ref=0,
+                tolerance=0.03):
+    """Warp one block of window frames: (t, H, W, 3) uint8 -> (t, H, W, 4) uint8, channel 3 = visible."""
+    first = block_info[0]["array-location"][0][0]
+    out = np.empty(block.shape[:3] + (4,), np.uint8)
+    for k in range(block.shape[0]):
+        t = first + k
+        if mode == "homography":
+            warped, visible = homography_warp(block[k], homographies[t])
+        else:
+            if t == ref:
+                warped, visible = block[k], np.ones(block.shape[1:3], bool)
+            else:
+                warped, visible = warp_to_reference(
+                    block[k], depth, K, relative_pose(poses[ref], poses[t]), depth_tolerance=tolerance
+                )
+        out[k, ..., :3] = warped
+        out[k, ..., 3] = visible
+    return out
+
+
+def warp_digest(store: str, params: AlignParams, mode: str, tile: int) -> str:
+    upstream = [(stage_record(store, s) or {}).get("digest") for s in ("window", "motion")]
+    if mode == "moving":
+        upstream.append((stage_record(store, "depth") or {}).get("digest"))
+    return digest("warp", mode, upstream, params.depth_tolerance if mode == "moving" else None, tile)
+
+
+def warp_window(store: str, params: AlignParams, mode: str, tile: int = 64) -> WarpResult:
+    """Write ``warped`` and ``visible`` of the window aligned by ``mode``; record the ``warp`` stage."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    t0 = time.perf_counter()
+    ds = open_store(store)
+    require(ds, store, [N.FRAMES])
+    start, stop, ref = window_location(store)
+    attrs = read_attrs(store)
+    frames_unaligned = 0
+    if mode != "moving":
+        drop_variables(store, [N.DEPTH, *N.CAMERA_VARIABLES])
+    if mode == "steady":
+        if attrs.get(ALIGNED_BY_ATTR) != "identity" or N.WARPED not in ds:
+            from schemas.config import WindowParams
+            from tasks.window import build_window
+
+            window_params = WindowParams(reference_index=start + ref, frames_before=ref,
+                                         frames_after=stop - start - ref - 1, tile=tile)
+            out, _ = build_window(ds[N.FRAMES], window_params, 1)
+            write_variables(out[[N.WARPED, N.VISIBLE]], store)
+        visible_fraction = 1.0
+    else:
+        window = ds[N.FRAMES].isel({N.TIME: slice(start, stop)}).data
+        height, width = window.shape[1:3]
+        window = window.rechunk((params.frames_per_task, height, width, 3))
+        kwargs = {"mode": mode, "ref": ref}
+        if mode == "homography":
+            require(ds, store, [N.HOMOGRAPHY])
+            homographies = np.asarray(ds[N.HOMOGRAPHY].values, np.float64)
+            kwargs["homographies"] = homographies
+            frames_unaligned = int((~np.isfinite(homographies).all(axis=(1, 2))).sum())
+        else:
+            require(ds, store, [N.DEPTH])
+            K, poses = _read_cameras(store, ds)
+            kwargs.update(depth=np.asarray(ds[N.DEPTH].values, np.float32), K=K, poses=poses,
+                          tolerance=params.depth_tolerance)
+        both = window.map_blocks(_warp_block, dtype=np.uint8, chunks=window.chunks[:3] + ((4,),), **kwargs)
+        n = stop - start
+        chunks = (n, tile, tile)
+        warped = both[..., :3].rechunk(chunks + (3,))
+        visible = (both[..., 3] > 0).rechunk(chunks)
+        coord = {N.WINDOW_TIME: np.arange(start, stop)}
+        out = xr.Dataset(
+            {
+                N.WARPED: ((N.WINDOW_TIME, N.Y, N.X, N.CHANNEL), warped),
+                N.VISIBLE: ((N.WINDOW_TIME, N.Y, N.X), visible),
+            },
+            coords=coord,
+        )
+        with cluster_compute():
+            write_variables(out, store)
+            visible_fraction = float(open_store(store)[N.VISIBLE].data.mean().compute())
+    update_attrs(store, {ALIGNED_BY_ATTR: {"steady": "identity", "homography": "homography", "moving": "depth"}[mode]})
+    result = WarpResult(mode=mode, visible_fraction=visible_fraction, frames_unaligned=frames_unaligned)
+    record_stage(store, "warp", warp_digest(store, params, mode, tile), time.perf_counter() - t0, result.model_dump())
+    return result
+
+
+@task(name="warp_window")
+def warp_window_task(store: str, params: AlignParams, mode: str, tile: int = 64) -> WarpResult:
+    """Prefect task: write the window aligned to the reference view (`warped`, `visible`)."""
+    done = _already_done(store, "warp", warp_digest(store, params, mode, tile), WarpResult)
+    if done is not None:
+        return done
+    log = stage_logger("warp")
+    result = warp_window(store, params, mode, tile)
+    log.info(
+        "stage warp finished: %s alignment, %.1f %% of the window's samples visible%s",
+        result.mode, 100 * result.visible_fraction,
+        f", {result.frames_unaligned} frames without a homography" if result.frames_unaligned else "",
+    )
+    return result
