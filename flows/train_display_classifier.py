@@ -10,9 +10,13 @@ then fits the forest on all rows and saves it with skops.
 
 Without annotations it generates the default training set: synthetic clips of
 :mod:`tasks.synthetic_displays` (several seeds and variations).  The packaged
-model ``schemas/models/display_classifier.skops`` was made that way::
+model ``schemas/models/display_classifier.skops`` was made that way, from 32
+clips (seeds 1000-1031; a few minutes on 2 cores)::
 
-    cinemagraph train-displays --out schemas/models/display_classifier.skops
+    cinemagraph train-displays --n-synthetic 32 --out schemas/models/display_classifier.skops
+
+It printed: cross-validated over 32 clips (4 folds grouped by clip, 1582
+segments, 533 display): precision 0.937, recall 0.833, F1 0.882.
 """
 
 from __future__ import annotations

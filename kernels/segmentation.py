@@ -43,7 +43,15 @@ fraction ``q`` is the ``ceil(q L)``-th (1-based), i.e. the first level by which
 at least ``q`` of the hierarchy is built; two fractions may select the same
 level when ``L`` is small.  With the paper's values (0.2, x1.5, weight 0.1,
 so ``D <= 1.2``) there are at most 6 levels (thresholds 0.2 .. 1.519) and
-the 70 % and 80 % levels coincide whenever ``L`` is 5 or 6.
+the 70 % and 80 % levels coincide whenever ``L`` is 5 or 6.  That is why
+the display stage keeps lower levels by default
+(:class:`schemas.displays.DisplayParams`): at 60 % (threshold >= 0.45) the
+displays of the synthetic clips have merged into the static facade.  A
+Felzenszwalb-Huttenlocher reading of the threshold -- merge when
+``D < Int(C) + k / |C|`` for both regions, ``k`` the level's threshold,
+``Int`` the largest merge inside ``C``, Grundmann's per-level criterion --
+gives 20-30 levels, but its 60 % level has merged the displays as well, so
+this kernel keeps the plain threshold the issue states.
 
 Determinism.  Regions are named by their smallest pixel index (raster order),
 and ties in ``D`` are broken by the pair of names ``(lower, higher)``

@@ -81,6 +81,7 @@ __all__ = [
     "ModelFileError",
     "UntrustedModelError",
     "segment_features",
+    "level_features",
     "segment_targets",
     "rasterise_polygons",
     "train_display_classifier",
@@ -190,10 +191,57 @@ def segment_features(
     return _features_from_statistics(_pixel_statistics(video, visible), video, visible, labels), FEATURE_NAMES
 
 
+def level_features(
+    video: np.ndarray, visible: np.ndarray | None, segments: np.ndarray, min_segment_area: int = 1
+) -> list[np.ndarray]:
+    """Feature rows of every level of a segmentation, the per-pixel statistics computed once.
+
+    Parameters
+    ----------
+    video : ndarray, shape (T, H, W, 3), uint8 or float
+        RGB frames, 0-255 units (the warped window).
+    visible : ndarray of bool, shape (T, H, W), or None
+        Visibility from the warp stage; None means all visible.
+    segments : ndarray of int, shape (levels, H, W)
+        Kept levels of :func:`kernels.segmentation.hierarchical_segmentation`,
+        labels ``0 .. K-1`` per level.
+    min_segment_area : int, default 1
+        Segments with fewer pixels get a NaN row (never classified).
+
+    Returns
+    -------
+    list of ndarray, one (K_level, F) float64 per level
+        The rows :func:`segment_features` gives level by level; rows of
+        skipped segments (mostly invisible, or smaller than
+        ``min_segment_area``) are NaN.
+
+    Examples
+    --------
+    >>> video = np.zeros((8, 4, 4, 3), np.uint8)
+    >>> video[::2, :, 2:] = 255
+    >>> segments = np.array([np.repeat([[0, 0, 1, 1]], 4, axis=0), np.zeros((4, 4), int)])
+    >>> [rows.shape for rows in level_features(video, None, segments)]
+    [(2, 20), (1, 20)]
+    """
+    segments = np.asarray(segments)
+    if segments.ndim != 3:
+        raise ValueError(f"segments must have shape (levels, H, W); got {segments.shape}")
+    video, visible, _ = _check_inputs(video, visible, segments[0])
+    stats = _pixel_statistics(video, visible)
+    rows = []
+    for labels in segments:
+        _, _, labels = _check_inputs(video, visible, labels)
+        features = _features_from_statistics(stats, video, visible, labels)
+        size = np.bincount(labels.ravel(), minlength=features.shape[0])
+        features[size < min_segment_area] = np.nan
+        rows.append(features)
+    return rows
+
+
 def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
     """Per-pixel sums over the visible frames, shape (H W,) or (H W, 3), float64.
 
-    They do not depend on the segmentation, so :func:`predict_display_mask`
+    They do not depend on the segmentation, so :func:`level_features`
     computes them once for all levels.
     """
     n_frames, height, width = video.shape[:3]
@@ -590,7 +638,8 @@ def predict_display_mask(
     Notes
     -----
     Yan et al., Sec. 4.2: a region is a display if it is classified so at any
-    of the kept levels (60, 70 and 80 % of the hierarchy).
+    of the kept levels (the paper keeps 60, 70 and 80 % of the hierarchy; the
+    defaults here are in :class:`schemas.displays.DisplayParams`).
     """
     segments = np.asarray(segments)
     if segments.ndim != 3:
@@ -600,11 +649,7 @@ def predict_display_mask(
             f"model expects {model.n_features_in_} features; this module makes {len(FEATURE_NAMES)}"
         )
     mask = np.zeros(segments.shape[1:], bool)
-    video, visible, _ = _check_inputs(video, visible, segments[0])
-    stats = _pixel_statistics(video, visible)
-    for labels in segments:
-        _, _, labels = _check_inputs(video, visible, labels)
-        features = _features_from_statistics(stats, video, visible, labels)
+    for labels, features in zip(segments, level_features(video, visible, segments), strict=True):
         usable = ~np.isnan(features).any(axis=1)
         if not usable.any():
             continue

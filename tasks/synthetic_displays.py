@@ -23,6 +23,10 @@ sinusoidally), lit windows (bright, flicker-free rectangles), printed posters
 (static photographs), blinking lights (periodic, as in
 :mod:`tasks.synthetic`), sensor noise and, optionally, a gentle camera jitter.
 
+Displays and the static facade items (windows, posters, blinkers) are placed
+anywhere in the frame; only the walkers keep to the lower part (the ground), so
+the vertical position of a segment is not a shortcut for its class.
+
 Used to train the packaged default classifier
 (``flows/train_display_classifier.py``) and by the tests, which evaluate on
 seeds the training never saw.
@@ -464,6 +468,7 @@ def make_display_clip(
         Kinds to draw the displays from (:data:`DISPLAY_KINDS`); default all.
     n_walkers, n_foliage, n_windows, n_posters, n_blinkers : int, optional
         Number of each distractor; default a random count (1-4, 0-2, 2-6, 0-2, 1-3).
+        Fewer may fit (a walker's path never crosses a display).
     noise : float, default 2.0
         Standard deviation of the per-frame sensor noise (intensity levels).
     jitter : float, default 0.0
@@ -496,6 +501,10 @@ def make_display_clip(
     background = textured_background(height, width, rng)
     taken = np.zeros((height, width), bool)
     ground = int(0.62 * height)  # walkers' feet below this line
+    # Displays, windows, posters and blinkers may sit anywhere in the frame (shop screens at
+    # street level as well as billboards above it): were displays kept above the walkers, a
+    # segment's height in the frame would tell the classifier its class.
+    anywhere = (2, height - 2)
     s = min(height, width)
 
     displays: list[Display] = []
@@ -508,7 +517,7 @@ def make_display_clip(
             h = int(rng.uniform(0.18, 0.42) * s)
             w = int(h * rng.uniform(0.6, 2.2))
         h, w = max(h, 8), min(max(w, 8), width - 4)
-        at = _place(rng, taken, h, w, (2, ground), (2, width - 2))
+        at = _place(rng, taken, h, w, anywhere, (2, width - 2))
         if at is None:
             continue
         displays.append(Display(kind, (at[0], at[1], h, w)))
@@ -523,7 +532,7 @@ def make_display_clip(
     counts["windows"] = _count(n_windows, rng, 2, 6)
     for _ in range(counts["windows"]):
         h, w = int(rng.uniform(0.06, 0.16) * s), int(rng.uniform(0.05, 0.14) * s)
-        at = _place(rng, taken, h, w, (2, ground), (2, width - 2))
+        at = _place(rng, taken, h, w, anywhere, (2, width - 2))
         if at is not None:
             warm = np.array([rng.uniform(220, 255), rng.uniform(180, 240), rng.uniform(90, 170)], np.float32)
             background[at[0] : at[0] + h, at[1] : at[1] + w] = warm
@@ -532,7 +541,7 @@ def make_display_clip(
     for _ in range(counts["posters"]):
         h = int(rng.uniform(0.18, 0.35) * s)
         w = int(h * rng.uniform(0.6, 1.6))
-        at = _place(rng, taken, h, w, (2, ground), (2, width - 2))
+        at = _place(rng, taken, h, w, anywhere, (2, width - 2))
         if at is not None:
             background[at[0] : at[0] + h, at[1] : at[1] + w] = _crop(rng, h, w)
 
@@ -545,7 +554,7 @@ def make_display_clip(
             shape, ry, rx = "disc", *([int(rng.uniform(0.04, 0.1) * s)] * 2)
         else:
             shape, ry, rx = "rect", int(rng.uniform(0.04, 0.12) * s), int(rng.uniform(0.05, 0.18) * s)
-        at = _place(rng, taken, 2 * ry + 1, 2 * rx + 1, (2, ground), (2, width - 2))
+        at = _place(rng, taken, 2 * ry + 1, 2 * rx + 1, anywhere, (2, width - 2))
         if at is not None:
             light = Light(
                 shape,
@@ -571,23 +580,32 @@ def make_display_clip(
         foliage.append(f)
         distractor |= f.footprint(height, width)
     # walkers
+    # walkers: on the ground, along paths that pass no display (displays may be low too), so
+    # the truth stays clean: a pixel is display, distractor or static facade
     walkers = []
+    on_screen = np.zeros((height, width), bool)
+    for d in displays:
+        on_screen |= d.mask(height, width)
     counts["walkers"] = _count(n_walkers, rng, 1, 4)
     for _ in range(counts["walkers"]):
-        size = rng.uniform(0.18, 0.3) * height
-        direction = 1 if rng.random() < 0.5 else -1
-        speed = direction * rng.uniform(0.6, 2.5)
-        x0 = rng.uniform(0.1, 0.9) * width
-        w = _Walker(
-            y=float(rng.uniform(min(ground + size, height - 2), height - 1)),
-            x0=float(x0),
-            speed=float(speed),
-            size=float(size),
-            colour=rng.uniform(20, 230, 3).astype(np.float32),
-            phase=float(rng.random()),
-        )
-        walkers.append(w)
-        distractor |= w.footprint(height, width, n_frames)
+        for _try in range(20):
+            size = rng.uniform(0.18, 0.3) * height
+            direction = 1 if rng.random() < 0.5 else -1
+            speed = direction * rng.uniform(0.6, 2.5)
+            x0 = rng.uniform(0.1, 0.9) * width
+            w = _Walker(
+                y=float(rng.uniform(min(ground + size, height - 2), height - 1)),
+                x0=float(x0),
+                speed=float(speed),
+                size=float(size),
+                colour=rng.uniform(20, 230, 3).astype(np.float32),
+                phase=float(rng.random()),
+            )
+            footprint = w.footprint(height, width, n_frames)
+            if not (footprint & on_screen).any():
+                walkers.append(w)
+                distractor |= footprint
+                break
 
     offsets = np.zeros((n_frames, 2))
     if jitter > 0:

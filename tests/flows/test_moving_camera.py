@@ -135,6 +135,9 @@ def test_blinking_lights_found_as_on_steady_footage(moving_run):
     false_rate = (mask & static).sum() / static.sum()
     assert false_rate < 0.005, f"{100 * false_rate:.2f} % of static pixels marked cyclic"
     assert result.masks.cyclic == int(mask.sum())
+    # nor does the display classifier take the warped static scene for a display
+    animated = ds[N.ANIMATED_MASK].values
+    assert (animated & static).sum() / static.sum() < 0.01
 
 
 def test_rerun_resumes_without_redoing_the_alignment(moving_run):

@@ -155,6 +155,35 @@ def test_default_model_is_packaged_small_and_safe_to_load():
     assert "models/*.skops" in data["tool"]["setuptools"]["package-data"]["schemas"]
 
 
+def test_default_model_does_not_lean_on_vertical_position():
+    # The training clips used to keep displays above the walkers, and the forest learnt
+    # `centroid_y` as its first feature (importance 0.32).  The generator now places displays
+    # at any height; the packaged model must have been retrained on such clips.
+    model = load_model(default_model_path())
+    importance = dict(zip(FEATURE_NAMES, model.feature_importances_, strict=True))
+    assert importance["centroid_y"] < 0.2, importance
+    heights = [
+        (d.rect[0] + d.rect[2] / 2) / 180
+        for seed in range(1000, 1016)
+        for d in make_display_clip(seed=seed, n_frames=4).displays
+    ]
+    assert min(heights) < 0.3 and max(heights) > 0.7  # displays high and low in the frame
+
+
+def test_stage_uses_only_public_helpers():
+    import ast
+
+    tree = ast.parse((ROOT / "tasks" / "displays.py").read_text())
+    private = [
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert private == []
+
+
 # --------------------------------------------------------------------------
 # the stage on a store
 # --------------------------------------------------------------------------
@@ -249,8 +278,8 @@ def test_blinking_lights_are_not_displays(blinking_clip, tmp_path):
 def test_flow_finds_unseen_displays_and_keeps_the_facade_still(prefect_harness, tmp_path):
     from flows.make_cinemagraph import run_make_cinemagraph
 
-    # seed 12 is outside the training seeds (1000-1015); three displays of three kinds
-    clip = make_display_clip(tmp_path / "street.mp4", seed=12, n_frames=48)
+    # seed 20 is outside the training seeds (1000-1031); three displays of three kinds
+    clip = make_display_clip(tmp_path / "street.mp4", seed=20, n_frames=48)
     assert len({d.kind for d in clip.displays}) == 3
     result = run_make_cinemagraph(clip.path, tmp_path / "out")
     ds = xr.open_zarr(tmp_path / "out" / N.STORE_NAME, consolidated=False)
