@@ -9,9 +9,11 @@ cross-correlation (NCC) of small patches.  The per-neighbour cost
 moving.  The result is the unary term of the depth labelling.
 
 Memory: the kernel sweeps one label at a time over all neighbours, keeping a
-``(N, H, W)`` float32 buffer of that label's per-neighbour costs plus a few
-``(H, W)`` float64 scratch images -- never the warped copies of all neighbours
-for all labels.  The output is ``(H, W, D)`` float32.
+``(N, H, W)`` float32 buffer of that label's per-neighbour costs -- never the
+warped copies of all neighbours for all labels.  Each neighbour is warped and
+correlated row by row: the window sums of the last ``patch_size`` rows sit in a
+``(4, patch_size, W)`` ring buffer, so the per-neighbour work stays in cache.
+The output is ``(H, W, D)`` float32.
 """
 
 from __future__ import annotations
@@ -180,38 +182,6 @@ def _reference_stats(ref, radius):
 
 
 @jit
-def _warp_grey(image, hmat, warped, invalid):
-    """Bilinear samples of ``image`` at ``hmat @ (j, i, 1)``; marks invalid samples with 1."""
-    h, w = warped.shape
-    hn, wn = image.shape
-    for i in range(h):
-        for j in range(w):
-            xh = hmat[0, 0] * j + hmat[0, 1] * i + hmat[0, 2]
-            yh = hmat[1, 0] * j + hmat[1, 1] * i + hmat[1, 2]
-            zh = hmat[2, 0] * j + hmat[2, 1] * i + hmat[2, 2]
-            if not zh > 0:
-                warped[i, j] = 0.0
-                invalid[i, j] = 1.0
-                continue
-            x = xh / zh
-            y = yh / zh
-            if not (x >= 0.0 and x <= wn - 1 and y >= 0.0 and y <= hn - 1):
-                warped[i, j] = 0.0
-                invalid[i, j] = 1.0
-                continue
-            x0 = int(x)  # x >= 0 here, so truncation is the floor
-            y0 = int(y)
-            x1 = min(x0 + 1, wn - 1)
-            y1 = min(y0 + 1, hn - 1)
-            fx = x - x0
-            fy = y - y0
-            top = (1.0 - fx) * image[y0, x0] + fx * image[y0, x1]
-            bottom = (1.0 - fx) * image[y1, x0] + fx * image[y1, x1]
-            warped[i, j] = (1.0 - fy) * top + fy * bottom
-            invalid[i, j] = 0.0
-
-
-@jit
 def _select_sum(values, n, keep):
     """Sum of the ``keep`` smallest of ``values[:n]`` (reorders ``values``; quickselect)."""
     if keep >= n:
@@ -250,57 +220,80 @@ def _select_sum(values, n, keep):
 
 
 @jit
-def _running_rows(src, radius, dst):
-    """Horizontal window sums of every row (window clipped to the image), running update."""
-    h, w = src.shape
-    for i in range(h):
+def _row_sums(ref, nbr, hmat, row, radius, vals, ring, slot):
+    """Warp one reference row of the neighbour and store its four horizontal window sums in ``ring[:, slot]``.
+
+    The four quantities are the warped value v, v^2, v * reference and an
+    invalid-sample flag; windows are clipped to the image (running update).
+    """
+    w = ref.shape[1]
+    hn, wn = nbr.shape
+    for j in range(w):
+        xh = hmat[0, 0] * j + hmat[0, 1] * row + hmat[0, 2]
+        yh = hmat[1, 0] * j + hmat[1, 1] * row + hmat[1, 2]
+        zh = hmat[2, 0] * j + hmat[2, 1] * row + hmat[2, 2]
+        v = 0.0
+        bad = 1.0
+        if zh > 0:
+            x = xh / zh
+            y = yh / zh
+            if x >= 0.0 and x <= wn - 1 and y >= 0.0 and y <= hn - 1:
+                x0 = int(x)  # x >= 0 here, so truncation is the floor
+                y0 = int(y)
+                x1 = min(x0 + 1, wn - 1)
+                y1 = min(y0 + 1, hn - 1)
+                fx = x - x0
+                fy = y - y0
+                top = (1.0 - fx) * nbr[y0, x0] + fx * nbr[y0, x1]
+                bottom = (1.0 - fx) * nbr[y1, x0] + fx * nbr[y1, x1]
+                v = (1.0 - fy) * top + fy * bottom
+                bad = 0.0
+        vals[0, j] = v
+        vals[1, j] = v * v
+        vals[2, j] = v * ref[row, j]
+        vals[3, j] = bad
+    for q in range(4):
         acc = 0.0
         for jj in range(min(radius, w)):
-            acc += src[i, jj]
+            acc += vals[q, jj]
         for j in range(w):
             if j + radius < w:
-                acc += src[i, j + radius]
+                acc += vals[q, j + radius]
             if j - radius - 1 >= 0:
-                acc -= src[i, j - radius - 1]
-            dst[i, j] = acc
+                acc -= vals[q, j - radius - 1]
+            ring[q, slot, j] = acc
 
 
 @jit
-def _neighbour_costs(ref, ref_s1, ref_var, count, nbr, hmat, truncation, radius, warped, invalid, prod, sq,
-                     h_j, h_jj, h_ij, h_bad, col, out):
-    """Truncated 1 - NCC of one neighbour warped through one plane, written to ``out`` (H, W)."""
+def _neighbour_costs(ref, ref_s1, ref_var, count, nbr, hmat, truncation, radius, vals, ring, col, out):
+    """Truncated 1 - NCC of one neighbour warped through one plane, written to ``out`` (H, W).
+
+    Streams over rows: the horizontal window sums of the last ``2 radius + 1``
+    warped rows live in the ring buffer ``ring`` (4, 2 radius + 1, W) and their
+    vertical sums in ``col`` (4, W), so the working set stays in cache.
+    """
     h, w = ref.shape
-    _warp_grey(nbr, hmat, warped, invalid)
-    for i in range(h):
-        for j in range(w):
-            v = warped[i, j]
-            sq[i, j] = v * v
-            prod[i, j] = v * ref[i, j]
-    _running_rows(warped, radius, h_j)
-    _running_rows(sq, radius, h_jj)
-    _running_rows(prod, radius, h_ij)
-    _running_rows(invalid, radius, h_bad)
+    span = 2 * radius + 1
     col[:, :] = 0.0
-    for ii in range(min(radius, h)):
-        for j in range(w):
-            col[0, j] += h_j[ii, j]
-            col[1, j] += h_jj[ii, j]
-            col[2, j] += h_ij[ii, j]
-            col[3, j] += h_bad[ii, j]
+    for r in range(min(radius, h)):
+        _row_sums(ref, nbr, hmat, r, radius, vals, ring, r % span)
+        for q in range(4):
+            for j in range(w):
+                col[q, j] += ring[q, r % span, j]
     for i in range(h):
         add = i + radius
         sub = i - radius - 1
+        slot = add % span  # the slot of row ``sub`` too: subtract it before it is overwritten
+        if sub >= 0:
+            for q in range(4):
+                for j in range(w):
+                    col[q, j] -= ring[q, slot, j]
+        if add < h:
+            _row_sums(ref, nbr, hmat, add, radius, vals, ring, slot)
+            for q in range(4):
+                for j in range(w):
+                    col[q, j] += ring[q, slot, j]
         for j in range(w):
-            if add < h:
-                col[0, j] += h_j[add, j]
-                col[1, j] += h_jj[add, j]
-                col[2, j] += h_ij[add, j]
-                col[3, j] += h_bad[add, j]
-            if sub >= 0:
-                col[0, j] -= h_j[sub, j]
-                col[1, j] -= h_jj[sub, j]
-                col[2, j] -= h_ij[sub, j]
-                col[3, j] -= h_bad[sub, j]
             cost = truncation
             c = count[i, j]
             var_i = ref_var[i, j]
@@ -327,20 +320,14 @@ def _plane_sweep(ref, nbrs, homographies, keep, truncation, radius, out):
             ref_var[i, j] = ref_s2[i, j] - ref_s1[i, j] * ref_s1[i, j] / count[i, j]
     ref64 = ref.astype(np.float64)
     costs = np.empty((n_nbrs, h, w), np.float32)
-    warped = np.empty((h, w))
-    invalid = np.empty((h, w))
-    prod = np.empty((h, w))
-    sq = np.empty((h, w))
-    h_j = np.empty((h, w))
-    h_jj = np.empty((h, w))
-    h_ij = np.empty((h, w))
-    h_bad = np.empty((h, w))
+    vals = np.empty((4, w))
+    ring = np.empty((4, 2 * radius + 1, w))
     col = np.empty((4, w))
     values = np.empty(n_nbrs)
     for d in range(n_labels):
         for n in range(n_nbrs):
             _neighbour_costs(ref64, ref_s1, ref_var, count, nbrs[n], homographies[d, n], truncation, radius,
-                             warped, invalid, prod, sq, h_j, h_jj, h_ij, h_bad, col, costs[n])
+                             vals, ring, col, costs[n])
         for i in range(h):
             for j in range(w):
                 for n in range(n_nbrs):
