@@ -74,8 +74,9 @@ class AlignParams(_Model):
     """Alignment of the window's frames to the reference view (Yan et al. 2017, Sec. 3).
 
     ``auto`` measures the camera motion with KLT tracks from the reference frame: a camera that
-    barely moves is *steady* (identity), one whose motion a single homography explains (a turn on
-    the spot, a planar scene) is aligned by *homography*, and one with parallax is *moving*:
+    keeps part of the scene still is *steady* (identity), one whose motion a single homography
+    explains (a pan or turn, a distant or planar scene) is aligned by *homography*, and one with
+    parallax is *moving*:
     structure from motion (pycolmap), plane-sweep depth of the reference frame by alpha-expansion,
     and a z-buffer warp of every frame into the reference view.  When structure from motion fails,
     the homography of the dominant plane is used instead, with a warning.
@@ -89,15 +90,24 @@ class AlignParams(_Model):
     steady_max_motion_px: float = Field(
         1.0,
         ge=0,
-        description="auto: the clip is steady when the median displacement of the tracked features from the "
-        "reference frame stays at most this in every frame (pixels of the ingested frames).",
+        description="A track is still in a frame when it is at most this far from its place in the reference "
+        "frame (pixels of the ingested frames).",
     )
-    parallax_min_px: float = Field(
-        1.5,
+    steady_min_still_fraction: float = Field(
+        0.15,
         ge=0,
-        description="auto: a moving clip needs depth when the 75th percentile of the tracked features' "
-        "distance to their best per-frame homography exceeds this in the median frame (pixels); "
-        "below it one homography per frame aligns the clip.",
+        le=1,
+        description="auto: the camera is steady when at least this fraction of the tracks is still in 90 % of "
+        "the frames: a tripod shot keeps its background still however much moves in front of it, a hand-held "
+        "or panning camera moves every track.",
+    )
+    homography_min_inliers: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="auto: a camera that is not steady is aligned by one homography per frame when the "
+        "homography explains (within ransac_px) at least this fraction of the tracks in the median frame; "
+        "below it the scene has parallax and the moving-camera alignment (SfM, depth) is used.",
     )
     max_features: int = Field(
         800, ge=16, description="Corners tracked from the reference frame (Shi-Tomasi + pyramidal KLT)."

@@ -51,6 +51,15 @@ class MotionResult(_Result):
     motion_px: float | None = Field(
         description="Largest per-frame median displacement of the tracks from the reference (pixels)."
     )
+    still_fraction: float | None = Field(
+        None,
+        description="10th percentile over frames of the fraction of tracks that stayed still (the steady test).",
+    )
+    inlier_fraction: float | None = Field(
+        None,
+        description="Median over frames of the fraction of tracks within ransac_px of the frame's homography "
+        "(the homography test).",
+    )
     parallax_px: float | None = Field(
         description="Median over frames of the 75th percentile of the tracks' distance to the frame's "
         "homography (pixels): residual motion that one homography cannot explain."

