@@ -118,6 +118,8 @@ def _from_result(plan: ItemPlan, status: str, result: dict, seconds: float) -> I
         loop_frames=result["loop_frames"],
         animated_fraction=result["masks"]["animated_fraction"],
         seam=result["quality"]["seam"],
+        alignment=(result.get("alignment") or {}).get("mode"),
+        warnings=result.get("warnings", []),
         outputs=result["outputs"],
     )
 

@@ -118,6 +118,10 @@ class ItemOutcome(_Model):
     loop_frames: int | None = None
     animated_fraction: float | None = None
     seam: float | None = None
+    alignment: str | None = Field(
+        None, description="How the window was aligned: steady, homography or moving (result.json's alignment.mode)."
+    )
+    warnings: list[str] = Field(default_factory=list, description="The item's warnings (result.json).")
     outputs: dict[str, str | None] = Field(default_factory=dict)
 
 

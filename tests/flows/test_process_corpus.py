@@ -77,7 +77,7 @@ def test_per_item_outcomes(corpus):
     manifest, out, config, state = corpus
     result = state.result(raise_on_failure=False)
     by_id = outcome_map(result)
-    assert by_id["lights"].status == "succeeded"
+    assert by_id["lights"].status == "succeeded" and by_id["lights"].alignment == "steady"
     assert by_id["lights2"].status == "succeeded" and by_id["lights2"].outputs["gif"] is None
     # the real clip is split at its cut into two shots, each its own item
     # the real clip is split into shots, one of them starting at the hard cut (frame 60)
@@ -104,6 +104,7 @@ def test_per_item_outcomes(corpus):
         if o["status"] == "succeeded":
             assert Path(o["outputs"]["mp4"]).exists() and "cyclicity" in o["timings"]
             assert (o["seam"] is not None) == (o["animated_fraction"] > 0)
+            assert o["alignment"] in {"steady", "homography", "moving"}
 
 
 def test_rerun_skips_finished_items(corpus):
