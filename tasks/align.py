@@ -45,10 +45,10 @@ from prefect import task
 from kernels.alpha_expansion import alpha_expansion
 from kernels.warp import warp_to_reference
 from schemas import names as N
-from schemas.config import AlignParams
+from schemas.config import AlignParams, WindowParams
 from schemas.results import DepthSummary, MotionResult, SfMSummary, WarpResult
 from tasks.depth import depth_range_from_points, reference_depth, relative_pose, select_neighbours
-from tasks.runtime import cluster_compute, stage_logger
+from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.sfm import SfMFailed, run_sfm
 from tasks.stabilise import track_features
 from tasks.store import (
@@ -58,12 +58,11 @@ from tasks.store import (
     read_attrs,
     record_stage,
     require,
-    stage_done,
     stage_record,
     update_attrs,
     write_variables,
 )
-from tasks.window import ALIGNED_BY_ATTR
+from tasks.window import ALIGNED_BY_ATTR, build_window
 
 MODES = ("steady", "homography", "moving")
 
@@ -92,14 +91,6 @@ _DEPTH_KEYS = (
 def _subset(params: AlignParams, keys) -> dict:
     values = params.model_dump(mode="json")
     return {k: values[k] for k in keys}
-
-
-def _already_done(store: str, stage: str, inputs_digest: str, model):
-    """The stage's recorded summary as ``model`` when it finished with these inputs (logged), else None."""
-    if not stage_done(store, stage, inputs_digest):
-        return None
-    stage_logger(stage).info("stage %s already complete; skipped", stage)
-    return model.model_validate(stage_record(store, stage)["summary"])
 
 
 # --------------------------------------------------------------------------
@@ -262,7 +253,7 @@ def classify_motion(store: str, params: AlignParams) -> MotionResult:
 @task(name="classify_motion")
 def classify_motion_task(store: str, params: AlignParams) -> MotionResult:
     """Prefect task: measure the camera motion over the window and choose steady, homography or moving."""
-    done = _already_done(store, "motion", motion_digest(store, params), MotionResult)
+    done = finished_stage(store, "motion", motion_digest(store, params), MotionResult)
     if done is not None:
         return done
     log = stage_logger("motion")
@@ -302,12 +293,16 @@ def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:
             num_threads=threads,
             seed=params.sfm_seed,
         )
+        in_ref = np.zeros(len(sfm.points3d), bool)
+        in_ref[sfm.points_seen_in(ref)] = True
+        try:
+            reference_depth_range(sfm.points3d, in_ref, sfm.cam_from_world[ref], sfm.K, frames.shape[1:3], 0.0)
+        except ValueError as exc:
+            raise SfMFailed(f"the reconstruction cannot bound the depth of the reference frame ({exc})") from None
     except SfMFailed as exc:
         drop_variables(store, N.CAMERA_VARIABLES)
         summary = SfMSummary(ok=False, message=str(exc), frames_reconstructed=sampled)
     else:
-        in_ref = np.zeros(len(sfm.points3d), bool)
-        in_ref[sfm.points_seen_in(ref)] = True
         out = xr.Dataset(
             {
                 N.CAMERA_INTRINSICS: ((N.ROW3, N.COL3), sfm.K),
@@ -335,7 +330,7 @@ def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:
 @task(name="structure_from_motion")
 def structure_from_motion_task(store: str, params: AlignParams) -> SfMSummary:
     """Prefect task: pycolmap structure from motion of the window (poses, intrinsics, sparse points)."""
-    done = _already_done(store, "sfm", sfm_digest(store, params), SfMSummary)
+    done = finished_stage(store, "sfm", sfm_digest(store, params), SfMSummary)
     if done is not None:
         return done
     log = stage_logger("sfm")
@@ -367,6 +362,19 @@ def _read_cameras(store: str, ds: xr.Dataset):
     return K, poses
 
 
+def reference_depth_range(points, seen, pose, K, image_shape, drop_fraction: float) -> tuple[float, float]:
+    """(near, far) of the reference frame from the SfM points it sees (all points when it sees fewer than 2).
+
+    Raises ValueError when the points cannot bound a depth range (see
+    :func:`tasks.depth.depth_range_from_points`); the sfm stage treats that as a failed reconstruction.
+    """
+    points = np.asarray(points, np.float64)
+    seen = np.asarray(seen, bool)
+    if seen.sum() >= 2:
+        points = points[seen]
+    return depth_range_from_points(points, pose, K=K, image_shape=image_shape, drop_fraction=drop_fraction)
+
+
 def _dask_slabs(fn, shared, slabs):
     """Cost-volume slabs as parallel Dask tasks (on the flow's cluster when there is one).
 
@@ -387,12 +395,9 @@ def compute_reference_depth(store: str, params: AlignParams) -> DepthSummary:
     start, stop, ref = window_location(store)
     frames = _window_frames(ds, start, stop)
     K, poses = _read_cameras(store, ds)
-    points = np.asarray(ds[N.POINTS3D].values)
-    seen = np.asarray(ds[N.POINT_IN_REFERENCE].values, bool)
-    if seen.sum() >= 2:
-        points = points[seen]
-    near, far = depth_range_from_points(
-        points, poses[ref], K=K, image_shape=frames.shape[1:3], drop_fraction=params.depth_drop_fraction
+    near, far = reference_depth_range(
+        ds[N.POINTS3D].values, ds[N.POINT_IN_REFERENCE].values, poses[ref], K, frames.shape[1:3],
+        params.depth_drop_fraction,
     )
     neighbours = select_neighbours(frames.shape[0], ref, params.max_neighbours_each_side)
     result = reference_depth(
@@ -430,7 +435,7 @@ def compute_reference_depth(store: str, params: AlignParams) -> DepthSummary:
 @task(name="reference_depth")
 def reference_depth_task(store: str, params: AlignParams) -> DepthSummary:
     """Prefect task: plane-sweep cost volume (Dask slabs) and alpha-expansion depth of the reference frame."""
-    done = _already_done(store, "depth", depth_digest(store, params), DepthSummary)
+    done = finished_stage(store, "depth", depth_digest(store, params), DepthSummary)
     if done is not None:
         return done
     log = stage_logger("depth")
@@ -516,9 +521,6 @@ def warp_window(store: str, params: AlignParams, mode: str, tile: int = 64) -> W
         drop_variables(store, [N.DEPTH, *N.CAMERA_VARIABLES])
     if mode == "steady":
         if attrs.get(ALIGNED_BY_ATTR) != "identity" or N.WARPED not in ds:
-            from schemas.config import WindowParams
-            from tasks.window import build_window
-
             window_params = WindowParams(reference_index=start + ref, frames_before=ref,
                                          frames_after=stop - start - ref - 1, tile=tile)
             out, _ = build_window(ds[N.FRAMES], window_params, 1)
@@ -564,7 +566,7 @@ def warp_window(store: str, params: AlignParams, mode: str, tile: int = 64) -> W
 @task(name="warp_window")
 def warp_window_task(store: str, params: AlignParams, mode: str, tile: int = 64) -> WarpResult:
     """Prefect task: write the window aligned to the reference view (`warped`, `visible`)."""
-    done = _already_done(store, "warp", warp_digest(store, params, mode, tile), WarpResult)
+    done = finished_stage(store, "warp", warp_digest(store, params, mode, tile), WarpResult)
     if done is not None:
         return done
     log = stage_logger("warp")

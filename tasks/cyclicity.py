@@ -26,15 +26,13 @@ from kernels.cyclicity import dft_cyclicity, min_interval_length
 from schemas import names as N
 from schemas.config import CyclicityParams
 from schemas.results import CyclicityResult
-from tasks.runtime import cluster_compute, stage_logger
+from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.store import (
     aligned_digest,
     digest,
     open_store,
     record_stage,
     require,
-    stage_done,
-    stage_record,
     write_variables,
 )
 
@@ -184,10 +182,10 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
 @task(name="find_cyclic_regions")
 def find_cyclic_regions_task(store: str, params: CyclicityParams) -> CyclicityResult:
     """Prefect task: per-pixel DFT cyclicity over the window and the cleaned cyclic mask."""
+    done = finished_stage(store, STAGE, cyclicity_digest(store, params), CyclicityResult)
+    if done is not None:
+        return done
     log = stage_logger(STAGE)
-    if stage_done(store, STAGE, cyclicity_digest(store, params)):
-        log.info("stage cyclicity already complete; skipped")
-        return CyclicityResult.model_validate(stage_record(store, STAGE)["summary"])
     result = find_cyclic_regions(store, params)
     log.info(
         "stage cyclicity finished: %d cyclic pixels in %d regions (%d candidates before cleaning)",

@@ -70,7 +70,7 @@ from tasks.display_features import (
     segment_targets,
 )
 from tasks.ingest import ingest
-from tasks.runtime import cluster_compute, stage_logger
+from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.store import (
     aligned_digest,
     digest,
@@ -79,8 +79,6 @@ from tasks.store import (
     record_stage,
     remove_store,
     require,
-    stage_done,
-    stage_record,
     write_variables,
 )
 from tasks.window import select_window
@@ -383,10 +381,10 @@ def find_displays(store: str, params: DisplayParams) -> DisplaysResult:
 @task(name="find_displays")
 def find_displays_task(store: str, params: DisplayParams) -> DisplaysResult:
     """Prefect task: hierarchical segmentation + random forest -> `segments`, `display_mask`."""
+    done = finished_stage(store, STAGE, displays_digest(store, params), DisplaysResult)
+    if done is not None:
+        return done
     log = stage_logger(STAGE)
-    if stage_done(store, STAGE, displays_digest(store, params)):
-        log.info("stage displays already complete; skipped")
-        return DisplaysResult.model_validate(stage_record(store, STAGE)["summary"])
     result = find_displays(store, params)
     if not result.enabled:
         log.info("stage displays finished: switched off, no display mask")

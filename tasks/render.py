@@ -93,7 +93,7 @@ from schemas import names as N
 from schemas.config import CyclicityParams, RenderParams
 from schemas.results import LoopQuality, RegionLoop, RenderResult
 from tasks.cyclicity import luminance
-from tasks.runtime import cluster_compute, stage_logger
+from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
     aligned_digest,
@@ -102,7 +102,6 @@ from tasks.store import (
     read_attrs,
     record_stage,
     require,
-    stage_done,
     stage_record,
     write_variables,
 )
@@ -119,18 +118,24 @@ FORWARD_BACKWARD = "forward_backward"
 # Loop tables
 
 
-def choose_loop_length(lengths: list[int], params: RenderParams) -> int:
-    """Output loop length for regions whose playback periods have ``lengths`` frames."""
-    if params.loop_frames is not None:
-        return params.loop_frames
+def bounded_lcm(lengths, max_frames: int) -> int:
+    """Least common multiple of ``lengths`` (frames) if at most ``max_frames``, else the longest; at least 2."""
+    lengths = [int(n) for n in lengths]
     if not lengths:
         return 2
     common = 1
     for n in lengths:
         common = common * n // math.gcd(common, n)
-        if common > params.max_loop_frames:
+        if common > max_frames:
             return max(lengths)
     return max(common, 2)
+
+
+def choose_loop_length(lengths: list[int], params: RenderParams) -> int:
+    """Output loop length for regions whose playback periods have ``lengths`` frames."""
+    if params.loop_frames is not None:
+        return params.loop_frames
+    return bounded_lcm(lengths, params.max_loop_frames)
 
 
 def playback_sequence(start: int, stop: int, playback: str = REPEAT) -> np.ndarray:
@@ -749,10 +754,10 @@ def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
 @task(name="render_loop")
 def render_loop_task(store: str, render: RenderParams, cyclicity: CyclicityParams) -> RenderResult:
     """Prefect task: clean and loop every animated region, freeze the rest, write `loop`."""
+    done = finished_stage(store, STAGE, render_digest(store, render, cyclicity), RenderResult)
+    if done is not None:
+        return done
     log = stage_logger(STAGE)
-    if stage_done(store, STAGE, render_digest(store, render, cyclicity)):
-        log.info("stage render already complete; skipped")
-        return RenderResult.model_validate(stage_record(store, STAGE)["summary"])
     result = render_loop(store, render, cyclicity)
     log.info(
         "stage render finished: %d frames, %d regions (%d display), %d animated pixels, seam %s, flicker %s",

@@ -1,4 +1,4 @@
-"""What every Prefect task shares: its logger, its retry rule, and the Dask client to compute on."""
+"""What every Prefect task shares: its logger, its skip on rerun, its retry rule, and the Dask client to compute on."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
+from tasks.store import stage_done, stage_record
+
 
 def stage_logger(stage: str) -> logging.Logger | logging.LoggerAdapter:
     """The Prefect run logger inside a run (shown in the UI), a plain logger outside one."""
@@ -15,6 +17,18 @@ def stage_logger(stage: str) -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger(f"cinemagraph.{stage}")
+
+
+def finished_stage(store, stage: str, inputs_digest: str, model):
+    """The stage's recorded summary as ``model`` when it already finished with these inputs, else None.
+
+    A stage task calls this first: on a rerun with unchanged inputs it logs
+    ``stage X already complete; skipped`` and returns what the finished run returned.
+    """
+    if not stage_done(store, stage, inputs_digest):
+        return None
+    stage_logger(stage).info("stage %s already complete; skipped", stage)
+    return model.model_validate(stage_record(store, stage)["summary"])
 
 
 def retry_on_io_only(task, task_run, state) -> bool:

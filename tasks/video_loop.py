@@ -98,16 +98,14 @@ from kernels.video_loop import (
 )
 from schemas import names as N
 from schemas.video_loop import VideoLoopParams, VideoLoopResult
-from tasks.render import loop_quality, reference_in_window
-from tasks.runtime import cluster_compute, stage_logger
+from tasks.render import bounded_lcm, loop_quality, reference_in_window
+from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.store import (
     aligned_digest,
     digest,
     open_store,
     record_stage,
     require,
-    stage_done,
-    stage_record,
     write_variables,
 )
 
@@ -205,15 +203,7 @@ def choose_loop_frames(periods_in_use, params: VideoLoopParams) -> int:
     """Output loop length (frames) for the set of periods in use (static 1 ignored)."""
     if params.loop_frames is not None:
         return int(params.loop_frames)
-    used = sorted({int(p) for p in periods_in_use if int(p) > 1})
-    if not used:
-        return 2
-    common = 1
-    for p in used:
-        common = common * p // math.gcd(common, p)
-        if common > params.max_loop_frames:
-            return used[-1]
-    return common
+    return bounded_lcm(sorted({int(p) for p in periods_in_use if int(p) > 1}), params.max_loop_frames)
 
 
 # --------------------------------------------------------------------------
@@ -466,24 +456,31 @@ def _starts(n_frames: int, period: int, step: int) -> np.ndarray:
     return np.arange(0, n_frames - period + 1, step, dtype=np.int64)
 
 
+def _expand(energy: LoopEnergy, unary: np.ndarray, lab_p: np.ndarray, lab_s: np.ndarray, params: VideoLoopParams,
+            init: np.ndarray | None = None):
+    """Alpha-expansion over the grid: (N, S) unary costs, label ``k`` of cell ``x`` = (lab_p[x, k], lab_s[x, k])."""
+    h, w = energy.shape
+    return alpha_expansion(
+        unary.reshape(h, w, -1).astype(np.float32),
+        loop_pair_cost,
+        pairwise_data=energy.pair_data(lab_p, lab_s),
+        max_cycles=params.max_cycles,
+        tol=params.tol,
+        init_labels=init,
+    )
+
+
 def solve_fixed_period(energy: LoopEnergy, period: int, params: VideoLoopParams):
     """Stage 1 for one period: the best start per cell with every cell on ``period``.
 
     Returns (starts (N,) int64, energy of the fixed-period problem).
     """
     n = energy.n_cells
-    h, w = energy.shape
     starts = _starts(energy.n_frames, period, params.start_step)
     unary = energy.unary(period, starts)
     lab_p = np.full((n, starts.size), period, np.int64)
     lab_s = np.ascontiguousarray(np.broadcast_to(starts, (n, starts.size)))
-    res = alpha_expansion(
-        unary.reshape(h, w, -1).astype(np.float32),
-        loop_pair_cost,
-        pairwise_data=energy.pair_data(lab_p, lab_s),
-        max_cycles=params.max_cycles,
-        tol=params.tol,
-    )
+    res = _expand(energy, unary, lab_p, lab_s, params)
     return starts[res.labels.ravel()], res.energy
 
 
@@ -499,7 +496,6 @@ def solve_periods(
     Returns (period (N,), start (N,), energy).
     """
     n = energy.n_cells
-    h, w = energy.shape
     periods = energy.periods
     lab_p = np.repeat(np.asarray(periods, np.int64)[None, :], n, axis=0)
     lab_s = np.stack([best_starts[p] for p in periods], axis=1).astype(np.int64)
@@ -511,13 +507,7 @@ def solve_periods(
         unary[:, i] = energy.unary(p, starts)[rows, col]
         if allowed is not None and p > 1:
             unary[~allowed, i] = FORBIDDEN
-    res = alpha_expansion(
-        unary.reshape(h, w, -1).astype(np.float32),
-        loop_pair_cost,
-        pairwise_data=energy.pair_data(lab_p, lab_s),
-        max_cycles=params.max_cycles,
-        tol=params.tol,
-    )
+    res = _expand(energy, unary, lab_p, lab_s, params)
     lab = res.labels.ravel()
     return lab_p[rows, lab], lab_s[rows, lab], res.energy
 
@@ -540,14 +530,7 @@ def solve_starts(energy: LoopEnergy, period: np.ndarray, start: np.ndarray, para
         lab_s[sel] = np.minimum(starts, energy.n_frames - p)[None, :]
     lab_p = np.repeat(period[:, None], starts.size, axis=1)
     init = np.searchsorted(starts, start).reshape(h, w)
-    res = alpha_expansion(
-        unary.reshape(h, w, -1).astype(np.float32),
-        loop_pair_cost,
-        pairwise_data=energy.pair_data(lab_p, lab_s),
-        max_cycles=params.max_cycles,
-        tol=params.tol,
-        init_labels=init,
-    )
+    res = _expand(energy, unary, lab_p, lab_s, params, init)
     return lab_s[np.arange(n), res.labels.ravel()], res.energy
 
 
@@ -838,10 +821,10 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
 @task(name="video_loop")
 def video_loop_task(store: str, params: VideoLoopParams) -> VideoLoopResult:
     """Prefect task: per-pixel loop periods and starts, and the rendered `loop`."""
+    done = finished_stage(store, STAGE, video_loop_digest(store, params), VideoLoopResult)
+    if done is not None:
+        return done
     log = stage_logger(STAGE)
-    if stage_done(store, STAGE, video_loop_digest(store, params)):
-        log.info("stage video_loop already complete; skipped")
-        return VideoLoopResult.model_validate(stage_record(store, STAGE)["summary"])
     result = video_loop_stage(store, params)
     log.info(
         "stage video_loop finished: %d animated pixels, loop of %d frames, energy %.3f",

@@ -28,14 +28,13 @@ from prefect import task
 from schemas import names as N
 from schemas.config import WindowParams
 from schemas.results import WindowResult
-from tasks.runtime import stage_logger
+from tasks.runtime import finished_stage, stage_logger
 from tasks.store import (
     digest,
     forget_stages,
     open_store,
     record_stage,
     require,
-    stage_done,
     stage_record,
     update_attrs,
     write_variables,
@@ -120,11 +119,11 @@ def select_window(store: str, params: WindowParams, min_frames: int = MIN_WINDOW
 @task(name="select_window")
 def select_window_task(store: str, params: WindowParams, min_frames: int = MIN_WINDOW_FRAMES) -> WindowResult:
     """Prefect task: choose the reference and window, write `reference`, `warped`, `visible`."""
-    log = stage_logger(STAGE)
     key = window_digest(store, params, min_frames)
-    if stage_done(store, STAGE, key):
-        log.info("stage window already complete; skipped")
-        return WindowResult.model_validate(stage_record(store, STAGE)["summary"])
+    done = finished_stage(store, STAGE, key, WindowResult)
+    if done is not None:
+        return done
+    log = stage_logger(STAGE)
     result = select_window(store, params, min_frames)
     log.info(
         "stage window finished: reference frame %d, window [%d, %d)",

@@ -165,6 +165,34 @@ def test_sfm_failure_is_recorded_not_raised(still_store):
     assert record["summary"]["ok"] is False and record["summary"]["message"] == summary.message
 
 
+def test_sfm_without_a_depth_range_is_a_failure(still_store, monkeypatch):
+    """A reconstruction whose points all lie behind the reference camera cannot bound the depth sweep:
+    the stage records it as a failed SfM (so the flow falls back to homography), never a later crash."""
+    import tasks.align as align
+    from tasks.sfm import SfMResult
+
+    def degenerate(frames, **kwargs):
+        n = frames.shape[0]
+        pose = np.hstack([np.eye(3), np.zeros((3, 1))])
+        points = np.array([[0.0, 0.0, -2.0], [0.1, 0.0, -3.0], [0.0, 0.1, -4.0]])
+        return SfMResult(
+            K=np.array([[200.0, 0, 159.5], [0, 200.0, 89.5], [0, 0, 1]]),
+            cam_from_world=np.repeat(pose[None], n, axis=0),
+            registered=np.ones(n, bool),
+            points3d=points,
+            point_errors=np.zeros(3),
+            obs_point=np.arange(3),
+            obs_frame=np.full(3, kwargs["always_include"][0]),
+            obs_xy=np.zeros((3, 2)),
+            mean_reprojection_error=0.1,
+        )
+
+    monkeypatch.setattr(align, "run_sfm", degenerate)
+    summary = structure_from_motion(still_store, AlignParams(sfm_seed=7))
+    assert not summary.ok and "cannot bound the depth" in summary.message
+    assert N.CAM_FROM_WORLD not in xr.open_zarr(still_store, consolidated=False)
+
+
 def test_warp_modes_round_trip_through_the_store(still_store):
     params = AlignParams()
     motion = classify_motion(still_store, params)
