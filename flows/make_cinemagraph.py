@@ -140,6 +140,8 @@ def make_cinemagraph(
         timings=timings,
         skipped_stages=skipped,
         warnings=warnings,
+        outcome="animated" if rendered.animated_pixels > 0 else "still",
+        outcome_reasons=[] if rendered.animated_pixels > 0 else ["no pixel passed the cyclicity or display tests"],
         alignment=motion,
         sfm=sfm,
         depth=depth,

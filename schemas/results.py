@@ -220,6 +220,14 @@ class CinemagraphResult(_Result):
         default_factory=list, description="Stages found complete in the store and not rerun."
     )
     warnings: list[str] = Field(default_factory=list)
+    outcome: Literal["animated", "still", "degraded"] = Field(
+        "animated",
+        description="animated: regions loop as intended; still: nothing passed the tests (outcome_reasons "
+        "say which test removed what); degraded: an output was made but something went wrong (reasons).",
+    )
+    outcome_reasons: list[str] = Field(
+        default_factory=list, description="Why the outcome is still or degraded (empty when animated)."
+    )
     config: dict = Field(description="The PipelineConfig used.")
     alignment: MotionResult | None = Field(
         None, description="Camera motion measured over the window and the alignment mode used."
