@@ -1,0 +1,1 @@
+"""Numba kernels of the still-image endless-loop pipeline (Halperin et al., SIGGRAPH 2021)."""

@@ -1,0 +1,1 @@
+"""Stages of the still-image endless-loop pipeline (``flows/make_endless_loop.py``)."""

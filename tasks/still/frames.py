@@ -1,0 +1,110 @@
+"""Step 4c of the method: the frames of the loop (Halperin et al. 2021, Sec. 4.5).
+
+For a time t in [-1, 1] let u = (t + 1) / 2 be the loop phase.  V_s is the
+texture-extended image E moved by s flows: for s >= 0 the content moves forward
+by s F1 (E sampled at y + s F2(y), F2 the inverse field), for s < 0 it moves
+back by |s| F2 (E sampled at y + |s| F1(y)).  A frame blends V_u with its copy
+shifted by one period in time, V_{u-1}, by the piecewise-linear
+
+    alpha(u) = 0 for u <= a,  (u - a) / (b - a) for a < u < b,  1 for u >= b
+
+(a = ``blend_start``, b = ``blend_end``): frame(t) = (1 - alpha) V_u + alpha V_{u-1}
+inside the mask (feathered inwards), the input outside it.  At t = -1 (u = 0)
+the frame is V_0 = the input, at t = 1 (u = 1) it is V_0 again, so the loop
+closes exactly; both V are continuous in u, so no frame is taken across a
+discontinuity of the time mapping.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from schemas.still import FrameParams
+
+
+def alpha(u, start, end):
+    """The blend weight of the time-shifted copy at loop phase ``u`` in [0, 1]."""
+    return float(np.clip((u - start) / (end - start), 0.0, 1.0))
+
+
+def soft_mask(mask, feather):
+    """1 inside the mask, falling to 0 at its border over ``2 * feather`` pixels, 0 outside (float32)."""
+    if feather <= 0:
+        return mask.astype(np.float32)
+    dist = distance_transform_edt(mask)
+    return np.clip(dist / (2.0 * feather), 0.0, 1.0).astype(np.float32)
+
+
+class FrameRenderer:
+    """Renders frame(t) of a region set; holds the padded extended image and the fields."""
+
+    def __init__(self, image, mask, extended, fwd, bwd, margin, params: FrameParams | None = None):
+        self.params = params or FrameParams()
+        self.image = image
+        self.margin = margin
+        h, w = mask.shape
+        ys, xs = np.nonzero(mask)
+        if len(ys):
+            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        else:
+            y0 = y1 = x0 = x1 = 0
+        self.box = (y0, y1, x0, x1)
+        self.soft = soft_mask(mask, self.params.feather)[y0:y1, x0:x1, None]
+        self.extended = extended
+        gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        self.base_x = gx + margin
+        self.base_y = gy + margin
+        self.fwd = fwd[y0 + margin : y1 + margin, x0 + margin : x1 + margin]
+        self.bwd = bwd[y0 + margin : y1 + margin, x0 + margin : x1 + margin]
+
+    def moved(self, s):
+        """V_s on the mask's bounding box, float32 (H_box, W_box, 3)."""
+        y0, y1, x0, x1 = self.box
+        m = self.margin
+        if s == 0:
+            return self.extended[y0 + m : y1 + m, x0 + m : x1 + m].astype(np.float32)
+        field = self.bwd if s > 0 else self.fwd
+        a = abs(float(s))
+        mx = self.base_x + np.float32(a) * field[..., 0]
+        my = self.base_y + np.float32(a) * field[..., 1]
+        return cv2.remap(self.extended, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+
+    def frame(self, t):
+        """frame(t), t in [-1, 1]: (H, W, 3) uint8."""
+        if not -1.0 <= t <= 1.0:
+            raise ValueError(f"t must lie in [-1, 1], got {t}")
+        u = (t + 1.0) / 2.0
+        al = alpha(u, self.params.blend_start, self.params.blend_end)
+        if al <= 0.0:
+            blend = self.moved(u)
+        elif al >= 1.0:
+            blend = self.moved(u - 1.0)
+        else:
+            blend = (1.0 - al) * self.moved(u) + al * self.moved(u - 1.0)
+        out = self.image.copy()
+        y0, y1, x0, x1 = self.box
+        if y1 > y0:
+            orig = self.image[y0:y1, x0:x1].astype(np.float32)
+            mixed = orig + self.soft * (blend - orig)
+            out[y0:y1, x0:x1] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        return out
+
+    def times(self, n_frames):
+        """The loop's times: n_frames values from -1 (included) to 1 (excluded: it equals -1)."""
+        return -1.0 + 2.0 * np.arange(n_frames) / n_frames
+
+    def loop(self, n_frames):
+        return np.stack([self.frame(float(t)) for t in self.times(n_frames)])
+
+
+def step_sizes(loop, mask):
+    """Mean |frame k+1 - frame k| over the mask for every k, and the wrap step (last to first), levels."""
+    m = mask.astype(bool)
+    if not m.any():
+        return np.zeros(max(len(loop) - 1, 0)), 0.0
+    sel = loop[:, m].astype(np.int16)
+    steps = np.abs(np.diff(sel, axis=0)).mean(axis=(1, 2))
+    wrap = float(np.abs(sel[0] - sel[-1]).mean())
+    return steps, wrap
