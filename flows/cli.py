@@ -1,4 +1,4 @@
-"""Command line: ``cinemagraph run | demo | info``.
+"""Command line: ``cinemagraph run | demo | info | corpus | train-displays | still``.
 
 Runs the flows with the embedded defaults: Prefect without a server (a temporary
 local one is started when ``PREFECT_API_URL`` is unset), a local Dask cluster and
@@ -42,6 +42,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from tasks.display_features import ModelFileError
     from tasks.displays import AnnotationError
     from tasks.outputs import OutputExistsError
+    from tasks.still.image import StillImageError
+    from tasks.still.repetitions import NoRepetitionError
     from tasks.store import StoreError
     from tasks.video import VideoError
     from tasks.window import WindowError
@@ -54,6 +56,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         WindowError,
         ModelFileError,
         AnnotationError,
+        StillImageError,
+        NoRepetitionError,
     )
 
 
@@ -399,6 +403,78 @@ def train_displays(
             f"precision {result.precision:.3f}, recall {result.recall:.3f}, F1 {result.f1:.3f}"
         )
     typer.echo(f"model written to {result.model}")
+
+
+@app.command()
+def still(
+    image: Annotated[Path, typer.Argument(help="A photograph (JPEG, PNG or WebP) with a repeating structure.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    mask: Annotated[
+        Path | None, typer.Option(help="PNG of the image's size, white where things may move; default: found.")
+    ] = None,
+    direction: Annotated[
+        str | None, typer.Option(help="Main direction of motion DX,DY (x right, y down); default: found.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML or YAML shaped like schemas.still.EndlessLoopConfig."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
+) -> None:
+    """Make an endless loop of IMAGE's repeating structure in --out (Halperin et al., SIGGRAPH 2021)."""
+    _quiet_environment()
+    from schemas.config import ConfigError, load_config
+    from schemas.still import EndlessLoopConfig
+    from tasks.still.image import StillImageError, parse_direction, validate_inputs
+
+    try:
+        validate_inputs(image, mask)
+        cfg = load_config(config, EndlessLoopConfig)
+    except (StillImageError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    if direction is not None:
+        try:
+            cfg.direction = parse_direction(direction)
+        except ValueError as exc:
+            raise _fail(f"--direction: {exc}") from None
+    existing = _existing(overwrite, False)
+    from flows.make_endless_loop import run_make_endless_loop
+    from tasks.outputs import prepare_output_dir
+
+    known = _known_errors()
+    try:
+        prepare_output_dir(out, existing)
+    except known as exc:
+        raise _fail(str(exc)) from None
+    _install_log_hooks()
+    try:
+        result = run_make_endless_loop(image, out, cfg, mask=mask, existing=existing)
+    except known as exc:
+        raise _fail(str(exc)) from None
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"endless loop of {Path(result.input).name}", show_header=False)
+    table.add_row("output folder", result.output_dir)
+    for kind in ("mp4", "gif"):
+        if getattr(result.outputs, kind):
+            table.add_row(kind, getattr(result.outputs, kind))
+    size = f"{result.width}x{result.height}"
+    if result.scale != 1:
+        size += f" (downscaled from {result.source_size[1]}x{result.source_size[0]})"
+    table.add_row("size", size)
+    table.add_row("direction", f"({result.direction[0]:.3f}, {result.direction[1]:.3f}) {result.direction_source}"
+                  + "".join(f"; {v.angle:.1f} deg: {v.votes} votes" for v in result.directions))
+    table.add_row("regions", ", ".join(f"{r.area} px period {r.period:.1f} px" for r in result.regions)
+                  + f" ({result.mask_source} mask)")
+    q = result.quality
+    table.add_row("loop", f"{result.loop_frames} frames at {result.fps:g} fps; end frames off by "
+                  f"{q.first_frame_error:g}/{q.last_frame_error:g}; wrap step {q.wrap_step:.2f} "
+                  f"(largest ordinary {q.max_ordinary_step:.2f}); inversion error {q.inversion_error_mean:.3f} px")
+    table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    for w in result.warnings:
+        table.add_row("warning", w)
+    Console(stderr=True).print(table)
 
 
 def main() -> None:

@@ -101,3 +101,15 @@ def parse_direction(text: str) -> tuple[float, float]:
     if not (np.isfinite(dx) and np.isfinite(dy)) or dx * dx + dy * dy < 1e-12:
         raise ValueError(f"direction must be a non-zero finite vector, got {text!r}")
     return dx, dy
+
+
+def validate_inputs(source: str | Path, mask_path: str | Path | None = None) -> tuple[int, int]:
+    """Check the image and the mask before any work; returns the image's (height, width).
+
+    Raises :class:`StillImageError` naming the file: not found, not an image, too small, a mask of
+    another size, an empty mask.
+    """
+    size = image_size(source)
+    if mask_path is not None:
+        read_mask(mask_path, size, size)
+    return size

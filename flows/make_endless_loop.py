@@ -1,0 +1,188 @@
+"""Flow ``make_endless_loop``: one photograph in, an endless loop of its repeating structure out.
+
+Halperin et al., "Endless Loops: Detecting and Animating Periodic Patterns in
+Still Images" (SIGGRAPH 2021): the windows of a facade, the steps of a
+staircase or the stripes of an awning slide along their direction of
+repetition, each unit into the place of the next, and the loop has no seam.
+
+Stages (Prefect tasks over the item's store, see :mod:`tasks.still.stages`):
+load -> direction -> regions -> repetitions -> labels -> flow -> frames -> encode -> result.json.
+Outputs in ``out_dir``: ``store.zarr``, ``cinemagraph.mp4``, ``cinemagraph.gif``, ``result.json``
+(:class:`schemas.still.EndlessLoopResult`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow
+
+from flows.execution import dask_task_runner
+from schemas import names as N
+from schemas.config import ExecutionParams
+from schemas.results import EncodeResult
+from schemas.still import (
+    DirectionVote,
+    EndlessLoopConfig,
+    EndlessLoopResult,
+    RegionSummary,
+    StillQuality,
+)
+from tasks.outputs import Existing, prepare_output_dir
+from tasks.still.image import StillImageError, validate_inputs
+from tasks.still.stages import (
+    choose_direction_task,
+    compute_flows_task,
+    encode_loop_task,
+    find_regions_task,
+    label_regions_task,
+    load_still_task,
+    region_repetitions_task,
+    render_frames_task,
+)
+from tasks.still.store import read_attrs
+
+#: Stage names in order (the CLI's progress bar counts them).
+STAGES = ("load", "direction", "regions", "repetitions", "labels", "flow", "frames", "encode", "result")
+
+
+def write_still_result(result: EndlessLoopResult, out_dir: str | Path) -> Path:
+    """result.json, written atomically."""
+    import json
+    import os
+
+    path = Path(out_dir) / N.RESULT_NAME
+    tmp = path.with_name("." + path.name + ".partial")
+    tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+@flow(name="make_endless_loop", task_runner=dask_task_runner(ExecutionParams()), log_prints=True)
+def make_endless_loop(
+    source: str,
+    out_dir: str,
+    config: EndlessLoopConfig | None = None,
+    mask: str | None = None,
+    existing: Existing = Existing.refuse,
+) -> EndlessLoopResult:
+    """Make an endless loop of the image ``source`` in ``out_dir``.
+
+    Parameters
+    ----------
+    source : str
+        Path of a JPEG, PNG or WebP image.
+    out_dir : str
+        Output folder: ``store.zarr``, ``cinemagraph.mp4``, ``cinemagraph.gif``, ``result.json``.
+    config : EndlessLoopConfig, optional
+        All options; ``config.direction`` is the main direction (None = found automatically).
+    mask : str, optional
+        A PNG of the image's size, white where things may move; None = found automatically.
+    existing : {"refuse", "overwrite", "resume"}
+        What to do when ``out_dir`` is not empty ("resume" recomputes every stage).
+    """
+    config = config or EndlessLoopConfig()
+    validate_inputs(source, mask)  # bad input fails here, before anything is written
+    out = prepare_output_dir(out_dir, existing)
+    store = str(out / N.STORE_NAME)
+    timings: dict[str, float] = {}
+
+    def run(stage, task, *args):
+        t0 = time.perf_counter()
+        value = task.submit(*args).result()
+        timings[stage] = round(time.perf_counter() - t0, 3)
+        return value
+
+    loaded = run("load", load_still_task, str(source), store, config, mask)
+    direction = run("direction", choose_direction_task, store, config, str(source))
+    regions = run("regions", find_regions_task, store, config, str(source))
+    reps = run("repetitions", region_repetitions_task, store, config, str(source))
+    labels = run("labels", label_regions_task, store, config)
+    flows = run("flow", compute_flows_task, store, config)
+    frames = run("frames", render_frames_task, store, config)
+    outputs = run("encode", encode_loop_task, store, str(out), config)
+    attrs = read_attrs(store)
+    warnings = loaded["warnings"] + regions["warnings"] + reps["warnings"]
+    quality = StillQuality(
+        first_frame_error=frames["first_frame_error"],
+        last_frame_error=frames["last_frame_error"],
+        wrap_step=frames["wrap_step"],
+        max_ordinary_step=frames["max_ordinary_step"],
+        inversion_error_mean=flows["inversion_error_mean"],
+        inversion_error_p95=flows["inversion_error_p95"],
+    )
+    reasons = []
+    if quality.first_frame_error > 0 or quality.last_frame_error > 0:
+        reasons.append("the loop's end frames differ from the input")
+    if quality.wrap_step > quality.max_ordinary_step + 1e-9:
+        reasons.append(
+            f"the wrap step ({quality.wrap_step:.2f}) exceeds the largest ordinary step "
+            f"({quality.max_ordinary_step:.2f})"
+        )
+    if quality.inversion_error_p95 > 1.0:
+        reasons.append(f"the backward flow inverts the forward flow only to {quality.inversion_error_p95:.2f} px (p95)")
+    warnings += reasons
+    regions_out = [
+        RegionSummary(
+            region=k + 1,
+            area=regions["areas"][k] if k < len(regions["areas"]) else 0,
+            period=rep["period"],
+            cost_ratio=rep["cost_ratio"],
+            n_labels=labels["n_labels"][k],
+            crf_energy=labels["energies"][k],
+            mean_displacement=tuple(flows["mean_displacements"][k]),
+        )
+        for k, rep in enumerate(attrs["repetitions"])
+    ]
+    h, w = loaded["height"], loaded["width"]
+    result = EndlessLoopResult(
+        input=str(Path(source).resolve()),
+        output_dir=str(out.resolve()),
+        store=str(Path(store).resolve()),
+        outputs=EncodeResult(**outputs),
+        height=h,
+        width=w,
+        source_size=tuple(loaded["source_size"]),
+        scale=loaded["scale"],
+        direction=tuple(direction["direction"]),
+        direction_source=direction["direction_source"],
+        directions=[DirectionVote(**v) for v in direction["directions"]],
+        mask_source=regions["mask_source"],
+        period=attrs["period"],
+        regions=regions_out,
+        loop_frames=frames["loop_frames"],
+        fps=config.encode.fps,
+        quality=quality,
+        timings=timings,
+        warnings=warnings,
+        outcome="degraded" if reasons else "animated",
+        outcome_reasons=reasons,
+        config=config.model_dump(mode="json"),
+    )
+    t0 = time.perf_counter()
+    write_still_result(result, out)
+    result.timings["result"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def run_make_endless_loop(
+    source: str | Path,
+    out_dir: str | Path,
+    config: EndlessLoopConfig | None = None,
+    mask: str | Path | None = None,
+    existing: Existing | str = Existing.refuse,
+) -> EndlessLoopResult:
+    """Run the flow on the Dask cluster ``config.execution`` names (the one-call public entry)."""
+    config = config or EndlessLoopConfig()
+    runner = dask_task_runner(config.execution)
+    return make_endless_loop.with_options(task_runner=runner)(
+        source=str(source),
+        out_dir=str(out_dir),
+        config=config,
+        mask=None if mask is None else str(mask),
+        existing=Existing(existing),
+    )
+
+
+__all__ = ["make_endless_loop", "run_make_endless_loop", "STAGES", "StillImageError"]

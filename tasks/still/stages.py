@@ -1,0 +1,266 @@
+"""The Prefect tasks of the still-image flow: each reads what it needs from the store, runs one step, writes its outputs.
+
+Stages: ``load`` (image, given mask) -> ``direction`` (given or voted) -> ``regions``
+(given mask or automatic) -> ``repetitions`` (1-D path per region) -> ``labels``
+(CRF per region) -> ``flow`` (smooth, invert, densify) -> ``frames`` (texture
+extension, blended frames, quality) -> encode and result.json in the flow.
+Each task returns a small dict (figures, never big arrays); each step's
+algorithm lives in its own module of this package, so tests and the benchmark
+call the same code without Prefect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from prefect import task
+
+from schemas import names as N
+from schemas import still as S
+from schemas.still import EndlessLoopConfig
+from tasks.runtime import retry_on_io_only, stage_logger
+from tasks.still.direction import find_directions
+from tasks.still.features import pixel_features
+from tasks.still.flow import dense_fields, inversion_error, sparse_vectors
+from tasks.still.frames import FrameRenderer, step_sizes
+from tasks.still.image import read_image, read_mask
+from tasks.still.labels import RegionLabels, assign_labels
+from tasks.still.mask import automatic_mask, split_regions
+from tasks.still.repetitions import NoRepetitionError, Repetition, find_repetitions
+from tasks.still.store import create_store, read_arrays, read_attrs, update_attrs, write_arrays
+from tasks.still.texture import extend_texture
+
+#: Given-mask components smaller than this are ignored (pixels).
+MIN_REGION_PIXELS = 64
+
+
+def _log(stage, message, *args):
+    stage_logger(stage).info("stage " + stage + " finished: " + message, *args)
+
+
+def _features(store, config):
+    image = read_arrays(store, [S.IMAGE])[S.IMAGE]
+    return image, pixel_features(image, config.features)
+
+
+def _regions(store):
+    mask = read_arrays(store, [S.MASK])[S.MASK]
+    return mask, split_regions(mask)
+
+
+def load_still(source: str, store: str, config: EndlessLoopConfig, mask_path: str | None = None) -> dict:
+    """Read the image (downscaled to ``max_long_side``) and the given mask into a new store."""
+    image, source_size = read_image(source, config.max_long_side)
+    h, w = image.shape[:2]
+    mask = read_mask(mask_path, source_size, (h, w)) if mask_path else None
+    scale = h / source_size[0]
+    warnings = []
+    if (h, w) != tuple(source_size):
+        warnings.append(
+            f"image downscaled from {source_size[1]}x{source_size[0]} to {w}x{h} (max_long_side "
+            f"{config.max_long_side})"
+        )
+    create_store(store, image, {
+        "source": str(source), "source_size": list(source_size), "scale": scale, "kind": "endless_loop",
+        "mask_path": mask_path, "config": config.model_dump(mode="json"),
+    })
+    if mask is not None:
+        write_arrays(store, {S.MASK: mask})
+    _log("load", "%dx%d", w, h)
+    return {"height": h, "width": w, "source_size": list(source_size), "scale": scale, "warnings": warnings,
+            "mask_given": mask is not None}
+
+
+def choose_direction(store: str, config: EndlessLoopConfig, source: str) -> dict:
+    """The given direction, or the winner of the best-buddy vote (inside the given mask, if any)."""
+    attrs = read_attrs(store)
+    if config.direction is not None:
+        d = np.asarray(config.direction, np.float64)
+        d /= np.linalg.norm(d)
+        out = {"direction": d.tolist(), "direction_source": "given", "directions": []}
+    else:
+        image, features = _features(store, config)
+        mask = read_arrays(store, [S.MASK])[S.MASK] if attrs.get("mask_path") else None
+        found = find_directions(image, features, mask, config.auto_direction)
+        if not found:
+            raise NoRepetitionError(
+                f"{source}: no repeating structure found: no pair of corners repeats (automatic direction)"
+            )
+        votes = [{"direction": s.direction.tolist(), "angle": s.angle, "votes": s.votes} for s in found]
+        out = {"direction": found[0].direction.tolist(), "direction_source": "automatic", "directions": votes}
+    update_attrs(store, out)
+    _log("direction", "(%.3f, %.3f) %s", out["direction"][0], out["direction"][1], out["direction_source"])
+    return out
+
+
+def find_regions(store: str, config: EndlessLoopConfig, source: str) -> dict:
+    """The regions that move: the given mask's components, or the automatic mask's."""
+    attrs = read_attrs(store)
+    d = np.asarray(attrs["direction"])
+    warnings = []
+    if attrs.get("mask_path"):
+        mask = read_arrays(store, [S.MASK])[S.MASK]
+        regions = split_regions(mask)
+        kept = [r for r in regions if r.sum() >= MIN_REGION_PIXELS]
+        if len(kept) < len(regions):
+            warnings.append(f"{len(regions) - len(kept)} mask components under {MIN_REGION_PIXELS} px ignored")
+        if not kept:
+            raise NoRepetitionError(f"{attrs['mask_path']}: mask has no component of {MIN_REGION_PIXELS} px or more")
+        mask_source, period = "given", None
+    else:
+        image, features = _features(store, config)
+        whole = find_repetitions(features, np.ones(image.shape[:2], bool), d, config.repetitions, source=source)
+        mask_all, _ = automatic_mask(features, d, whole.period, config.mask)
+        kept = split_regions(mask_all, config.mask.min_region_fraction, config.mask.max_regions)
+        if not kept:
+            raise NoRepetitionError(
+                f"{source}: no repeating structure found along direction ({d[0]:.3f}, {d[1]:.3f}): "
+                f"no area repeats with the period {whole.period:.1f} px"
+            )
+        mask_source, period = "automatic", whole.period
+    mask = np.zeros_like(kept[0])
+    for r in kept:
+        mask |= r
+    write_arrays(store, {S.MASK: mask})
+    update_attrs(store, {"mask_source": mask_source, "whole_image_period": period})
+    _log("regions", "%d regions, %s mask", len(kept), mask_source)
+    return {"mask_source": mask_source, "n_regions": len(kept), "areas": [int(r.sum()) for r in kept],
+            "warnings": warnings}
+
+
+def _rep_to_attrs(rep: Repetition) -> dict:
+    return {"centre": rep.centre.tolist(), "direction": rep.direction.tolist(), "positions": rep.positions.tolist(),
+            "displacements": rep.displacements.tolist(), "period": rep.period, "cost_ratio": rep.cost_ratio,
+            "step": rep.step}
+
+
+def _rep_from_attrs(a: dict) -> Repetition:
+    return Repetition(np.asarray(a["centre"]), np.asarray(a["direction"]), np.asarray(a["positions"]),
+                      np.asarray(a["displacements"]), a["period"], a["cost_ratio"], a["step"])
+
+
+def region_repetitions(store: str, config: EndlessLoopConfig, source: str) -> dict:
+    """Step 2 per region; regions without repetition are dropped (with a warning) unless none is left."""
+    attrs = read_attrs(store)
+    d = np.asarray(attrs["direction"])
+    _, features = _features(store, config)
+    mask, regions = _regions(store)
+    reps, kept, warnings, errors = [], [], [], []
+    for k, region in enumerate(regions):
+        try:
+            reps.append(find_repetitions(features, region, d, config.repetitions, source=source))
+            kept.append(region)
+        except NoRepetitionError as exc:
+            errors.append(str(exc))
+            warnings.append(f"region {k + 1} ({int(region.sum())} px) dropped: {str(exc).split(': ', 1)[-1]}")
+    if not reps:
+        raise NoRepetitionError(errors[0])
+    if len(kept) < len(regions):
+        mask = np.zeros_like(mask)
+        for r in kept:
+            mask |= r
+        write_arrays(store, {S.MASK: mask})
+    update_attrs(store, {"repetitions": [_rep_to_attrs(r) for r in reps], "period": reps[0].period})
+    _log("repetitions", "periods %s px", ", ".join(f"{r.period:.1f}" for r in reps))
+    return {"periods": [r.period for r in reps], "cost_ratios": [r.cost_ratio for r in reps], "warnings": warnings}
+
+
+def label_regions(store: str, config: EndlessLoopConfig) -> dict:
+    """Step 3 per region: one label per masked pixel; the store's ``labels`` index ``attrs["label_vectors"]``."""
+    attrs = read_attrs(store)
+    image, features = _features(store, config)
+    mask, regions = _regions(store)
+    reps = [_rep_from_attrs(a) for a in attrs["repetitions"]]
+    labels = np.full(mask.shape, -1, np.int32)
+    vectors, offsets, energies, counts = [], [], [], []
+    for region, rep in zip(regions, reps, strict=True):
+        res: RegionLabels = assign_labels(image, features, region, rep, config.crf)
+        offset = sum(len(v) for v in vectors)
+        labels[region] = res.labels[region] + offset
+        vectors.append(res.vectors)
+        offsets.append(offset)
+        energies.append(res.energy)
+        counts.append(len(res.vectors))
+    write_arrays(store, {S.LABELS: labels})
+    update_attrs(store, {"label_vectors": np.concatenate(vectors).tolist(), "label_offsets": offsets,
+                         "crf_energies": energies})
+    _log("labels", "%s labels", "+".join(map(str, counts)))
+    return {"n_labels": counts, "energies": energies}
+
+
+def compute_flows(store: str, config: EndlessLoopConfig) -> dict:
+    """Step 4a: forward and backward fields over the image and a margin; their inversion error."""
+    attrs = read_attrs(store)
+    arrays = read_arrays(store, [S.LABELS])
+    mask, regions = _regions(store)
+    vectors = np.asarray(attrs["label_vectors"], np.float64)
+    sparse = [sparse_vectors(arrays[S.LABELS], vectors, r, config.flow) for r in regions]
+    longest = max(float(np.abs(s.vectors).max()) if len(s.vectors) else 0.0 for s in sparse)
+    margin = int(np.ceil(longest)) + 4
+    fwd, bwd = dense_fields(sparse, regions, mask.shape, margin, config.flow.grid_step)
+    h, w = mask.shape
+    inv = inversion_error(fwd, bwd, mask, margin)
+    means = [fwd[margin : margin + h, margin : margin + w][r].mean(axis=0).tolist() for r in regions]
+    write_arrays(store, {
+        S.FLOW_FORWARD: fwd[margin : margin + h, margin : margin + w],
+        S.FLOW_BACKWARD: bwd[margin : margin + h, margin : margin + w],
+        S.FLOW_FORWARD_PADDED: fwd, S.FLOW_BACKWARD_PADDED: bwd,
+    })
+    out = {"margin": margin, "n_points": [len(s.points) for s in sparse],
+           "inversion_error_mean": float(inv.mean()), "inversion_error_p95": float(np.percentile(inv, 95)),
+           "mean_displacements": means}
+    update_attrs(store, {"flow": out})
+    _log("flow", "inversion error %.3f px", out["inversion_error_mean"])
+    return out
+
+
+def render_frames(store: str, config: EndlessLoopConfig) -> dict:
+    """Step 4b-c: the texture beyond the mask, the loop's frames and the quality figures."""
+    attrs = read_attrs(store)
+    margin = int(attrs["flow"]["margin"])
+    arrays = read_arrays(store, [S.IMAGE, S.MASK, S.FLOW_FORWARD_PADDED, S.FLOW_BACKWARD_PADDED])
+    image, mask = arrays[S.IMAGE], arrays[S.MASK]
+    fwd, bwd = arrays[S.FLOW_FORWARD_PADDED], arrays[S.FLOW_BACKWARD_PADDED]
+    extended = extend_texture(image, mask, fwd, margin, config.texture)
+    renderer = FrameRenderer(image, mask, extended, fwd, bwd, margin, config.frames)
+    loop = renderer.loop(config.frames.n_frames)
+    steps, wrap = step_sizes(loop, mask)
+    first = renderer.frame(-1.0)
+    last = renderer.frame(1.0)
+    quality = {
+        "first_frame_error": float(np.abs(first.astype(np.int16) - image).max()),
+        "last_frame_error": float(np.abs(last.astype(np.int16) - image).max()),
+        "wrap_step": wrap,
+        "max_ordinary_step": float(steps.max()) if len(steps) else 0.0,
+    }
+    write_arrays(store, {N.LOOP: loop})
+    update_attrs(store, {"quality": quality, "fps": config.encode.fps})
+    _log("frames", "%d frames, wrap step %.2f (largest ordinary %.2f)", len(loop), wrap,
+         quality["max_ordinary_step"])
+    return {"loop_frames": int(len(loop)), **quality}
+
+
+def encode_loop(store: str, out_dir: str, config: EndlessLoopConfig) -> dict:
+    """cinemagraph.mp4 and .gif with the project's writers."""
+    from pathlib import Path
+
+    from tasks.encode import write_gif, write_mp4
+
+    loop = read_arrays(store, [N.LOOP])[N.LOOP]
+    out = Path(out_dir)
+    p = config.encode
+    result = {"mp4": str(write_mp4(out / N.MP4_NAME, loop, p.fps, p.crf)), "gif": None, "webp": None}
+    if p.write_gif:
+        result["gif"] = str(write_gif(out / N.GIF_NAME, loop, p.fps, p.gif_max_long_side))
+    _log("encode", "%s", ", ".join(v for v in result.values() if v))
+    return result
+
+
+_retry = {"retries": 1, "retry_delay_seconds": 2, "retry_condition_fn": retry_on_io_only}
+load_still_task = task(name="still_load", **_retry)(load_still)
+choose_direction_task = task(name="still_direction")(choose_direction)
+find_regions_task = task(name="still_regions")(find_regions)
+region_repetitions_task = task(name="still_repetitions")(region_repetitions)
+label_regions_task = task(name="still_labels")(label_regions)
+compute_flows_task = task(name="still_flow")(compute_flows)
+render_frames_task = task(name="still_frames")(render_frames)
+encode_loop_task = task(name="still_encode", **_retry)(encode_loop)
