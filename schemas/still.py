@@ -171,6 +171,9 @@ class FlowParams(_Model):
         "the paper's option); default off: the whole region slides and the border is cut.",
     )
     anchor_spacing: float = Field(12.0, gt=0, description="Spacing of the border anchors when fading (pixels).")
+    fade_width: float = Field(
+        24.0, ge=0, description="When fading, the motion ramps up from the border over this distance (pixels)."
+    )
 
 
 class TextureParams(_Model):

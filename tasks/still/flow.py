@@ -65,6 +65,12 @@ def sparse_vectors(labels, vectors, region_mask, params: FlowParams, step: int =
     anchors = np.empty((0, 2))
     if params.fade_to_border:
         anchors = border_anchors(region_mask, params.anchor_spacing)
+        # no vector within fade_width of the border: the spline ramps from 0 there to the field inside
+        depth = distance_transform_edt(region_mask)[points[:, 1].astype(int), points[:, 0].astype(int)]
+        deep = depth >= params.fade_width
+        if deep.sum() < 3:
+            deep = depth >= np.sort(depth)[-min(3, len(depth))]
+        points, vec = points[deep], vec[deep]
     return SparseFlow(points, vec, anchors)
 
 

@@ -18,16 +18,18 @@ from scipy.ndimage import binary_fill_holes
 from schemas.still import MaskParams
 
 
-def _shift_error(features, direction, shift, sigma):
+def _shift_error(features, direction, shift, sigma, combine=np.minimum):
+    """Smoothed ||F(x) - F(x + s d)||^2 and ||F(x) - F(x - s d)||^2, combined (default: the better side,
+    so the first and last units of a region, which repeat on one side only, count as periodic)."""
     h, w, _ = features.shape
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-    err = np.zeros((h, w), np.float32)
+    sides = []
     for sign in (1.0, -1.0):
         mx = gx + np.float32(sign * shift * direction[0])
         my = gy + np.float32(sign * shift * direction[1])
         moved = cv2.remap(features, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        err += np.sum((features - moved) ** 2, axis=2)
-    return cv2.GaussianBlur(err, (0, 0), sigma)
+        sides.append(cv2.GaussianBlur(np.sum((features - moved) ** 2, axis=2), (0, 0), sigma))
+    return combine(sides[0], sides[1])
 
 
 def periodicity_score(features, direction, period):
@@ -36,7 +38,8 @@ def periodicity_score(features, direction, period):
     d = d / np.linalg.norm(d)
     sigma = max(1.0, period / 2.0)
     at_period = _shift_error(features, d, period, sigma)
-    ref = 0.5 * (_shift_error(features, d, period / 2.0, sigma) + _shift_error(features, d, period / 3.0, sigma))
+    mean = lambda a, b: 0.5 * (a + b)  # noqa: E731
+    ref = 0.5 * (_shift_error(features, d, period / 2.0, sigma, mean) + _shift_error(features, d, period / 3.0, sigma, mean))
     return 1.0 - at_period / np.maximum(ref, 1e-6)
 
 
