@@ -160,9 +160,7 @@ def make_endless_loop(
         outcome_reasons=reasons,
         config=config.model_dump(mode="json"),
     )
-    t0 = time.perf_counter()
     write_still_result(result, out)
-    result.timings["result"] = round(time.perf_counter() - t0, 3)
     return result
 
 
@@ -186,3 +184,65 @@ def run_make_endless_loop(
 
 
 __all__ = ["make_endless_loop", "run_make_endless_loop", "STAGES", "StillImageError"]
+
+
+# --------------------------------------------------------------------------
+# corpus items that are images (called by flows/process_corpus.py)
+# --------------------------------------------------------------------------
+
+
+def still_item_plan(item_id: str, path: str, options: dict | None = None):
+    """The corpus plan of an image: one item, no shots, no frame range."""
+    from schemas.corpus import ItemPlan
+
+    return ItemPlan(item_id=item_id, source=path, shot=0, start_frame=0, end_frame=1, reference_frame=0,
+                    options=dict(options or {}))
+
+
+def make_still_item(plan, out_root: str, overwrite: bool, config: EndlessLoopConfig | None = None):
+    """Run ``make_endless_loop`` as a subflow for an image item; every error becomes a recorded failure."""
+    import json
+
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from schemas.corpus import ItemOutcome
+    from tasks.locks import ItemLock, ItemLocked
+    from tasks.runtime import seceded, stage_logger
+
+    config = config or EndlessLoopConfig()
+    t0 = time.perf_counter()
+    folder = Path(out_root) / plan.item_id
+
+    def outcome(status, **fields):
+        return ItemOutcome(item_id=plan.item_id, source=plan.source, status=status, shot=0, **fields)
+
+    def from_result(status, result: EndlessLoopResult):
+        return outcome(
+            status,
+            output_dir=result.output_dir,
+            seconds=round(time.perf_counter() - t0, 3),
+            timings=result.timings,
+            loop_frames=result.loop_frames,
+            animated_fraction=sum(r.area for r in result.regions) / (result.height * result.width),
+            warnings=result.warnings,
+            outputs=result.outputs.model_dump(),
+        )
+
+    try:
+        with ItemLock(folder), seceded():
+            done = folder / N.RESULT_NAME
+            if not overwrite and done.exists():
+                previous = json.loads(done.read_text())
+                if previous.get("kind") == "endless_loop" and previous.get("config") == config.model_dump(mode="json"):
+                    return from_result("done_before", EndlessLoopResult.model_validate(previous))
+            subflow = make_endless_loop.with_options(
+                task_runner=ThreadPoolTaskRunner(max_workers=1), flow_run_name=plan.item_id
+            )
+            result = subflow(source=plan.source, out_dir=str(folder), config=config, existing="overwrite")
+            return from_result("succeeded", result)
+    except ItemLocked as exc:
+        return outcome("skipped", reason=str(exc))
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        stage_logger("corpus").error("item %s failed: %s", plan.item_id, reason)
+        return outcome("failed", reason=reason, seconds=round(time.perf_counter() - t0, 3))

@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.execution import dask_task_runner
 from flows.make_cinemagraph import make_cinemagraph
+from flows.make_endless_loop import make_still_item, still_item_plan
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.corpus import CorpusConfig, CorpusResult, ItemOutcome, ItemPlan, ManifestEntry
@@ -31,6 +32,7 @@ from tasks.locks import ItemLock, ItemLocked
 from tasks.manifest import is_url, read_manifest, resolve_local, unique_ids, url_allowed
 from tasks.runtime import retry_on_io_only, seceded, stage_logger
 from tasks.shots import detect_shots, plan_items
+from tasks.still.image import is_image_path
 
 INDEX_NAME = "index.jsonl"
 
@@ -79,6 +81,8 @@ def plan_source(
         path, reason = resolve_local(source, Path(base), [Path(r) for r in roots])
         if reason:
             return [], [ItemOutcome(item_id=item_id, source=source, status="skipped", reason=reason)]
+    if is_image_path(path):  # a photograph: one endless-loop item (flows/make_endless_loop.py)
+        return [still_item_plan(item_id, str(path), entry.options)], []
     try:
         shots = detect_shots(path, config.shots)
     except Exception as exc:
@@ -127,6 +131,8 @@ def _from_result(plan: ItemPlan, status: str, result: dict, seconds: float) -> I
 @task(name="make_item", task_run_name="item {plan.item_id}")
 def make_item(plan: ItemPlan, out_root: str, base: PipelineConfig, overwrite: bool) -> ItemOutcome:
     """Make one item's cinemagraph as a subflow; every error becomes a recorded failure."""
+    if is_image_path(plan.source):
+        return make_still_item(plan, out_root, overwrite)
     t0 = time.perf_counter()
     folder = Path(out_root) / plan.item_id
     try:

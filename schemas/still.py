@@ -165,6 +165,12 @@ class FlowParams(_Model):
     grid_step: int = Field(
         4, ge=1, description="The spline is evaluated every grid_step pixels, then resized (pixels)."
     )
+    refine_inverse: int = Field(
+        5,
+        ge=0,
+        description="Fixed-point steps F2(y) <- -F1(y + F2(y)) after the spline inversion (count; 0 = the "
+        "paper's sparse inversion only).",
+    )
     fade_to_border: bool = Field(
         False,
         description="Motion fades out towards the mask's border (anchor points of zero displacement on it, "

@@ -6,7 +6,8 @@ polyharmonic spline with phi(r) = r (SciPy's ``RBFInterpolator(kernel="linear")`
 The backward field interpolates the inverted sparse vectors: the point
 x + F1(x) carries -F1(x).  With ``fade_to_border`` anchor points of zero
 displacement on the region's border make the motion fade out towards it.
-Fields are evaluated on a coarse grid (every ``grid_step`` pixels) over the
+A few fixed-point steps F2(y) <- -F1(y + F2(y)) then sharpen the inverse
+(``refine_inverse``, our addition).  Fields are evaluated on a coarse grid (every ``grid_step`` pixels) over the
 image and a margin around it, then resized bilinearly.
 """
 
@@ -111,10 +112,22 @@ def coarse_grid(shape, margin, step):
     return xs, ys, (ph, pw)
 
 
-def dense_fields(sparse: list[SparseFlow], region_masks, shape, margin, step):
+def refine_inverse(fwd, bwd, iterations):
+    """Fixed-point steps F2(y) <- -F1(y + F2(y)) on the padded fields (ours, after the paper's sparse inversion)."""
+    if iterations <= 0:
+        return bwd
+    h, w = fwd.shape[:2]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(iterations):
+        bwd = -cv2.remap(fwd, gx + bwd[..., 0], gy + bwd[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return bwd
+
+
+def dense_fields(sparse: list[SparseFlow], region_masks, shape, margin, step, refine=0):
     """Forward and backward fields (H + 2 margin, W + 2 margin, 2) float32 over the padded image.
 
-    Each pixel takes the fields of the nearest region.
+    Each pixel takes the fields of the nearest region; ``refine`` fixed-point steps then make the
+    backward field a closer inverse of the forward one (:func:`refine_inverse`).
     """
     xs, ys, (ph, pw) = coarse_grid(shape, margin, step)
     gx, gy = np.meshgrid(xs, ys)
@@ -134,7 +147,8 @@ def dense_fields(sparse: list[SparseFlow], region_masks, shape, margin, step):
     fwd = cv2.resize(fwd, (pw, ph), interpolation=cv2.INTER_LINEAR)
     bwd = cv2.resize(bwd, (pw, ph), interpolation=cv2.INTER_LINEAR)
     h, w = shape  # the coarse grid may reach past the padded image at the bottom right: cut it
-    return fwd[: h + 2 * margin, : w + 2 * margin], bwd[: h + 2 * margin, : w + 2 * margin]
+    fwd, bwd = fwd[: h + 2 * margin, : w + 2 * margin], bwd[: h + 2 * margin, : w + 2 * margin]
+    return fwd, np.ascontiguousarray(refine_inverse(np.ascontiguousarray(fwd), np.ascontiguousarray(bwd), refine))
 
 
 def nearest_region(region_masks, shape, margin, step, grid_shape):

@@ -2,8 +2,8 @@
 
 With a period p found along the direction d over the whole image, a pixel is
 periodic where its features match those one period away (x +- p d) much
-better than those half and a third of a period away, both averaged over a
-Gaussian window of about half a period.  The periodic pixels are cleaned by a
+better than those half and a third of a period away (the better side again),
+all averaged over a Gaussian window of a quarter period.  The periodic pixels are cleaned by a
 morphological opening and closing, holes are filled, and the largest connected
 regions are kept; each region then gets its own run of steps 2-4 (the paper's
 multiple-mask extension).
@@ -36,10 +36,9 @@ def periodicity_score(features, direction, period):
     """1 - err(p) / mean(err(p/2), err(p/3)): near 1 where the image repeats with period p along d."""
     d = np.asarray(direction, np.float64)
     d = d / np.linalg.norm(d)
-    sigma = max(1.0, period / 2.0)
+    sigma = max(2.0, period / 4.0)
     at_period = _shift_error(features, d, period, sigma)
-    mean = lambda a, b: 0.5 * (a + b)  # noqa: E731
-    ref = 0.5 * (_shift_error(features, d, period / 2.0, sigma, mean) + _shift_error(features, d, period / 3.0, sigma, mean))
+    ref = 0.5 * (_shift_error(features, d, period / 2.0, sigma) + _shift_error(features, d, period / 3.0, sigma))
     return 1.0 - at_period / np.maximum(ref, 1e-6)
 
 

@@ -196,7 +196,7 @@ def compute_flows(store: str, config: EndlessLoopConfig) -> dict:
     sparse = [sparse_vectors(arrays[S.LABELS], vectors, r, config.flow) for r in regions]
     longest = max(float(np.abs(s.vectors).max()) if len(s.vectors) else 0.0 for s in sparse)
     margin = int(np.ceil(longest)) + 4
-    fwd, bwd = dense_fields(sparse, regions, mask.shape, margin, config.flow.grid_step)
+    fwd, bwd = dense_fields(sparse, regions, mask.shape, margin, config.flow.grid_step, config.flow.refine_inverse)
     h, w = mask.shape
     inv = inversion_error(fwd, bwd, mask, margin)
     means = [fwd[margin : margin + h, margin : margin + w][r].mean(axis=0).tolist() for r in regions]

@@ -22,7 +22,8 @@ def build_loop(s, features, config=CONFIG, direction=None, n_frames=16):
     lab = assign_labels(s.image, features, s.mask, rep, config.crf)
     sp = sparse_vectors(lab.labels, lab.vectors, s.mask, config.flow)
     margin = int(np.ceil(np.abs(sp.vectors).max())) + 4
-    fwd, bwd = dense_fields([sp], [s.mask], s.mask.shape, margin, config.flow.grid_step)
+    fwd, bwd = dense_fields([sp], [s.mask], s.mask.shape, margin, config.flow.grid_step,
+                            config.flow.refine_inverse)
     ext = extend_texture(s.image, s.mask, fwd, margin, config.texture)
     renderer = FrameRenderer(s.image, s.mask, ext, fwd, bwd, margin, config.frames)
     return lab, fwd, bwd, margin, renderer, renderer.loop(n_frames)
