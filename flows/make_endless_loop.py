@@ -29,7 +29,7 @@ from schemas.still import (
     RegionSummary,
     StillQuality,
 )
-from tasks.outputs import Existing, prepare_output_dir
+from tasks.outputs import Existing, prepare_output_dir, write_result
 from tasks.still.image import StillImageError, validate_inputs
 from tasks.still.stages import (
     choose_direction_task,
@@ -45,18 +45,6 @@ from tasks.still.store import read_attrs
 
 #: Stage names in order (the CLI's progress bar counts them).
 STAGES = ("load", "direction", "regions", "repetitions", "labels", "flow", "frames", "encode", "result")
-
-
-def write_still_result(result: EndlessLoopResult, out_dir: str | Path) -> Path:
-    """result.json, written atomically."""
-    import json
-    import os
-
-    path = Path(out_dir) / N.RESULT_NAME
-    tmp = path.with_name("." + path.name + ".partial")
-    tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 @flow(name="make_endless_loop", task_runner=dask_task_runner(ExecutionParams()), log_prints=True)
@@ -104,14 +92,8 @@ def make_endless_loop(
     outputs = run("encode", encode_loop_task, store, str(out), config)
     attrs = read_attrs(store)
     warnings = loaded["warnings"] + regions["warnings"] + reps["warnings"]
-    quality = StillQuality(
-        first_frame_error=frames["first_frame_error"],
-        last_frame_error=frames["last_frame_error"],
-        wrap_step=frames["wrap_step"],
-        max_ordinary_step=frames["max_ordinary_step"],
-        inversion_error_mean=flows["inversion_error_mean"],
-        inversion_error_p95=flows["inversion_error_p95"],
-    )
+    figures = {**frames, **flows}
+    quality = StillQuality(**{name: figures[name] for name in StillQuality.model_fields})
     reasons = []
     if quality.first_frame_error > 0 or quality.last_frame_error > 0:
         reasons.append("the loop's end frames differ from the input")
@@ -160,7 +142,7 @@ def make_endless_loop(
         outcome_reasons=reasons,
         config=config.model_dump(mode="json"),
     )
-    write_still_result(result, out)
+    write_result(result, out)
     return result
 
 

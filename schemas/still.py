@@ -187,6 +187,12 @@ class TextureParams(_Model):
 
     inpaint_radius: float = Field(3.0, gt=0, description="Radius of OpenCV's Telea in-painting (pixels).")
     poisson: bool = Field(True, description="Poisson-blend the warped texture into the in-painted band.")
+    work_long_side: int = Field(
+        384,
+        ge=32,
+        description="In-painting and the Poisson correction run on the padded image scaled to about this "
+        "longer side, then are resized back (pixels).",
+    )
 
 
 class FrameParams(_Model):

@@ -23,6 +23,10 @@ from scipy.ndimage import distance_transform_edt
 from schemas.still import FlowParams
 
 
+#: The spline is evaluated on at most about this many samples along the image's longer side.
+COARSE_LONG_SIDE = 192
+
+
 @dataclass
 class SparseFlow:
     points: np.ndarray  # (K, 2) x, y (pixels)
@@ -129,6 +133,7 @@ def dense_fields(sparse: list[SparseFlow], region_masks, shape, margin, step, re
     Each pixel takes the fields of the nearest region; ``refine`` fixed-point steps then make the
     backward field a closer inverse of the forward one (:func:`refine_inverse`).
     """
+    step = max(step, int(np.ceil(max(shape) / COARSE_LONG_SIDE)))
     xs, ys, (ph, pw) = coarse_grid(shape, margin, step)
     gx, gy = np.meshgrid(xs, ys)
     q = np.stack([gx.ravel(), gy.ravel()], axis=1)

@@ -17,6 +17,9 @@ from scipy.ndimage import binary_fill_holes
 
 from schemas.still import MaskParams
 
+#: The periodicity score is computed on the features scaled to at most this longer side (pixels).
+WORK_LONG_SIDE = 384
+
 
 def _shift_error(features, direction, shift, sigma, combine=np.minimum):
     """Smoothed ||F(x) - F(x + s d)||^2 and ||F(x) - F(x - s d)||^2, combined (default: the better side,
@@ -45,7 +48,15 @@ def periodicity_score(features, direction, period):
 def automatic_mask(features, direction, period, params: MaskParams | None = None):
     """(mask, score): the periodic regions along ``direction`` at ``period``, cleaned."""
     params = params or MaskParams()
-    score = periodicity_score(features, direction, period)
+    h, w = features.shape[:2]
+    factor = min(1.0, WORK_LONG_SIDE / max(h, w))
+    if factor < 1.0:  # the score is smooth (a quarter-period window): compute it small, resize it back
+        size = (max(2, int(round(w * factor))), max(2, int(round(h * factor))))
+        small = np.dstack([cv2.resize(features[..., c : c + 4], size, interpolation=cv2.INTER_AREA).reshape(
+            size[1], size[0], -1) for c in range(0, features.shape[2], 4)])
+        score = cv2.resize(periodicity_score(small, direction, period * factor), (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        score = periodicity_score(features, direction, period)
     raw = (score > params.threshold).astype(np.uint8)
     k = max(3, int(round(period / 4)) | 1)
     se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))

@@ -7,6 +7,8 @@ OpenCV's Telea in-painting, then by the image's own texture copied from inside
 the mask along the flow (y takes the colour of y + k F1(y) for the first k in
 1, -1, 2, -2, 3, -3 that lands inside the mask), Poisson-blended into the
 in-painted band once (``cv2.seamlessClone``).  Inside the mask nothing changes.
+In-painting and the (smooth) Poisson correction are computed on the image
+scaled to ``work_long_side`` and resized back.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ def extend_texture(image, mask, fwd, margin, params: TextureParams | None = None
     band &= ~pm
     if not band.any():
         return pim
-    base = cv2.inpaint(pim, band.astype(np.uint8), params.inpaint_radius, cv2.INPAINT_TELEA)
+    factor = max(1, int(np.ceil(max(pim.shape[:2]) / params.work_long_side)))
+    base = _at_scale(lambda im, hole: cv2.inpaint(im, hole, params.inpaint_radius, cv2.INPAINT_TELEA), pim, band, factor)
+    base = np.where(band[..., None], base, pim)
     # texture from inside the mask, one period (or two, three) along the flow
     inner = cv2.erode(pm.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     ys, xs = np.nonzero(band)
@@ -70,9 +74,31 @@ def extend_texture(image, mask, fwd, margin, params: TextureParams | None = None
     warped[ys[found], xs[found]] = vals
     filled = np.zeros_like(pm)
     filled[ys[found], xs[found]] = True
-    out = poisson_blend(warped, base, filled) if params.poisson else warped
+    if params.poisson:
+        # the Poisson correction is smooth (a membrane): solve it at the working scale, add it at full size
+        def correction(im, region):
+            small_base = cv2.resize(base, im.shape[1::-1], interpolation=cv2.INTER_AREA) if factor > 1 else base
+            return poisson_blend(im, small_base, region > 0).astype(np.float32) - im.astype(np.float32)
+
+        corr = _at_scale(correction, warped, filled, factor, keep_float=True)
+        out = np.clip(np.rint(warped.astype(np.float32) + corr * filled[..., None]), 0, 255).astype(np.uint8)
+    else:
+        out = warped
     out[pm] = pim[pm]
     return out
+
+
+def _at_scale(fn, image, region, factor, keep_float=False):
+    """``fn(image, region)`` on the image downscaled by ``factor``, resized back (the identity scale when 1)."""
+    if factor <= 1:
+        return fn(image, region.astype(np.uint8))
+    h, w = image.shape[:2]
+    size = (max(1, w // factor), max(1, h // factor))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_region = cv2.resize(region.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    out = fn(small, small_region)
+    out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out if keep_float else out.astype(image.dtype)
 
 
 def poisson_blend(src, dst, region):

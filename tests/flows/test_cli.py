@@ -132,7 +132,7 @@ def test_layers_import_one_way():
         "kernels": {"flows", "tasks", "schemas"},
     }
     for layer in ("kernels", "tasks", "schemas"):
-        for path in (ROOT / layer).glob("*.py"):
+        for path in (ROOT / layer).rglob("*.py"):  # pipeline subpackages too (kernels/still, tasks/still)
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):

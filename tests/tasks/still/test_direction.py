@@ -25,7 +25,7 @@ def test_direction_within_five_degrees(stills, name):
     # a lattice direction (the one-vector patterns have only one; a grid may slide either way)
     err = min(_angle_between(first, v) for v in s.lattice)
     assert err <= 5.0, (name, found[0].angle, [np.degrees(np.arctan2(v[1], v[0])) for v in s.lattice])
-    assert found[0].votes >= found[-1].votes
+    assert all(f.votes >= 3 for f in found)
 
 
 def test_vote_removes_winner_and_its_opposite():
