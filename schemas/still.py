@@ -59,6 +59,9 @@ class FeatureParams(_Model):
 class DirectionParams(_Model):
     """Automatic main direction (paper Sec. 4.3): best-buddy corner pairs vote for their offset's direction."""
 
+    work_long_side: int = Field(
+        384, ge=32, description="Corners are found on the image scaled to at most this longer side (pixels)."
+    )
     max_corners: int = Field(400, ge=10, description="Shi-Tomasi corners detected at most (count).")
     corner_quality: float = Field(
         0.01, gt=0, lt=1, description="Shi-Tomasi quality level (fraction of the strongest corner response)."

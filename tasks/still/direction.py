@@ -3,9 +3,7 @@
 Shi-Tomasi corners are described by a small patch of the per-pixel features;
 pairs of corners that are each other's nearest neighbour in that description
 (best buddies) are two copies of one thing, and each pair votes for the
-direction of its offset (modulo 180 degrees), with a weight inversely
-proportional to the offset's length (ours: so that the shortest lattice vector
-wins over long diagonals of a 2-D lattice).  The most voted direction wins;
+direction of its offset (modulo 180 degrees).  The most voted direction wins;
 its votes and those of the opposite direction are removed and the vote is
 repeated, for at most ``max_suggestions`` directions.
 """
@@ -54,15 +52,11 @@ def best_buddies(desc, points, min_offset, max_offset=np.inf):
 def vote_directions(offsets, params: DirectionParams) -> list[DirectionSuggestion]:
     """Winners of the angle vote of ``offsets`` (K, 2), each refined by the mean of its nearby votes."""
     ang = np.mod(np.degrees(np.arctan2(offsets[:, 1], offsets[:, 0])), 180.0)
-    # shorter offsets weigh more: the shortest lattice vector, not a long diagonal, should win
-    length = np.hypot(offsets[:, 0], offsets[:, 1])
-    weight = np.min(length) / np.maximum(length, 1e-9) if len(length) else length
     alive = np.ones(len(ang), bool)
     n_bins = int(np.ceil(180.0 / params.bin_degrees))
     out: list[DirectionSuggestion] = []
     while len(out) < params.max_suggestions and alive.sum() >= params.min_votes:
-        hist = np.bincount((ang[alive] / params.bin_degrees).astype(int) % n_bins, weights=weight[alive],
-                           minlength=n_bins)
+        hist = np.bincount((ang[alive] / params.bin_degrees).astype(int) % n_bins, minlength=n_bins)
         # a bin and its two neighbours (circular), so a direction on a bin edge is not split
         smooth = hist + np.roll(hist, 1) + np.roll(hist, -1)
         peak = (np.argmax(smooth) + 0.5) * params.bin_degrees
@@ -83,6 +77,15 @@ def vote_directions(offsets, params: DirectionParams) -> list[DirectionSuggestio
 def find_directions(image, features, mask=None, params: DirectionParams | None = None) -> list[DirectionSuggestion]:
     """Up to ``max_suggestions`` directions of repetition, the most voted first (empty when none)."""
     params = params or DirectionParams()
+    h, w = image.shape[:2]
+    factor = min(1.0, params.work_long_side / max(h, w))
+    if factor < 1.0:  # corners and their patches at a fixed scale: the descriptor sees a part of a unit
+        size = (max(16, int(round(w * factor))), max(16, int(round(h * factor))))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        features = np.dstack([cv2.resize(features[..., c : c + 4], size, interpolation=cv2.INTER_AREA).reshape(
+            size[1], size[0], -1) for c in range(0, features.shape[2], 4)])
+        if mask is not None:
+            mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     m = None if mask is None else mask.astype(np.uint8) * 255
     pts = cv2.goodFeaturesToTrack(

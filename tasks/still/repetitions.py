@@ -133,7 +133,11 @@ def find_repetitions(
             f"{source}: no repeating structure found along direction ({d[0]:.3f}, {d[1]:.3f}): "
             f"the region is only {length:.0f} px long"
         )
-    cols = sample_band(features, mask, centre, d, positions, half, params.band_step)
+    if step > 1:  # samples farther apart than a pixel: smooth first, so a period between samples still matches
+        features = cv2.GaussianBlur(features, (0, 0), step) if features.shape[2] <= 4 else np.dstack(
+            [cv2.GaussianBlur(np.ascontiguousarray(features[..., c : c + 4]), (0, 0), step).reshape(
+                features.shape[0], features.shape[1], -1) for c in range(0, features.shape[2], 4)])
+    cols = sample_band(features, mask, centre, d, positions, half, max(params.band_step, step))
     dmat = self_similarity(cols)
     pad = n
     r = reflect_indices(n, pad)
