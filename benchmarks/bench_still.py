@@ -101,7 +101,7 @@ def run_steps(image, config, n_frames, clock):
 
 def bench_steps(width, height, n_frames):
     config = EndlessLoopConfig(frames={"n_frames": n_frames})
-    print(f"warm-up (JIT) on a small image ... ", end="", flush=True)
+    print("warm-up (JIT) on a small image ... ", end="", flush=True)
     t0 = time.perf_counter()
     run_steps(rotated_lattice(height=144, width=192, seed=9).image, config, 4, Clock())
     print(f"{time.perf_counter() - t0:.1f} s")
@@ -187,12 +187,13 @@ def bench_crf():
         V = label_compatibility(vectors)
         ig = cv2.resize(s.image, (gw, gh), interpolation=cv2.INTER_AREA)
         _, comps = cv2.connectedComponents(mg.astype(np.uint8))
-        solvers = [("alpha-expansion", lambda: solve_labels(unary, vectors, weights, init, p)[0])]
+        solvers = [("alpha-expansion", solve_labels, (unary, vectors, weights, init, p))]
         if have_dense:
-            solvers.append(("dense CRF (5 it.)", lambda: _densecrf_labels(unary, vectors, ig, comps * mg, scale, p)))
-        for solver, fn in solvers:
+            solvers.append(("dense CRF (5 it.)", _densecrf_labels, (unary, vectors, ig, comps * mg, scale, p)))
+        for solver, fn, args in solvers:
             t0 = time.perf_counter()
-            labels = fn()
+            labels = fn(*args)
+            labels = labels[0] if isinstance(labels, tuple) else labels
             wall = time.perf_counter() - t0
             energy = grid_energy(labels, unary, V, pairwise_weight=p.pairwise_weight, edge_weights=weights,
                                  connectivity=8)

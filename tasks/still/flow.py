@@ -22,7 +22,6 @@ from scipy.ndimage import distance_transform_edt
 
 from schemas.still import FlowParams
 
-
 #: The spline is evaluated on at most about this many samples along the image's longer side.
 COARSE_LONG_SIDE = 192
 
