@@ -447,6 +447,12 @@ def still(
     except known as exc:
         raise _fail(str(exc)) from None
     _install_log_hooks()
+    # the summary (or the one error line) says it all: no run logs, no dashboard-port warnings
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Port .* is already in use")
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         result = run_make_endless_loop(image, out, cfg, mask=mask, existing=existing)
     except known as exc:

@@ -40,6 +40,11 @@ def best_buddies(desc, points, min_offset, max_offset=np.inf):
     sq = np.einsum("ij,ij->i", desc, desc)
     dist = sq[:, None] + sq[None, :] - 2 * desc @ desc.T
     gap = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2)
+    # exact copies (noise-free images) tie: the nearer one in the image wins, then a symmetric
+    # random order (the same for both ends of a pair), so that ties can still be mutual
+    scale = float(np.median(np.abs(dist))) + 1e-12
+    jitter = np.random.default_rng(0).random(dist.shape)
+    dist = dist + scale * (1e-6 * gap / max(float(gap.max()), 1e-12) + 1e-9 * (jitter + jitter.T))
     dist[(gap < min_offset) | (gap > max_offset)] = np.inf
     nn = np.argmin(dist, axis=1)
     ok = np.isfinite(dist[np.arange(len(nn)), nn])
