@@ -40,20 +40,21 @@ def extend_texture(image, mask, fwd, margin, params: TextureParams | None = None
     pim = padded(image, margin)
     pm = np.zeros(pim.shape[:2], bool)
     pm[margin : margin + mask.shape[0], margin : margin + mask.shape[1]] = mask
-    k = 2 * margin + 1
-    band = cv2.dilate(pm.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
-    band &= ~pm
+    # the band: pixels outside the mask within ``margin`` of it (a distance transform, not a huge dilation)
+    band = (cv2.distanceTransform((~pm).astype(np.uint8), cv2.DIST_L2, 5) <= margin) & ~pm
     if not band.any():
         return pim
     factor = max(1, int(np.ceil(max(pim.shape[:2]) / params.work_long_side)))
     base = _at_scale(lambda im, hole: cv2.inpaint(im, hole, params.inpaint_radius, cv2.INPAINT_TELEA), pim, band, factor)
-    base = np.where(band[..., None], base, pim)
+    ys, xs = np.nonzero(band)
+    filled_base = pim.copy()
+    filled_base[ys, xs] = base[ys, xs]
+    base = filled_base
     # texture from inside the mask, one period (or two, three) along the flow
     inner = cv2.erode(pm.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    ys, xs = np.nonzero(band)
-    f = fwd[ys, xs].astype(np.float64)
-    src_x = np.full(len(ys), np.nan)
-    src_y = np.full(len(ys), np.nan)
+    f = fwd[ys, xs].astype(np.float32)
+    src_x = np.full(len(ys), np.nan, np.float32)
+    src_y = np.full(len(ys), np.nan, np.float32)
     h, w = pm.shape
     for kk in _STEPS:
         todo = np.isnan(src_x)
@@ -81,11 +82,12 @@ def extend_texture(image, mask, fwd, margin, params: TextureParams | None = None
             return poisson_blend(im, small_base, region > 0).astype(np.float32) - im.astype(np.float32)
 
         corr = _at_scale(correction, warped, filled, factor, keep_float=True)
-        out = np.clip(np.rint(warped.astype(np.float32) + corr * filled[..., None]), 0, 255).astype(np.uint8)
+        fy, fx = ys[found], xs[found]
+        out = warped
+        out[fy, fx] = np.clip(np.rint(warped[fy, fx] + corr[fy, fx]), 0, 255).astype(np.uint8)
     else:
         out = warped
-    out[pm] = pim[pm]
-    return out
+    return out  # inside the mask: the image itself (only band pixels were changed)
 
 
 def _at_scale(fn, image, region, factor, keep_float=False):
