@@ -75,7 +75,8 @@ def run_steps(image, config, n_frames, clock):
         mask |= r
 
     def flow_step():
-        sparse = [sparse_vectors(lab.labels, lab.vectors, r, config.flow) for lab, r in zip(labels, regions, strict=True)]
+        sparse = [sparse_vectors(lab.labels, lab.vectors, r, config.flow, period=rep.period)
+                  for lab, r, rep in zip(labels, regions, reps, strict=True)]
         margin = int(np.ceil(max(np.abs(s.vectors).max() for s in sparse))) + 4
         fwd, bwd = dense_fields(sparse, regions, mask.shape, margin, config.flow.grid_step, config.flow.refine_inverse)
         return fwd, bwd, margin

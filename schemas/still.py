@@ -163,7 +163,13 @@ class CRFParams(_Model):
 class FlowParams(_Model):
     """Smooth, invertible flow (paper Sec. 4.4): Gaussian, sparse vectors, polyharmonic spline phi(r) = r."""
 
-    smooth_sigma: float = Field(6.0, ge=0, description="Gaussian smoothing of the labelled field (pixels).")
+    smooth_sigma: float = Field(6.0, ge=0, description="Gaussian smoothing of the labelled field, at least (pixels).")
+    smooth_period_fraction: float = Field(
+        0.25,
+        ge=0,
+        description="... or this fraction of the region's 1-D period if larger (a field smooth on the scale "
+        "of a unit inverts well; ratio).",
+    )
     max_points: int = Field(400, ge=4, description="Sparse vectors per region, at most (count).")
     grid_step: int = Field(
         4, ge=1, description="The spline is evaluated every grid_step pixels, then resized (pixels)."

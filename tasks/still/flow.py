@@ -48,9 +48,13 @@ def smoothed_field(labels, vectors, region_mask, sigma, step):
     return field, m
 
 
-def sparse_vectors(labels, vectors, region_mask, params: FlowParams, step: int = 2) -> SparseFlow:
-    """At most ``max_points`` smoothed vectors of one region on a regular grid, and its border anchors."""
-    field, m = smoothed_field(labels, vectors, region_mask, params.smooth_sigma, step)
+def sparse_vectors(labels, vectors, region_mask, params: FlowParams, step: int = 2, period: float = 0.0) -> SparseFlow:
+    """At most ``max_points`` smoothed vectors of one region on a regular grid, and its border anchors.
+
+    The Gaussian's sigma is ``smooth_sigma`` or ``smooth_period_fraction * period``, the larger.
+    """
+    sigma = max(params.smooth_sigma, params.smooth_period_fraction * period)
+    field, m = smoothed_field(labels, vectors, region_mask, sigma, step)
     n = int(m.sum())
     stride = max(1, int(np.ceil(np.sqrt(n / params.max_points))))
     while True:

@@ -193,7 +193,9 @@ def compute_flows(store: str, config: EndlessLoopConfig) -> dict:
     arrays = read_arrays(store, [S.LABELS])
     mask, regions = _regions(store)
     vectors = np.asarray(attrs["label_vectors"], np.float64)
-    sparse = [sparse_vectors(arrays[S.LABELS], vectors, r, config.flow) for r in regions]
+    periods = [a["period"] for a in attrs["repetitions"]]
+    sparse = [sparse_vectors(arrays[S.LABELS], vectors, r, config.flow, period=p)
+              for r, p in zip(regions, periods, strict=True)]
     longest = max(float(np.abs(s.vectors).max()) if len(s.vectors) else 0.0 for s in sparse)
     margin = int(np.ceil(longest)) + 4
     fwd, bwd = dense_fields(sparse, regions, mask.shape, margin, config.flow.grid_step, config.flow.refine_inverse)

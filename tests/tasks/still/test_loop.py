@@ -20,7 +20,7 @@ def build_loop(s, features, config=CONFIG, direction=None, n_frames=16):
     direction = s.direction if direction is None else direction
     rep = find_repetitions(features, s.mask, direction, config.repetitions)
     lab = assign_labels(s.image, features, s.mask, rep, config.crf)
-    sp = sparse_vectors(lab.labels, lab.vectors, s.mask, config.flow)
+    sp = sparse_vectors(lab.labels, lab.vectors, s.mask, config.flow, period=rep.period)
     margin = int(np.ceil(np.abs(sp.vectors).max())) + 4
     fwd, bwd = dense_fields([sp], [s.mask], s.mask.shape, margin, config.flow.grid_step,
                             config.flow.refine_inverse)
