@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.displays import DisplayParams
+from schemas.render3d import Render3dParams
 from schemas.video_loop import VideoLoopParams
 
 
@@ -378,6 +379,7 @@ class PipelineConfig(_Model):
     )
     video_loop: VideoLoopParams = Field(default_factory=VideoLoopParams)
     execution: ExecutionParams = Field(default_factory=ExecutionParams)
+    render3d: Render3dParams = Field(default_factory=Render3dParams)
 
 
 class ConfigError(ValueError):

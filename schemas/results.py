@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.render3d import Render3dResult
 from schemas.video_loop import VideoLoopResult
 
 RESULT_SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
@@ -238,6 +239,7 @@ class CinemagraphResult(_Result):
     video_loop: VideoLoopResult | None = Field(
         None, description="Per-pixel loop summary when loop_method is video_loop (periods, energies, timings)."
     )
+    render3d: Render3dResult | None = Field(None, description="The 3D cinemagraph, when render3d.enabled (moving mode).")
 
 
 def write_schema(path: Path = RESULT_SCHEMA_PATH) -> Path:
