@@ -94,6 +94,9 @@ def make_cinemagraph(
         sfm = run("sfm", structure_from_motion_task, store, config.align)
         if sfm.ok:
             depth = run("depth", reference_depth_task, store, config.align)
+            if sfm.focal_determined is False:
+                warnings.append("the images hardly determine the focal length (a mostly planar scene?): the depth "
+                                "scale and the parallax of a 3D cinemagraph may be off")
         else:
             mode = "homography"
             motion = motion.model_copy(

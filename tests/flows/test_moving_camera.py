@@ -147,30 +147,6 @@ def test_blinking_lights_found_as_on_steady_footage(moving_run):
     assert (animated & static).sum() / static.sum() < 0.01
 
 
-def test_rerun_resumes_without_redoing_the_alignment(moving_run):
-    clip, out, first, _ = moving_run
-    again = run_make_cinemagraph(first.input, out, existing="resume")
-    assert {"motion", "sfm", "depth", "warp"} <= set(again.skipped_stages)
-    assert again.alignment.mode == "moving"
-
-
-def test_failed_structure_from_motion_falls_back_to_homography(prefect_harness, blinking_clip, tmp_path):
-    """Forcing the moving mode on a tripod clip: COLMAP finds no parallax, the run warns and still works."""
-    config = PipelineConfig()
-    config.align.mode = "moving"
-    config.align.sfm_max_frames = 12
-    config.align.sfm_max_features = 1024
-    result = run_make_cinemagraph(blinking_clip.path, tmp_path / "out", config)
-    assert result.sfm is not None and not result.sfm.ok and result.depth is None
-    assert result.alignment.mode == "homography" and "structure from motion failed" in result.alignment.reason
-    assert any("structure from motion failed" in w for w in result.warnings)
-    ds = xr.open_zarr(tmp_path / "out" / N.STORE_NAME, consolidated=False)
-    assert ds.attrs["aligned_by"] == "homography" and N.DEPTH not in ds and N.CAM_FROM_WORLD not in ds
-    mask = ds[N.CYCLIC_MASK].values
-    for light, m in zip(blinking_clip.lights, blinking_clip.masks, strict=True):
-        assert (mask & m).sum() / m.sum() >= 0.9, f"light of period {light.period}"
-
-
 # --------------------------------------------------------------------------
 # the 3D cinemagraph (render3d) of the same run; the stage is rerun on the store with exact views
 
@@ -260,3 +236,28 @@ def test_zero_amplitude_path_keeps_every_static_point_still(moving_run, tmp_path
     assert same.mean() > 0.999
     # while the animated part still plays
     assert np.abs(np.diff(images[:, animated].astype(np.int16), axis=0)).max() > 0
+
+
+def test_rerun_resumes_without_redoing_the_alignment(moving_run):
+    clip, out, first, _ = moving_run
+    again = run_make_cinemagraph(first.input, out, existing="resume")
+    assert {"motion", "sfm", "depth", "warp"} <= set(again.skipped_stages)
+    assert again.alignment.mode == "moving"
+
+
+def test_failed_structure_from_motion_falls_back_to_homography(prefect_harness, blinking_clip, tmp_path):
+    """Forcing the moving mode on a tripod clip: COLMAP finds no parallax, the run warns and still works."""
+    config = PipelineConfig()
+    config.align.mode = "moving"
+    config.align.sfm_max_frames = 12
+    config.align.sfm_max_features = 1024
+    result = run_make_cinemagraph(blinking_clip.path, tmp_path / "out", config)
+    assert result.sfm is not None and not result.sfm.ok and result.depth is None
+    assert result.alignment.mode == "homography" and "structure from motion failed" in result.alignment.reason
+    assert any("structure from motion failed" in w for w in result.warnings)
+    ds = xr.open_zarr(tmp_path / "out" / N.STORE_NAME, consolidated=False)
+    assert ds.attrs["aligned_by"] == "homography" and N.DEPTH not in ds and N.CAM_FROM_WORLD not in ds
+    mask = ds[N.CYCLIC_MASK].values
+    for light, m in zip(blinking_clip.lights, blinking_clip.masks, strict=True):
+        assert (mask & m).sum() / m.sum() >= 0.9, f"light of period {light.period}"
+
