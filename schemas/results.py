@@ -86,7 +86,7 @@ class SfMSummary(_Result):
     )
     focal_determined: bool | None = Field(
         None,
-        description="False when the focal profile rises by less than 2 % on average (a planar scene or little rotation): the "
+        description="False when the focal profile rises by less than 1 % on average (a planar scene or little rotation): the "
         "metric scale of the parallax, and so the 3D cinemagraph, may be off.",
     )
     mean_reprojection_error: float | None = Field(None, description="Over all observations (pixels).")
