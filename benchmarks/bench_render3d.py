@@ -26,6 +26,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# before anything imports prefect: a quiet temporary server with time to start on a busy machine
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from kernels.splat import splat_points  # noqa: E402
 from tasks.render3d import build_layers, named_path, render_frame  # noqa: E402
@@ -80,9 +84,6 @@ def bench_render(width: int, height: int, n_frames: int, n_out: int) -> None:
 
 
 def bench_pipeline(width: int, height: int, n_frames: int) -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     from flows.make_cinemagraph import run_make_cinemagraph
     from schemas.config import PipelineConfig
 
@@ -110,11 +111,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="320x180, 16 output frames")
     parser.add_argument("--pipeline", action="store_true", help="also one make_cinemagraph run with render3d")
+    parser.add_argument("--skip-render", action="store_true", help="only the pipeline run")
     parser.add_argument("--pipeline-size", default="320x180", help="WxH of the pipeline run's clip")
     parser.add_argument("--pipeline-frames", type=int, default=48)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    if args.quick:
+    if args.skip_render:
+        pass
+    elif args.quick:
         bench_render(320, 180, 24, 16)
     else:
         bench_render(640, 360, 24, 48)
