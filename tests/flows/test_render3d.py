@@ -15,6 +15,8 @@ def test_steady_footage_refuses_render3d_in_one_line(prefect_harness, blinking_c
 
     config = PipelineConfig()
     config.render3d.enabled = True
+    config.ingest.end_frame = 24  # a short, cheap run: only the refusal is under test
+    config.displays.enabled = False
     result = run_make_cinemagraph(blinking_clip.path, tmp_path / "out", config)
     assert result.render3d is None and result.outputs.mp4
     refused = [w for w in result.warnings if "render3d refused" in w]
