@@ -42,6 +42,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from tasks.display_features import ModelFileError
     from tasks.displays import AnnotationError
     from tasks.outputs import OutputExistsError
+    from tasks.render3d import PathFileError, Render3dRefused
     from tasks.still.image import StillImageError
     from tasks.still.repetitions import NoRepetitionError
     from tasks.store import StoreError
@@ -58,6 +59,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         AnnotationError,
         StillImageError,
         NoRepetitionError,
+        PathFileError,
+        Render3dRefused,
     )
 
 
@@ -138,6 +141,10 @@ def _run_pipeline(source: Path, out: Path, config, existing) -> None:
     console = Console(stderr=True)
     try:
         preflight(source, config.ingest, 2 * config.cyclicity.tau + 2)
+        if config.render3d.enabled and config.render3d.path_file is not None:
+            from tasks.render3d import read_path_file
+
+            read_path_file(config.render3d.path_file)
         prepare_output_dir(out, existing)
     except known as exc:
         raise _fail(str(exc)) from None
@@ -180,6 +187,10 @@ def _print_summary(result, console) -> None:
     table.add_row("animated", f"{result.masks.animated} px ({100 * result.masks.animated_fraction:.2f} %)")
     q = result.quality
     table.add_row("seam / stillness", f"{'n/a' if q.seam is None else f'{q.seam:.2f}'} / {q.stillness:g}")
+    if result.render3d is not None:
+        r3 = result.render3d
+        table.add_row("3D", f"{r3.mp4} ({r3.path} path, {r3.frames} frames, in-painted up to "
+                            f"{100 * r3.max_inpainted_fraction:.2f} %)")
     table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
     if result.skipped_stages:
         table.add_row("resumed", "skipped " + ", ".join(result.skipped_stages))
@@ -197,6 +208,12 @@ def _load_config(path: Path | None):
         raise _fail(str(exc)) from None
 
 
+_HELP_3D = (
+    "Also make the 3D cinemagraph (cinemagraph_3d.mp4/.gif: the camera glides through the looping scene; "
+    "moving-camera footage only), as [render3d] enabled = true."
+)
+
+
 @app.command()
 def run(
     input: Annotated[Path, typer.Argument(help="Video file (any container FFmpeg decodes).")],
@@ -206,10 +223,13 @@ def run(
     resume: Annotated[
         bool, typer.Option(help="Continue an earlier run in --out, skipping finished stages.")
     ] = False,
+    three_d: Annotated[bool, typer.Option("--3d", help=_HELP_3D)] = False,
 ) -> None:
     """Make a cinemagraph of INPUT in --out (store.zarr, cinemagraph.mp4/.gif, result.json)."""
     _quiet_environment()
     cfg = _load_config(config)
+    if three_d:
+        cfg.render3d.enabled = True
     _run_pipeline(input, out, cfg, _existing(overwrite, resume))
 
 
@@ -224,12 +244,17 @@ def demo(
             "frames are aligned by structure from motion and plane-sweep depth (about a minute more)."
         ),
     ] = False,
+    three_d: Annotated[bool, typer.Option("--3d", help=_HELP_3D + " Needs --moving.")] = False,
 ) -> None:
     """Make a synthetic clip (blinking lights on a textured wall) and turn it into a cinemagraph."""
     _quiet_environment()
     from schemas.config import PipelineConfig
 
     existing = _existing(overwrite, False)
+    if three_d and not moving:
+        raise _fail("--3d needs --moving: the 3D cinemagraph needs a clip from a moving camera (depth)")
+    config = PipelineConfig()
+    config.render3d.enabled = three_d
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "demo-clip.mp4"
         if moving:
@@ -246,7 +271,7 @@ def demo(
 
             make_blinking_clip(clip)
             typer.echo(f"synthetic clip: {clip.name}, 72 frames 320x180 with three blinking lights", err=True)
-        _run_pipeline(clip, out, PipelineConfig(), existing)
+        _run_pipeline(clip, out, config, existing)
 
 
 @app.command()

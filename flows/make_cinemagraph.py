@@ -2,7 +2,7 @@
 
 Stages (each a Prefect task that reads and writes the item's store and returns a
 small result): ingest -> window -> motion -> [sfm -> depth, moving camera only] -> warp
--> cyclicity -> displays -> render -> encode -> result.json.
+-> cyclicity -> displays -> render -> encode [-> render3d, moving camera, when enabled] -> result.json.
 A stage already complete in the store with the same inputs is skipped, so a
 rerun (``existing="resume"``) continues where a stopped run ended.
 """
@@ -29,6 +29,7 @@ from tasks.encode import encode_outputs_task
 from tasks.ingest import ingest_video
 from tasks.outputs import Existing, prepare_output_dir, write_result_task
 from tasks.render import render_loop_task
+from tasks.render3d import read_path_file, refusal, render_3d_task
 from tasks.store import stage_record
 from tasks.video import VideoError
 from tasks.video_loop import video_loop_task
@@ -64,6 +65,8 @@ def make_cinemagraph(
     src = Path(source)
     if not src.is_file():
         raise VideoError(f"{source}: file not found" if not src.exists() else f"{source}: not a file")
+    if config.render3d.enabled and config.render3d.path_file is not None:
+        read_path_file(config.render3d.path_file)  # a bad camera path file is refused before any work
     out = prepare_output_dir(out_dir, existing)
     store = str(out / N.STORE_NAME)
     timings: dict[str, float] = {}
@@ -91,6 +94,9 @@ def make_cinemagraph(
         sfm = run("sfm", structure_from_motion_task, store, config.align)
         if sfm.ok:
             depth = run("depth", reference_depth_task, store, config.align)
+            if sfm.focal_determined is False:
+                warnings.append("the images hardly determine the focal length (a mostly planar scene?): the depth "
+                                "scale and the parallax of a 3D cinemagraph may be off")
         else:
             mode = "homography"
             motion = motion.model_copy(
@@ -114,6 +120,13 @@ def make_cinemagraph(
     t0 = time.perf_counter()
     outputs = encode_outputs_task.submit(store, str(out), config.render).result()
     timings["encode"] = round(time.perf_counter() - t0, 3)
+    render3d = None
+    if config.render3d.enabled:
+        if mode == "moving":
+            render3d = run("render3d", render_3d_task, store, str(out), config.render3d, config.render.fps)
+        else:
+            warnings.append(refusal(mode, str(src)))
+            log.warning(warnings[-1])
     n_pixels = ingested.height * ingested.width
     result = CinemagraphResult(
         input=str(src.resolve()),
@@ -145,6 +158,7 @@ def make_cinemagraph(
         alignment=motion,
         sfm=sfm,
         depth=depth,
+        render3d=render3d,
         config=config.model_dump(mode="json"),
     )
     write_result_task.submit(result, str(out)).result()

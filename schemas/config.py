@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.displays import DisplayParams
+from schemas.render3d import Render3dParams
 from schemas.video_loop import VideoLoopParams
 
 
@@ -136,6 +137,13 @@ class AlignParams(_Model):
         description="COLMAP model of the single shared camera (focal length calibrated by bundle adjustment).",
     )
     sfm_seed: int = Field(0, description="Random seed of COLMAP's RANSAC and mapper.")
+    sfm_focal_prior_fov: float | None = Field(
+        60.0,
+        gt=0,
+        lt=180,
+        description="Field of view across the longer image side of the focal length structure from motion starts "
+        "from (degrees; typical of hand-held video); None = COLMAP's default start, 1.2 x the longer side (pixels).",
+    )
     depth_labels: int = Field(128, ge=2, le=1024, description="Inverse-depth labels of the plane sweep.")
     depth_drop_fraction: float = Field(
         0.01,
@@ -378,6 +386,7 @@ class PipelineConfig(_Model):
     )
     video_loop: VideoLoopParams = Field(default_factory=VideoLoopParams)
     execution: ExecutionParams = Field(default_factory=ExecutionParams)
+    render3d: Render3dParams = Field(default_factory=Render3dParams)
 
 
 class ConfigError(ValueError):

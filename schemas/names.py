@@ -52,3 +52,14 @@ RESULT_NAME = "result.json"
 MP4_NAME = "cinemagraph.mp4"
 GIF_NAME = "cinemagraph.gif"
 WEBP_NAME = "cinemagraph.webp"
+
+# 3D cinemagraph (render3d, moving-camera footage); `frame` is the output frame of the 3D loop
+# (its own axis: its length may differ from the 2D loop's `loop_time`)
+FRAME = "frame"
+CAMERA_PATH = "camera_path"  # (frame, row3, col4) float64: world-to-camera [R | t] of every output frame
+CAMERA_PATH_INTRINSICS = "camera_path_intrinsics"  # (row3, col3) float64
+LOOP_3D = "loop_3d"  # (frame, y, x, channel) uint8
+LOOP_3D_FILLED = "loop_3d_filled"  # (frame, y, x) bool: pixels no frame saw, filled by in-painting
+RENDER3D_VARIABLES = (CAMERA_PATH, CAMERA_PATH_INTRINSICS, LOOP_3D, LOOP_3D_FILLED)
+MP4_3D_NAME = "cinemagraph_3d.mp4"
+GIF_3D_NAME = "cinemagraph_3d.gif"

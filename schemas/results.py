@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.render3d import Render3dResult
 from schemas.video_loop import VideoLoopResult
 
 RESULT_SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
@@ -75,6 +76,19 @@ class SfMSummary(_Result):
     frames_registered: int = Field(0, description="Of those, frames the mapper registered.")
     n_points: int = Field(0, description="Sparse 3D points.")
     focal_px: float | None = Field(None, description="Calibrated focal length (pixels).")
+    focal_prior_px: float | None = Field(
+        None, description="Focal length the mapper started from (pixels; align.sfm_focal_prior_fov)."
+    )
+    focal_profile: dict[str, float] | None = Field(
+        None,
+        description="Reprojection error with the focal length held at these ratios of the estimate (poses and points "
+        "re-adjusted), relative to the error at the estimate: near 1 = the images hardly determine the focal length.",
+    )
+    focal_determined: bool | None = Field(
+        None,
+        description="False when the focal profile rises by less than 1 % on average (a planar scene or little rotation): the "
+        "metric scale of the parallax, and so the 3D cinemagraph, may be off.",
+    )
     mean_reprojection_error: float | None = Field(None, description="Over all observations (pixels).")
 
 
@@ -238,6 +252,7 @@ class CinemagraphResult(_Result):
     video_loop: VideoLoopResult | None = Field(
         None, description="Per-pixel loop summary when loop_method is video_loop (periods, energies, timings)."
     )
+    render3d: Render3dResult | None = Field(None, description="The 3D cinemagraph, when render3d.enabled (moving mode).")
 
 
 def write_schema(path: Path = RESULT_SCHEMA_PATH) -> Path:

@@ -49,7 +49,7 @@ from schemas.config import AlignParams, WindowParams
 from schemas.results import DepthSummary, MotionResult, SfMSummary, WarpResult
 from tasks.depth import depth_range_from_points, reference_depth, relative_pose, select_neighbours
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
-from tasks.sfm import SfMFailed, run_sfm
+from tasks.sfm import FOCAL_FLAT_PROFILE, SfMFailed, run_sfm
 from tasks.stabilise import track_features
 from tasks.store import (
     digest,
@@ -75,7 +75,9 @@ _MOTION_KEYS = (
     "min_tracks",
     "ransac_px",
 )
-_SFM_KEYS = ("sfm_max_frames", "sfm_max_features", "sfm_overlap", "sfm_camera_model", "sfm_seed")
+_SFM_KEYS = (
+    "sfm_max_frames", "sfm_max_features", "sfm_overlap", "sfm_camera_model", "sfm_seed", "sfm_focal_prior_fov",
+)
 _DEPTH_KEYS = (
     "depth_labels",
     "depth_drop_fraction",
@@ -292,6 +294,7 @@ def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:
             max_num_features=params.sfm_max_features,
             num_threads=threads,
             seed=params.sfm_seed,
+            focal_prior_fov_degrees=params.sfm_focal_prior_fov,
         )
         in_ref = np.zeros(len(sfm.points3d), bool)
         in_ref[sfm.points_seen_in(ref)] = True
@@ -321,6 +324,11 @@ def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:
             frames_registered=int(sfm.registered.sum()),
             n_points=len(sfm.points3d),
             focal_px=float(sfm.K[0, 0]),
+            focal_prior_px=sfm.focal_prior,
+            focal_profile=None if sfm.focal_profile is None else {f"{k:g}": v for k, v in sfm.focal_profile.items()},
+            focal_determined=None if sfm.focal_profile is None else bool(
+                np.mean(list(sfm.focal_profile.values())) >= 1 + FOCAL_FLAT_PROFILE
+            ),
             mean_reprojection_error=sfm.mean_reprojection_error,
         )
     record_stage(store, "sfm", sfm_digest(store, params), time.perf_counter() - t0, summary.model_dump())

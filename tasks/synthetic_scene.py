@@ -280,6 +280,7 @@ def render_synthetic_clip(
     focal_factor: float = 0.85,
     blink_periods: tuple[float, float] = (8.0, 12.0),
     bright_lights: bool = False,
+    cards: int = 2,
     seed: int = 0,
 ) -> SyntheticClip:
     """Render a synthetic hand-held clip with known geometry.
@@ -306,6 +307,9 @@ def render_synthetic_clip(
         Render the blinking regions as lamps: their texture is lifted to
         ``0.6 + 0.4 texture`` before blinking, so that their luminance passes
         the cyclicity stage's brightness test (80th percentile > 127).
+    cards : int, default 2
+        Number of cards in front of the wall: 2 (both), 1 (only the card at
+        4.2 m: a mostly planar scene) or 0 (the wall alone: a planar scene).
     seed : int, default 0
         Seed of the random textures.
 
@@ -358,8 +362,14 @@ def render_synthetic_clip(
     half_w = 6.0 * (width / 2) / focal * 1.6 + path_length
     half_h = 6.0 * (height / 2) / focal * 1.4 + 0.2
     add_plane([0.0, 0.0, 6.0], wall_s, [0.0, 1.0, 0.0], (math.inf, math.inf), 6.0, half_w, half_h)
-    add_plane([-0.75, 0.1, 3.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], (0.5, 0.65), 3.0, 0.5, 0.65)
-    add_plane([1.0, -0.35, 4.2], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], (0.55, 0.5), 4.2, 0.55, 0.5)
+    if cards not in (0, 1, 2):
+        raise ValueError(f"cards must be 0, 1 or 2, got {cards}")
+    card_specs = [
+        ([-0.75, 0.1, 3.0], (0.5, 0.65), 3.0),
+        ([1.0, -0.35, 4.2], (0.55, 0.5), 4.2),
+    ][2 - cards:]
+    for origin, half, depth_hint in card_specs:
+        add_plane(origin, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], half, depth_hint, *half)
 
     lamp = 0.6 if bright_lights else 0.0
     regions = [

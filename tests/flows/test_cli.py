@@ -156,3 +156,14 @@ def test_demo_command(tmp_path):
     result = json.loads((tmp_path / "demo" / "result.json").read_text())
     assert len(result["regions"]) == 3 and result["quality"]["stillness"] == 0
     assert np.isfinite(result["quality"]["seam"])
+
+
+def test_3d_options_refuse_bad_requests_in_one_line(tmp_path, blinking_clip):
+    assert_clean_error(cli("demo", "--3d", "--out", tmp_path / "d"), "--3d needs --moving")
+    views = tmp_path / "views.json"
+    views.write_text('{"intrinsics": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}')
+    config = tmp_path / "c.toml"
+    config.write_text(f'[render3d]\nenabled = true\npath_file = "{views}"\n')
+    proc = cli("run", blinking_clip.path, "--out", tmp_path / "o", "--config", config)
+    assert_clean_error(proc, str(views), "needs the keys")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -14,6 +14,9 @@ import xarray as xr
 
 from flows.make_cinemagraph import run_make_cinemagraph
 from schemas import names as N
+from schemas.config import PipelineConfig
+from schemas.render3d import Render3dParams
+from tasks.render3d import render_3d, write_path_file
 from tasks.synthetic_scene import camera_centres, render_synthetic_clip, write_mp4
 from tests.tasks.test_sfm import rotation_error_degrees, similarity_from_poses
 
@@ -25,7 +28,11 @@ def moving_run(prefect_harness, tmp_path_factory):
     )
     folder = tmp_path_factory.mktemp("moving")
     source = write_mp4(clip.frames, folder / "handheld.mp4", lossless=True)
-    result = run_make_cinemagraph(source, folder / "out")
+    config = PipelineConfig()  # with the 3D cinemagraph along a swing of 2 % of the median depth (tests at the end)
+    config.render3d.enabled = True
+    config.render3d.path = "swing"
+    config.render3d.amplitude = 0.02
+    result = run_make_cinemagraph(source, folder / "out", config)
     ds = xr.open_zarr(folder / "out" / N.STORE_NAME, consolidated=False)
     return clip, folder / "out", result, ds
 
@@ -140,6 +147,97 @@ def test_blinking_lights_found_as_on_steady_footage(moving_run):
     assert (animated & static).sum() / static.sum() < 0.01
 
 
+# --------------------------------------------------------------------------
+# the 3D cinemagraph (render3d) of the same run; the stage is rerun on the store with exact views
+
+
+def _static_at(clip, pose, time):
+    """Pixels of the generator's view that never change (the blinking and scrolling regions excluded)."""
+    images = [clip.render(pose, time + dt)[0] for dt in (0.0, 2.5, 5.3)]
+    return (images[0] == images[1]).all(-1) & (images[0] == images[2]).all(-1)
+
+
+def test_flow_writes_the_3d_loop_and_reports_it(moving_run):
+    clip, out, result, _ = moving_run
+    r3 = result.render3d
+    assert r3 is not None and r3.path == "swing" and r3.frames == result.loop_frames
+    assert (out / N.MP4_3D_NAME).stat().st_size > 0 and (out / N.GIF_3D_NAME).stat().st_size > 0
+    ds = xr.open_zarr(out / N.STORE_NAME, consolidated=False)
+    assert ds[N.CAMERA_PATH].shape == (r3.frames, 3, 4) and ds[N.CAMERA_PATH].dtype == np.float64
+    assert ds[N.CAMERA_PATH_INTRINSICS].shape == (3, 3)
+    assert ds[N.LOOP_3D].shape == (r3.frames, 192, 256, 3) and ds[N.LOOP_3D].dtype == np.uint8
+    assert ds[N.LOOP_3D_FILLED].dtype == bool
+    np.testing.assert_allclose(ds[N.CAMERA_PATH].values, np.array(r3.camera_path))
+    saved = json.loads((out / N.RESULT_NAME).read_text())["render3d"]
+    assert len(saved["inpainted_fraction"]) == r3.frames and saved["path"] == "swing"
+    filled = ds[N.LOOP_3D_FILLED].values
+    np.testing.assert_allclose(filled.reshape(r3.frames, -1).mean(1), r3.inpainted_fraction)
+    assert r3.n_back_points > 0
+
+
+def test_swing_of_two_percent_inpaints_under_three_percent(moving_run):
+    _, _, result, _ = moving_run
+    assert result.render3d.amplitude == 0.02
+    assert result.render3d.max_inpainted_fraction < 0.03, result.render3d.inpainted_fraction
+    # the path really moves: the camera travels about 2 % of the median depth sideways
+    centres = np.array([-np.array(p)[:, :3].T @ np.array(p)[:, 3] for p in result.render3d.camera_path])
+    travel = np.linalg.norm(centres - centres[0], axis=1).max()
+    assert travel == pytest.approx(0.02 * result.render3d.median_depth, rel=0.05)
+
+
+def test_animated_regions_loop_seamlessly(moving_run):
+    _, out, result, _ = moving_run
+    ds = xr.open_zarr(out / N.STORE_NAME, consolidated=False)
+    loop3d = ds[N.LOOP_3D].values.astype(np.float64)
+    animated = ds[N.ANIMATED_MASK].values
+    assert animated.sum() > 100
+    # the camera moves, so the animated region's pixels move a little: measure on its core
+    steps = [np.abs(loop3d[(k + 1) % len(loop3d)] - loop3d[k])[animated].mean() for k in range(len(loop3d))]
+    wrap, ordinary = steps[-1], steps[:-1]
+    assert wrap <= max(ordinary), (wrap, max(ordinary))
+
+
+def test_static_part_matches_the_generator_at_real_frame_poses(moving_run, tmp_path):
+    clip, out, result, _ = moving_run
+    store = str(out / N.STORE_NAME)
+    ds = xr.open_zarr(store, consolidated=False)
+    poses = ds[N.CAM_FROM_WORLD].values
+    K = ds[N.CAMERA_INTRINSICS].values
+    ref = clip.reference_index
+    frames = [ref - 12, ref - 5, ref + 4, ref + 11]
+    path = write_path_file(tmp_path / "views.json", K, poses[frames])
+    rendered = render_3d(store, str(tmp_path), Render3dParams(enabled=True, path_file=path, write_gif=False))
+    assert rendered.frames == len(frames) and rendered.path.startswith("file:")
+    out = xr.open_zarr(store, consolidated=False)
+    images, filled = out[N.LOOP_3D].values, out[N.LOOP_3D_FILLED].values
+    for k, t in enumerate(frames):
+        truth = clip.frames[t]
+        mask = _static_at(clip, clip.cam_from_world[t], t) & ~filled[k]
+        mse = ((images[k][mask].astype(np.float64) - truth[mask]) ** 2).mean()
+        psnr = 10 * np.log10(255.0**2 / mse)
+        assert psnr >= 28.0, f"frame {t}: PSNR {psnr:.1f} dB"
+        assert mask.mean() > 0.8
+
+
+def test_zero_amplitude_path_keeps_every_static_point_still(moving_run, tmp_path):
+    clip, out, result, _ = moving_run
+    store = str(out / N.STORE_NAME)
+    params = Render3dParams(enabled=True, path="circle", amplitude=0.0, frames=12, write_gif=False)
+    rendered = render_3d(store, str(tmp_path), params)
+    assert rendered.frames == 12 and max(rendered.inpainted_fraction) == 0.0
+    ds = xr.open_zarr(store, consolidated=False)
+    images = ds[N.LOOP_3D].values
+    animated = ds[N.ANIMATED_MASK].values
+    static = ~animated
+    assert (images[:, static] == images[0, static]).all()
+    # ... and at the reference pose the static part is the reference frame itself (but for a few pixels at the
+    # borders and depth edges where points seen only by other frames reach into the soft depth band)
+    same = (images[0] == ds[N.REFERENCE].values).all(-1)[static]
+    assert same.mean() > 0.999
+    # while the animated part still plays
+    assert np.abs(np.diff(images[:, animated].astype(np.int16), axis=0)).max() > 0
+
+
 def test_rerun_resumes_without_redoing_the_alignment(moving_run):
     clip, out, first, _ = moving_run
     again = run_make_cinemagraph(first.input, out, existing="resume")
@@ -149,8 +247,6 @@ def test_rerun_resumes_without_redoing_the_alignment(moving_run):
 
 def test_failed_structure_from_motion_falls_back_to_homography(prefect_harness, blinking_clip, tmp_path):
     """Forcing the moving mode on a tripod clip: COLMAP finds no parallax, the run warns and still works."""
-    from schemas.config import PipelineConfig
-
     config = PipelineConfig()
     config.align.mode = "moving"
     config.align.sfm_max_frames = 12
@@ -164,3 +260,4 @@ def test_failed_structure_from_motion_falls_back_to_homography(prefect_harness, 
     mask = ds[N.CYCLIC_MASK].values
     for light, m in zip(blinking_clip.lights, blinking_clip.masks, strict=True):
         assert (mask & m).sum() / m.sum() >= 0.9, f"light of period {light.period}"
+

@@ -127,3 +127,22 @@ def test_interpolate_poses_single_and_invalid():
         interpolate_poses(np.array([2, 1]), np.stack([a, a]), 4)
     with pytest.raises(ValueError):
         interpolate_poses(np.array([4]), a[None], 4)
+
+
+def test_focal_prior_start_and_profile_are_reported(clip, sfm):
+    """COLMAP starts from the typical field of view; the scene with cards determines the focal length."""
+    from tasks.sfm import FOCAL_FLAT_PROFILE, prior_focal
+
+    assert sfm.focal_prior == pytest.approx(prior_focal(320, 240, 60.0))
+    assert set(sfm.focal_profile) == {0.85, 1.15}
+    assert np.mean(list(sfm.focal_profile.values())) >= 1 + FOCAL_FLAT_PROFILE
+
+
+def test_planar_scene_leaves_the_focal_length_undetermined():
+    """A single slanted wall: the reprojection error hardly changes with the focal length."""
+    from tasks.sfm import FOCAL_FLAT_PROFILE
+
+    clip = render_synthetic_clip(n_frames=16, height=120, width=160, cards=0, seed=0)
+    result = run_sfm(clip.frames, max_num_features=1024)
+    profile = np.mean(list(result.focal_profile.values()))
+    assert profile < 1 + FOCAL_FLAT_PROFILE, result.focal_profile
