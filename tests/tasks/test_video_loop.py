@@ -243,6 +243,7 @@ def test_stage_writes_the_contract_variables(tmp_path):
         max_cycles=2,
         label_video=str(label_dir),
         natural_classes=[NATURAL],
+        blend="none",  # the loop is then exactly the time map (blending: the city tests)
     )
     result = video_loop_stage(store, p)
     ds = open_store(store)
@@ -313,3 +314,98 @@ def test_invisible_samples_never_loop_and_static_pixels_show_the_reference(tmp_p
     for t in range(result.loop_frames):
         np.testing.assert_array_equal(loop[t][period == 1], frames[30][period == 1])
     assert not (loop[:, cells] == 0).all(axis=-1).any()  # no black from invisible samples
+
+
+# ---------------------------------------------------------------- a night street: thin blinking strokes
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """The synthetic night street (H.264, decoded), the stage with default parameters, and its outputs."""
+    from tasks.synthetic_city import make_city_night_clip
+    from tasks.video import VideoSource
+
+    root = tmp_path_factory.mktemp("city")
+    clip = make_city_night_clip(root / "city.mp4", width=160, height=96, n_frames=48, seed=3)
+    with VideoSource(clip.path) as video:
+        frames = np.stack(list(video.frames()))
+    ref = 20
+    store = str(root / "store.zarr")
+    xr.Dataset(
+        {
+            N.WARPED: ((N.WINDOW_TIME, N.Y, N.X, N.CHANNEL), frames),
+            N.REFERENCE: ((N.Y, N.X, N.CHANNEL), frames[ref]),
+        },
+        coords={N.WINDOW_TIME: np.arange(frames.shape[0])},
+    ).chunk({N.WINDOW_TIME: -1, N.Y: 48, N.X: 64, N.CHANNEL: -1}).to_zarr(
+        store, zarr_format=3, consolidated=False
+    )
+    import zarr
+
+    zarr.open_group(store, mode="r+", zarr_format=3).attrs.update({"reference_index": ref, "window_start": 0})
+    result = video_loop_stage(store, VideoLoopParams())
+    ds = open_store(store)
+    out = {k: ds[k].values for k in (N.LOOP_PERIOD, N.LOOP_START, N.ANIMATED_MASK, N.LOOP)}
+    return clip, frames, ref, result, out
+
+
+def test_city_thin_strokes_loop_in_multiples_of_their_periods_without_phase_jump(city):
+    clip, _, _, result, out = city
+    period, anim, loop = out[N.LOOP_PERIOD], out[N.ANIMATED_MASK], out[N.LOOP].astype(np.float64)
+    assert sorted(result.detected_periods) == [8, 10, 12]
+    n_loop = loop.shape[0]
+    for sign in clip.signs:
+        m = sign.mask
+        assert anim[m].mean() >= 0.8, (sign.period, anim[m].mean())
+        looping = m & anim
+        assert np.all(period[looping] % sign.period == 0), np.unique(period[looping])
+        assert n_loop % sign.period == 0  # never retimed
+        # the lit state follows the sign's rhythm all the way round, across the wrap
+        lum = loop[:, looping].mean(axis=(1, 2))
+        lit = lum > 0.5 * (lum.min() + lum.max())
+        assert lit.any() and not lit.all()
+        np.testing.assert_array_equal(lit, np.roll(lit, -sign.period))
+        assert lit.sum() == n_loop // 2  # half of every period lit, as in the clip
+    # where periods were used is in the result, detected ones marked
+    regions = {r["period"]: r for r in result.period_regions}
+    for p in np.unique(period[clip.stroke_mask & anim]):
+        assert regions[int(p)]["detected"] and not regions[int(p)]["retimed"]
+
+
+def test_city_background_stays_still_and_frozen_pixels_are_the_reference(city):
+    clip, frames, ref, result, out = city
+    anim, loop = out[N.ANIMATED_MASK], out[N.LOOP]
+    assert anim[clip.static_mask].mean() <= 0.01
+    frozen = ~anim
+    for t in range(loop.shape[0]):
+        np.testing.assert_array_equal(loop[t][frozen], frames[ref][frozen])
+    assert np.all(out[N.LOOP_START][out[N.LOOP_PERIOD] == 1] == ref)
+    assert result.quality["stillness"] == 0.0
+
+
+def test_city_labels_follow_thin_strokes_not_blocks(city):
+    clip, _, _, result, out = city
+    period, start, anim = out[N.LOOP_PERIOD], out[N.LOOP_START], out[N.ANIMATED_MASK]
+    assert result.refined and result.downscale >= 4  # the coarse grid alone would give 4x4 blocks
+    thin = next(s for s in clip.signs if s.stroke_width == 3)
+    # one period along the whole 3-pixel stroke, and every pixel of it lit in the same frames (starts
+    # may differ by noise: with period p every start shows frame t mod p at output time t)
+    assert np.unique(period[thin.mask]).size == 1 and period[thin.mask][0] > 1
+    lum = out[N.LOOP][:, thin.mask].astype(np.float64).mean(axis=2)  # (L, stroke pixels)
+    lit = lum > 0.5 * (lum.min() + lum.max())
+    assert np.all(lit == lit[:, :1])
+    assert np.unique(start[thin.mask]).size < thin.mask.sum()
+    # and the animation hugs the strokes: little is animated on the dark board around them
+    for sign in clip.signs:
+        near = ndimage.binary_dilation(sign.mask, iterations=6) & ~ndimage.binary_dilation(
+            sign.mask, iterations=1
+        )
+        near &= ~(clip.moving_mask & ~sign.mask)
+        assert anim[near].mean() < 0.1, (sign.period, anim[near].mean())
+
+
+def test_city_blending_lowers_the_seam_energy(city):
+    _, _, _, result, _ = city
+    assert result.seam_energy_before is not None and result.seam_energy_after is not None
+    assert result.seam_energy_after < 0.5 * result.seam_energy_before
+    assert result.blend_iterations > 0 and result.timings["refine"] > 0 and result.timings["coarse"] > 0
