@@ -27,6 +27,7 @@ time-invariant, so edge weights are stored per pixel, not per voxel.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -436,10 +437,21 @@ def _vcycle(levels, diags, i, b, sweeps, omega, coarse_sweeps):
     r = b - tmp
     nxt = levels[i + 1]
     h, w = nxt.active.shape
-    rc = _restrict(r, lev.time_factor, np.zeros((nxt.n_frames, h, w, b.shape[3])))
+    rc = _restrict(r, lev.time_factor, np.zeros((nxt.n_frames, h, w, b.shape[3]), b.dtype))
     dc = _vcycle(levels, diags, i + 1, rc, sweeps, omega, coarse_sweeps)
     _prolong_add(dc, lev.time_factor, lev.active, d)
     return _jacobi(d, b, *args, omega, sweeps, tmp)
+
+
+@jit
+def _dot(a, b):
+    """sum(a * b) accumulated in float64 whatever the arrays' dtype."""
+    fa = a.ravel()
+    fb = b.ravel()
+    total = 0.0
+    for i in range(fa.size):
+        total += np.float64(fa[i]) * np.float64(fb[i])
+    return total
 
 
 def poisson_apply(d, levels):
@@ -460,6 +472,7 @@ def screened_poisson_loop(
     sweeps=2,
     omega=0.8,
     coarse_sweeps=40,
+    dtype=np.float64,
 ):
     """Offsets ``d`` solving ``A d = rhs`` (see the module notes), by multigrid-preconditioned CG.
 
@@ -480,10 +493,12 @@ def screened_poisson_loop(
     sweeps, omega, coarse_sweeps : int, float, int
         Damped-Jacobi sweeps before and after the coarse correction, the
         damping, and sweeps on the coarsest level.
+    dtype : numpy float type, default float64
+        Of the work arrays (float32 halves memory and time; enough for tol >= 1e-4).
 
     Returns
     -------
-    d : ndarray, (L, H, W, C) float64
+    d : ndarray, (L, H, W, C) of ``dtype``
         Zero on frozen pixels.
     info : dict
         ``iterations``, ``residual`` (relative), ``levels``.
@@ -501,7 +516,7 @@ def screened_poisson_loop(
     >>> bool(info["residual"] < 1e-8), bool(d[0, 1, 1, 0] > d[2, 1, 1, 0])
     (True, True)
     """
-    b = np.ascontiguousarray(rhs, dtype=np.float64)
+    b = np.ascontiguousarray(rhs, dtype=dtype)
     active = np.ascontiguousarray(active, dtype=np.bool_)
     if b.ndim != 4 or active.shape != b.shape[1:3]:
         raise ValueError(f"rhs must be (L, H, W, C) and active (H, W), got {b.shape} and {active.shape}")
@@ -511,31 +526,31 @@ def screened_poisson_loop(
         raise ValueError(f"screening must be > 0, got {screening}")
     if not temporal_weight >= 0:
         raise ValueError(f"temporal_weight must be >= 0, got {temporal_weight}")
-    b = b * active[None, :, :, None]
+    b = b * active[None, :, :, None].astype(b.dtype)
     levels = blend_levels(active, b.shape[0], screening=screening, temporal_weight=temporal_weight)
     diags = [lev.diag for lev in levels]
     x = np.zeros_like(b)
-    norm_b = float(np.linalg.norm(b))
+    norm_b = math.sqrt(_dot(b, b))
     info = {"iterations": 0, "residual": 0.0, "levels": len(levels)}
     if norm_b == 0.0:
         return x, info
     r = b.copy()
     z = _vcycle(levels, diags, 0, r, sweeps, omega, coarse_sweeps)
     p = z.copy()
-    rz = float(np.vdot(r, z))
+    rz = _dot(r, z)
     ap = np.empty_like(b)
     lev = levels[0]
     for it in range(1, max_iter + 1):
         _apply(p, lev.active, lev.wx, lev.wy, lev.wt, lev.dg, ap)
-        alpha = rz / float(np.vdot(p, ap))
-        x += alpha * p
-        r -= alpha * ap
-        res = float(np.linalg.norm(r)) / norm_b
+        alpha = rz / _dot(p, ap)
+        x += np.asarray(alpha, x.dtype) * p
+        r -= np.asarray(alpha, x.dtype) * ap
+        res = math.sqrt(_dot(r, r)) / norm_b
         info["iterations"], info["residual"] = it, res
         if res <= tol:
             break
         z = _vcycle(levels, diags, 0, r, sweeps, omega, coarse_sweeps)
-        rz_new = float(np.vdot(r, z))
-        p = z + (rz_new / rz) * p
+        rz_new = _dot(r, z)
+        p = z + np.asarray(rz_new / rz, x.dtype) * p
         rz = rz_new
     return x, info

@@ -358,44 +358,50 @@ def temporal_cost_labels(feat, weight, lab_p, lab_s):
 
 
 @jit
-def _lag_diff(feat, max_lag, out):
+def _lag_diff(feat, lags, out):
     n, t_len, c = feat.shape
     for i in range(n):
-        for lag in range(1, max_lag + 1):
+        for j in range(lags.shape[0]):
+            lag = lags[j]
             total = 0.0
             for t in range(t_len - lag):
                 total += _pair_sq(feat, i, t, t + lag)
-            out[i, lag - 1] = total / (t_len - lag)
+            out[i, j] = total / (t_len - lag)
     return out
 
 
-def lag_differences(feat, max_lag):
-    """Mean squared change of every pixel over each time lag: a periodicity profile.
+def lag_differences(feat, lags):
+    """Mean squared change of every pixel over time lags: a periodicity profile.
 
     Parameters
     ----------
     feat : ndarray, (N, T, C) float
         Pixel-major feature video.
-    max_lag : int
-        Longest lag (frames), in [1, T - 1].
+    lags : int or sequence of int
+        An int ``m`` means the lags 1..m; otherwise the lags themselves
+        (frames), each in [1, T - 1].
 
     Returns
     -------
-    ndarray, (N, max_lag) float64
-        ``out[i, l - 1] = mean_t ||F(i, t + l) - F(i, t)||^2``; content of
-        period ``p`` has (near) zero at ``l = p`` and its multiples.
+    ndarray, (N, number of lags) float64
+        ``out[i, j] = mean_t ||F(i, t + lag_j) - F(i, t)||^2``; content of
+        period ``p`` has (near) zero at ``lag = p`` and its multiples.
 
     Examples
     --------
     >>> f = (np.arange(12) % 3 == 0).astype(np.float32).reshape(1, 12, 1)
     >>> np.round(lag_differences(f, 4), 3).tolist()
     [[0.636, 0.7, 0.0, 0.625]]
+    >>> np.round(lag_differences(f, [3, 2]), 3).tolist()
+    [[0.0, 0.7]]
     """
     feat = _check_feat(feat)
-    max_lag = int(max_lag)
-    if not 1 <= max_lag < feat.shape[1]:
-        raise ValueError(f"max_lag must lie in [1, {feat.shape[1] - 1}], got {max_lag}")
-    return _lag_diff(feat, max_lag, np.empty((feat.shape[0], max_lag), np.float64))
+    if np.ndim(lags) == 0:
+        lags = np.arange(1, int(lags) + 1)
+    lags = np.ascontiguousarray(lags, dtype=np.int64).reshape(-1)
+    if lags.size == 0 or lags.min() < 1 or lags.max() >= feat.shape[1]:
+        raise ValueError(f"lags must lie in [1, {feat.shape[1] - 1}], got {lags.tolist()}")
+    return _lag_diff(feat, lags, np.empty((feat.shape[0], lags.size), np.float64))
 
 
 # --------------------------------------------------------------------------

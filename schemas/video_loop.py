@@ -103,6 +103,12 @@ class VideoLoopParams(_Model):
         6, ge=0, description="Margin solved around each refinement tile and then dropped (pixels)."
     )
     refine_cycles: int = Field(2, ge=1, description="Alpha-expansion cycles per refinement tile.")
+    coarse_start_step: int | None = Field(
+        2,
+        ge=1,
+        description="With refine: candidate starts of the coarse solve are multiples of max(start_step, this) "
+        "(frames); the refinement still tries every start per pixel.  None = start_step.",
+    )
 
     # ---- noise ----------------------------------------------------------------------------------
     noise_sigma: float | None = Field(
@@ -208,9 +214,9 @@ class VideoLoopParams(_Model):
         1.0, ge=0, description="Weight of temporal against spatial gradients in the blend (dimensionless)."
     )
     blend_tol: float = Field(
-        1e-3, gt=0, description="Relative residual at which the blending solve stops (dimensionless)."
+        1e-2, gt=0, description="Relative residual at which the blending solve stops (dimensionless)."
     )
-    blend_max_iter: int = Field(30, ge=1, description="Most conjugate-gradient iterations of the blend.")
+    blend_max_iter: int = Field(15, ge=1, description="Most conjugate-gradient iterations of the blend.")
 
     # ---- semantics (Oh et al. 2017) --------------------------------------------------------
     label_video: str | None = Field(

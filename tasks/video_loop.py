@@ -189,19 +189,16 @@ def downscale_video(video: np.ndarray, factor: int) -> np.ndarray:
 
     Edge cells average the pixels they hold (H and W need not be multiples).
     """
-    v = np.asarray(video, dtype=np.float32) / 255.0
+    v = np.asarray(video)
     t, height, width, c = v.shape
     h, w = -(-height // factor), -(-width // factor)
-    sums = np.zeros((t, h, w, c), np.float64)
-    counts = np.zeros((h, w), np.float64)
-    yy = np.arange(height) // factor
-    xx = np.arange(width) // factor
-    np.add.at(counts, (yy[:, None], xx[None, :]), 1.0)
-    for dy in range(factor):
-        for dx in range(factor):
-            part = v[:, dy::factor, dx::factor]
-            sums[:, : part.shape[1], : part.shape[2]] += part
-    out = (sums / counts[None, :, :, None]).astype(np.float32)
+    pad = ((0, 0), (0, h * factor - height), (0, w * factor - width), (0, 0))
+    sums = np.pad(v, pad).reshape(t, h, factor, w, factor, c).sum(axis=(2, 4), dtype=np.float64)
+    counts = np.full((h, w), float(factor * factor))
+    counts[-1, :] = factor * (height - (h - 1) * factor)
+    counts[:, -1] = (width - (w - 1) * factor) * factor
+    counts[-1, -1] = (height - (h - 1) * factor) * (width - (w - 1) * factor)
+    out = (sums / (255.0 * counts[None, :, :, None])).astype(np.float32)
     return np.ascontiguousarray(out.transpose(1, 2, 0, 3))
 
 
@@ -464,8 +461,7 @@ def rhythm_costs(colour: np.ndarray, periods: list[int], params: VideoLoopParams
     loops = [int(p) for p in periods if int(p) > 1]
     if params.rhythm_weight == 0 or not loops:
         return None
-    prof = lag_differences(colour, max(loops))
-    d = prof[:, np.asarray(loops) - 1]
+    d = lag_differences(colour, loops)
     out = np.zeros((colour.shape[0], len(periods)))
     out[:, [periods.index(p) for p in loops]] = params.rhythm_weight * (d - d.min(axis=1, keepdims=True))
     return out
@@ -1097,6 +1093,7 @@ def blend_region(video, base, period, start, active, params: VideoLoopParams):
         temporal_weight=params.blend_temporal_weight,
         tol=params.blend_tol,
         max_iter=params.blend_max_iter,
+        dtype=np.float32,
     )
     out = np.clip(np.rint(base + d), 0, 255).astype(np.uint8)
     out[:, ~active] = base[:, ~active]
@@ -1195,7 +1192,10 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
     t1 = time.perf_counter()
     energy = prepare_energy(grid, params, labels)
     timings["prepare"] = time.perf_counter() - t1
-    solution = optimise_loops(energy, params, allowed=seen)
+    coarse = params
+    if params.refine and params.coarse_start_step is not None:
+        coarse = params.model_copy(update={"start_step": max(params.start_step, params.coarse_start_step)})
+    solution = optimise_loops(energy, coarse, allowed=seen)
     timings.update(solution.timings)
 
     timings["coarse"] = timings["prepare"] + sum(solution.timings.values())

@@ -381,5 +381,6 @@ def test_lag_differences_is_the_mean_squared_change_per_lag():
     square = np.tile([1, 1, 1, 1, 0, 0, 0, 0], 4).astype(np.float32).reshape(1, 32, 1)
     prof = lag_differences(square, 20)[0]
     assert prof[7] == 0 and prof[15] == 0 and prof[3] == 1.0 and prof[:7].min() > 0.2
-    with pytest.raises(ValueError, match="max_lag"):
+    np.testing.assert_array_equal(lag_differences(feat, [7, 2, 7]), out[:, [6, 1, 6]])
+    with pytest.raises(ValueError, match="lags"):
         lag_differences(feat, 11)
