@@ -409,3 +409,61 @@ def test_city_blending_lowers_the_seam_energy(city):
     assert result.seam_energy_before is not None and result.seam_energy_after is not None
     assert result.seam_energy_after < 0.5 * result.seam_energy_before
     assert result.blend_iterations > 0 and result.timings["refine"] > 0 and result.timings["coarse"] > 0
+
+
+# ---------------------------------------------------------------- noise, detected periods, candidates
+
+
+def test_noise_estimate_and_floors_on_pure_noise():
+    from tasks.video_loop import estimate_noise, motion_above_noise, motion_measures, noise_floors
+
+    rng = np.random.default_rng(0)
+    sigma = 2.0 / 255
+    still = 0.4 + rng.normal(0, sigma, size=(2000, 60, 3)).astype(np.float32)
+    assert estimate_noise(still) == pytest.approx(sigma, rel=0.1)
+    floors = noise_floors(sigma, 3, VideoLoopParams())
+    consec, spread = motion_measures(still)
+    assert (motion_above_noise(consec, spread, floors) > 0).mean() < 0.001
+    # a light blinking every 8 frames changes in 2 of 8 steps: the median step misses it, the spread not
+    blink = still[:10].copy()
+    blink[:, (np.arange(60) % 8) < 4] += 0.3
+    consec, spread = motion_measures(blink)
+    assert np.all(consec < floors[0]) and np.all(motion_above_noise(consec, spread, floors) > 0.2)
+
+
+def test_detected_periods_and_their_fitting_multiples_become_candidates():
+    from tasks.video_loop import detect_periods
+
+    rng = np.random.default_rng(1)
+    t = np.arange(100)
+    feats = [0.5 + 0.3 * ((t + rng.integers(p)) % p < p // 2) for p in (8, 8, 8, 10, 10, 10, 12, 12, 12)]
+    feats += [rng.random(100) for _ in range(5)]  # aperiodic movers
+    colour = np.repeat(np.stack(feats)[:, :, None], 3, axis=2).astype(np.float32)
+    p = VideoLoopParams()
+    assert detect_periods(colour, np.ones(len(feats), bool), p) == [8, 10, 12]
+    assert (
+        detect_periods(colour, np.ones(len(feats), bool), p.model_copy(update={"min_period_votes": 4})) == []
+    )
+    periods = candidate_periods(100, p, [8, 10, 12])
+    for q in (8, 10, 12, 20, 24, 30, 40, 60):
+        assert q in periods
+    assert 16 not in periods and 36 not in periods and 48 not in periods  # multiples that would be retimed
+    assert choose_loop_frames([1, 8, 40, 44], p, [8, 10, 12]) == 120  # 44 is retimed, the lights are not
+    assert choose_loop_frames([1, 8, 40], p, [8, 10, 12]) == 40
+
+
+def test_candidate_tables_offer_the_reference_and_the_neighbouring_cells():
+    from tasks.video_loop import candidate_tables
+
+    cp = np.array([[1, 8], [12, 1]])
+    cs = np.array([[3, 5], [7, 9]])
+    lab_p, lab_s = candidate_tables(cp, cs, 2, 4, 4, reference=6)
+    assert lab_p.shape == (4, 4, 10)
+    assert np.all(lab_p[..., 0] == 1) and np.all(lab_s[..., 0] == 6)
+    assert (lab_p[0, 0, 1], lab_s[0, 0, 1]) == (1, 6)  # own cell static: the reference frame
+    assert (lab_p[0, 3, 1], lab_s[0, 3, 1]) == (8, 5)  # own cell
+    assert {(int(a), int(b)) for a, b in zip(lab_p[0, 0], lab_s[0, 0], strict=True)} == {
+        (1, 6),
+        (8, 5),
+        (12, 7),
+    }
