@@ -21,6 +21,7 @@ from kernels._jit import jit
 
 __all__ = [
     "LoopPrefix",
+    "lag_differences",
     "loop_prefix_sums",
     "loop_pair_cost",
     "period_shifts",
@@ -30,6 +31,7 @@ __all__ = [
     "spatial_costs",
     "temporal_attenuation",
     "temporal_cost",
+    "temporal_cost_labels",
     "time_map",
 ]
 
@@ -297,6 +299,109 @@ def temporal_cost(feat, weight, period, starts):
         raise ValueError(f"starts must lie in [0, {t_len - period}] for period {period}")
     out = np.empty((n, st.size), dtype=np.float64)
     return _temporal(feat, w, period, st, out)
+
+
+@jit
+def _temporal_labels(feat, weight, lab_p, lab_s, out):
+    n, t_len, _ = feat.shape
+    starts = np.empty(1, np.int64)
+    one = np.empty((1, 1), np.float64)
+    for i in range(n):
+        for k in range(lab_p.shape[1]):
+            p = lab_p[i, k]
+            if p == 1:
+                out[i, k] = 0.0
+                continue
+            starts[0] = lab_s[i, k]
+            _temporal(feat[i : i + 1], weight[i : i + 1], p, starts, one)
+            out[i, k] = one[0, 0]
+    return out
+
+
+def temporal_cost_labels(feat, weight, lab_p, lab_s):
+    """Temporal cost of every pixel under each of its own candidate loops.
+
+    Parameters
+    ----------
+    feat : ndarray, (N, T, C) float
+        Pixel-major feature video.
+    weight : ndarray, (N,) float
+        Per-pixel factor (gamma_t), >= 0.
+    lab_p, lab_s : ndarray, (N, K) int
+        Period (frames, 1 = static) and start of candidate ``k`` of pixel ``i``.
+
+    Returns
+    -------
+    ndarray, (N, K) float64
+        ``out[i, k]`` = :func:`temporal_cost` of pixel ``i`` for ``(lab_p[i, k], lab_s[i, k])``.
+
+    Examples
+    --------
+    >>> f = np.sin(2 * np.pi * np.arange(12) / 4).reshape(1, 12, 1).astype(np.float32)
+    >>> np.round(temporal_cost_labels(f, np.ones(1), np.array([[1, 4, 3]]), np.array([[0, 2, 2]])), 3).tolist()
+    [[0.0, 0.0, 2.0]]
+    """
+    feat = _check_feat(feat)
+    n, t_len, _ = feat.shape
+    w = np.ascontiguousarray(weight, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weight must be finite, >= 0 and of shape ({n},)")
+    lab_p = np.ascontiguousarray(lab_p, dtype=np.int64)
+    lab_s = np.ascontiguousarray(lab_s, dtype=np.int64)
+    if lab_p.ndim != 2 or lab_p.shape[0] != n or lab_s.shape != lab_p.shape:
+        raise ValueError(f"lab_p and lab_s must both have shape ({n}, K)")
+    if lab_p.size and (
+        lab_p.min() < 1 or lab_p.max() >= t_len or lab_s.min() < 0 or (lab_p + lab_s).max() > t_len
+    ):
+        raise ValueError(f"every label must satisfy 1 <= p < {t_len} and 0 <= s <= {t_len} - p")
+    return _temporal_labels(feat, w, lab_p, lab_s, np.empty(lab_p.shape, np.float64))
+
+
+@jit
+def _lag_diff(feat, lags, out):
+    n, t_len, c = feat.shape
+    for i in range(n):
+        for j in range(lags.shape[0]):
+            lag = lags[j]
+            total = 0.0
+            for t in range(t_len - lag):
+                total += _pair_sq(feat, i, t, t + lag)
+            out[i, j] = total / (t_len - lag)
+    return out
+
+
+def lag_differences(feat, lags):
+    """Mean squared change of every pixel over time lags: a periodicity profile.
+
+    Parameters
+    ----------
+    feat : ndarray, (N, T, C) float
+        Pixel-major feature video.
+    lags : int or sequence of int
+        An int ``m`` means the lags 1..m; otherwise the lags themselves
+        (frames), each in [1, T - 1].
+
+    Returns
+    -------
+    ndarray, (N, number of lags) float64
+        ``out[i, j] = mean_t ||F(i, t + lag_j) - F(i, t)||^2``; content of
+        period ``p`` has (near) zero at ``lag = p`` and its multiples.
+
+    Examples
+    --------
+    >>> f = (np.arange(12) % 3 == 0).astype(np.float32).reshape(1, 12, 1)
+    >>> np.round(lag_differences(f, 4), 3).tolist()
+    [[0.636, 0.7, 0.0, 0.625]]
+    >>> np.round(lag_differences(f, [3, 2]), 3).tolist()
+    [[0.0, 0.7]]
+    """
+    feat = _check_feat(feat)
+    if np.ndim(lags) == 0:
+        lags = np.arange(1, int(lags) + 1)
+    lags = np.ascontiguousarray(lags, dtype=np.int64).reshape(-1)
+    if lags.size == 0 or lags.min() < 1 or lags.max() >= feat.shape[1]:
+        raise ValueError(f"lags must lie in [1, {feat.shape[1] - 1}], got {lags.tolist()}")
+    return _lag_diff(feat, lags, np.empty((feat.shape[0], lags.size), np.float64))
 
 
 # --------------------------------------------------------------------------
@@ -615,6 +720,20 @@ def loop_pair_cost(p, q, a, b, data):
 
 
 @jit
+def retimed_phase(t, p, s, t_out):
+    """Phase of a retimed pixel at output time ``t``: (whole frames i0 in [0, p), remainder in 1/t_out frame).
+
+    The pixel plays ``round(t_out / p)`` (halves up) whole cycles in ``t_out``
+    frames; the exact phase in units of 1/t_out frame is
+    ``(t * cycles * p - s * t_out) mod (p * t_out)``.
+    """
+    cycles = max(1, (2 * t_out + p) // (2 * p))
+    num = (t * cycles * p - s * t_out) % (p * t_out)
+    i0 = num // t_out
+    return i0, num - i0 * t_out
+
+
+@jit
 def _render(video, period, start, out):
     t_in, h, w, c = video.shape
     t_out = out.shape[0]
@@ -633,12 +752,9 @@ def _render(video, period, start, out):
                     for k in range(c):
                         out[t, y, x, k] = video[f, y, x, k]
                 continue
-            # exact phase in units of 1 / t_out frame: (t * cycles * p - s * t_out) mod (p * t_out)
-            cycles = max(1, (2 * t_out + p) // (2 * p))  # round(t_out / p), halves up
             for t in range(t_out):
-                num = (t * cycles * p - s * t_out) % (p * t_out)
-                i0 = num // t_out
-                frac = (num - i0 * t_out) / t_out
+                i0, rest = retimed_phase(t, p, s, t_out)
+                frac = rest / t_out
                 f0 = s + i0
                 f1 = s + (i0 + 1) % p
                 for k in range(c):

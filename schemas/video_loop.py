@@ -11,6 +11,8 @@ otherwise.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Liao et al.'s candidate loop periods (frames) for their 30 frames/s clips of ~5 s.
@@ -51,6 +53,29 @@ class VideoLoopParams(_Model):
         description="Candidate start frames are multiples of this (frames); > 1 trades quality for speed.",
     )
 
+    detect_periods: bool = Field(
+        True,
+        description="With automatic periods (periods = None): find short periodic content (blinking lights, "
+        "turning signs) in the coarse grid by its lag profile (mean squared change per time lag) and add "
+        "its fundamental periods and their multiples that divide the least common multiple of the "
+        "fundamentals (at most max_loop_frames) to the candidates, so that it loops in a period that "
+        "fits instead of freezing.",
+    )
+    periodicity_threshold: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="A grid cell is periodic with fundamental p when its mean squared change at lag p is "
+        "below this fraction of its mean over all lags up to max_detect_period, and no shorter lag is "
+        "(dimensionless).",
+    )
+    max_detect_period: int = Field(
+        30, ge=2, description="Longest fundamental period looked for (frames); at most half the window."
+    )
+    min_period_votes: int = Field(
+        3, ge=1, description="Periodic grid cells a fundamental period needs to be added (grid cells)."
+    )
+
     # ---- optimisation grid ---------------------------------------------------------------
     downscale: int | None = Field(
         None,
@@ -60,7 +85,45 @@ class VideoLoopParams(_Model):
         "smallest factor that makes the grid's longer side at most max_grid_side.",
     )
     max_grid_side: int = Field(
-        96, ge=8, description="Longest side of the optimisation grid when downscale is None (grid cells)."
+        48, ge=8, description="Longest side of the optimisation grid when downscale is None (grid cells)."
+    )
+
+    # ---- coarse-to-fine refinement ---------------------------------------------------------
+    refine: bool = Field(
+        True,
+        description="Refine period and start at full resolution after the coarse solve (coarse-to-fine, "
+        "Liao et al. 2013, Sec. 4): every pixel chooses among the static label (the reference frame), "
+        "the loops of its coarse cell and the 8 neighbouring cells, and its own best loop, by "
+        "alpha-expansion on overlapping tiles (Dask tasks).  False = the coarse labels replicated.",
+    )
+    refine_tile: int = Field(
+        64, ge=8, description="Side of the part of a refinement tile that is kept (pixels)."
+    )
+    refine_overlap: int = Field(
+        6, ge=0, description="Margin solved around each refinement tile and then dropped (pixels)."
+    )
+    refine_cycles: int = Field(2, ge=1, description="Alpha-expansion cycles per refinement tile.")
+    coarse_start_step: int | None = Field(
+        2,
+        ge=1,
+        description="With refine: candidate starts of the coarse solve are multiples of max(start_step, this) "
+        "(frames); the refinement still tries every start per pixel.  None = start_step.",
+    )
+
+    # ---- noise ----------------------------------------------------------------------------------
+    noise_sigma: float | None = Field(
+        None,
+        ge=0,
+        description="Standard deviation of the sensor noise per colour channel (intensity levels, 0-255). "
+        "None = estimated from the window (25th percentile over pixels of the temporal standard deviation, "
+        "which assumes that a quarter of the pixels is still).  Each grid level uses its own estimate.",
+    )
+    noise_floor_factor: float = Field(
+        3.0,
+        ge=0,
+        description="Change within this many times what the noise alone gives is not motion "
+        "(dimensionless): the median consecutive change or the spread (10-90 percentile range over "
+        "time) must exceed it for the static term to rise.",
     )
 
     # ---- energy weights (Liao et al. 2013, Sec. 3) ------------------------------------------
@@ -92,6 +155,16 @@ class VideoLoopParams(_Model):
         "animation_cost * max(0, 1 - lambda_static * motion) per looping pixel (energy units).  Our addition "
         "for cinemagraphs: without it a still, noisy background loops along with its neighbours (a common "
         "period has no seams), which is Liao et al.'s optimum but not a cinemagraph.  0 = the paper's energy.",
+    )
+    rhythm_weight: float = Field(
+        10.0,
+        ge=0,
+        description="Repetition term (our addition): rhythm_weight * (D(p) - min_q D(q)) on a pixel looping with "
+        "period p, with D(p) its mean squared change over lag p across the window (colour units squared) "
+        "and q the candidate periods.  Liao et al.'s temporal term only compares the loop's two ends, so a "
+        "light blinking every 8 frames loops 'seamlessly' in 10 frames with a broken rhythm; this term is 0 "
+        "for every multiple of a pixel's own period and about equal for all periods of stochastic content. "
+        "0 = the paper's energy.",
     )
     static_sigma: float = Field(
         0.0,
@@ -127,6 +200,23 @@ class VideoLoopParams(_Model):
         "interpolation between frames), so that every pixel still loops seamlessly.",
     )
     max_loop_frames: int = Field(300, ge=2, description="Upper bound of an automatic loop length (frames).")
+    blend: Literal["gradient", "none"] = Field(
+        "gradient",
+        description="gradient: blend the rendered loop in the gradient domain (Liao et al. 2013, Sec. 5): "
+        "a screened Poisson solve periodic in time, by multigrid-preconditioned conjugate gradients, for "
+        "offsets on the animated pixels only (the frozen reference frame is the boundary), one "
+        "connected animated region at a time.  none = the time-map render as is.",
+    )
+    blend_screening: float = Field(
+        1e-3, gt=0, description="Screening weight of the blend (per frame and pixel, dimensionless)."
+    )
+    blend_temporal_weight: float = Field(
+        1.0, ge=0, description="Weight of temporal against spatial gradients in the blend (dimensionless)."
+    )
+    blend_tol: float = Field(
+        1e-2, gt=0, description="Relative residual at which the blending solve stops (dimensionless)."
+    )
+    blend_max_iter: int = Field(15, ge=1, description="Most conjugate-gradient iterations of the blend.")
 
     # ---- semantics (Oh et al. 2017) --------------------------------------------------------
     label_video: str | None = Field(
@@ -216,13 +306,41 @@ class VideoLoopResult(_Model):
         "'stage2', 'stage3' (the full energy E(p, s) on the grid), and its 'temporal', 'spatial', 'static', 'animation' parts."
     )
     timings: dict[str, float] = Field(
-        description="Seconds spent per step (read, prepare, stage1..3, render, write)."
+        description="Seconds spent per step (read, prepare, stage1..3, coarse = prepare + stages, refine, "
+        "render, blend, render_write)."
     )
     candidate_classes: list[int] = Field(
         default_factory=list, description="Label value of each stored candidate loop (top-K dynamic classes)."
     )
     candidate_animated_pixels: list[int] = Field(
         default_factory=list, description="Animated pixels of each candidate loop."
+    )
+    noise_sigma: float | None = Field(
+        None, description="Sensor noise used at full resolution (intensity levels, 0-255)."
+    )
+    detected_periods: list[int] = Field(
+        default_factory=list, description="Fundamental periods of short periodic content found (frames)."
+    )
+    period_regions: list[dict] = Field(
+        default_factory=list,
+        description="Where each period is used: one entry per period > 1 with 'period' (frames), "
+        "'pixels', 'regions' (8-connected components), 'bbox' [y0, x0, y1, x1] (pixels, end exclusive), "
+        "'retimed' (period does not divide loop_frames) and 'detected' (a multiple of a detected period).",
+    )
+    refined: bool = Field(False, description="Labels refined at full resolution.")
+    refine_tiles: int = Field(
+        0, description="Refinement tiles solved (tiles with nothing to decide skipped)."
+    )
+    seam_energy_before: float | None = Field(
+        None,
+        description="Spatial seam energy of the time-map render: mean over neighbour pairs showing different "
+        "input frames of ||loop difference - desired difference||^2 (intensity levels squared).",
+    )
+    seam_energy_after: float | None = Field(
+        None, description="The same after gradient-domain blending (None when blend = none)."
+    )
+    blend_iterations: int = Field(
+        0, description="Conjugate-gradient iterations of the blend, summed over regions."
     )
     quality: dict[str, float | None] | None = Field(
         None, description="Seam and stillness of the stored `loop` (fields of schemas.results.LoopQuality)."

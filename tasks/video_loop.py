@@ -86,8 +86,10 @@ from prefect import task
 from scipy import ndimage
 
 from kernels.alpha_expansion import alpha_expansion
+from kernels.loop_blend import blend_rhs, loop_frame_map, screened_poisson_loop, seam_energy
 from kernels.video_loop import (
     LoopPrefix,
+    lag_differences,
     loop_pair_cost,
     loop_prefix_sums,
     render_time_map,
@@ -95,6 +97,7 @@ from kernels.video_loop import (
     spatial_costs,
     temporal_attenuation,
     temporal_cost,
+    temporal_cost_labels,
 )
 from schemas import names as N
 from schemas.video_loop import VideoLoopParams, VideoLoopResult
@@ -131,13 +134,16 @@ class VideoLoopError(ValueError):
 # --------------------------------------------------------------------------
 
 
-def candidate_periods(n_frames: int, params: VideoLoopParams) -> list[int]:
+def candidate_periods(n_frames: int, params: VideoLoopParams, detected=()) -> list[int]:
     """Candidate periods (frames) for a window of ``n_frames``, static period 1 first.
 
     Explicit ``params.periods`` are kept as given (those >= n_frames dropped);
     otherwise ``params.base_periods`` are scaled down by
     ``max_period_fraction * n_frames / max(base)`` when that is below 1 (see the
-    module notes).
+    module notes), and the ``detected`` fundamental periods are added with their
+    multiples that divide :func:`periodic_loop_length` (at most
+    ``max_period_fraction * n_frames``); base periods that are multiples of a
+    fundamental without dividing that length are dropped.
     """
     if n_frames < 3:
         raise VideoLoopError(f"a loop needs a window of at least 3 frames, got {n_frames}")
@@ -147,12 +153,28 @@ def candidate_periods(n_frames: int, params: VideoLoopParams) -> list[int]:
         base = [int(p) for p in params.base_periods if int(p) > 1]
         longest = max(base) if base else 0
         factor = min(1.0, params.max_period_fraction * n_frames / longest) if longest else 1.0
-        chosen = sorted(
-            {q for q in (int(round(p * factor)) for p in base) if params.min_period <= q < n_frames}
-        )
+        chosen = {q for q in (int(round(p * factor)) for p in base) if params.min_period <= q < n_frames}
+        fundamentals = sorted({int(f) for f in detected if 1 < int(f) < n_frames})
+        if fundamentals:
+            common = periodic_loop_length(fundamentals, params)
+            longest_fit = max(max(fundamentals), int(params.max_period_fraction * n_frames))
+            # a base period that is a multiple of a fundamental but does not divide the loop
+            # length would be retimed, and periodic content loses its rhythm: drop it
+            chosen = {q for q in chosen if common % q == 0 or all(q % f for f in fundamentals)}
+            for f in fundamentals:
+                chosen.update(
+                    k * f for k in range(1, longest_fit // f + 1) if k == 1 or common % (k * f) == 0
+                )
+        chosen = sorted(q for q in chosen if q < n_frames)
     if not chosen:
         raise VideoLoopError(f"no candidate period fits a window of {n_frames} frames")
     return [1, *chosen]
+
+
+def periodic_loop_length(fundamentals, params: VideoLoopParams) -> int:
+    """Least common multiple of the detected fundamental periods, or the longest one when it exceeds
+    ``max_loop_frames`` (frames)."""
+    return bounded_lcm(sorted({int(f) for f in fundamentals}), params.max_loop_frames)
 
 
 def grid_factor(height: int, width: int, params: VideoLoopParams) -> int:
@@ -167,19 +189,16 @@ def downscale_video(video: np.ndarray, factor: int) -> np.ndarray:
 
     Edge cells average the pixels they hold (H and W need not be multiples).
     """
-    v = np.asarray(video, dtype=np.float32) / 255.0
+    v = np.asarray(video)
     t, height, width, c = v.shape
     h, w = -(-height // factor), -(-width // factor)
-    sums = np.zeros((t, h, w, c), np.float64)
-    counts = np.zeros((h, w), np.float64)
-    yy = np.arange(height) // factor
-    xx = np.arange(width) // factor
-    np.add.at(counts, (yy[:, None], xx[None, :]), 1.0)
-    for dy in range(factor):
-        for dx in range(factor):
-            part = v[:, dy::factor, dx::factor]
-            sums[:, : part.shape[1], : part.shape[2]] += part
-    out = (sums / counts[None, :, :, None]).astype(np.float32)
+    pad = ((0, 0), (0, h * factor - height), (0, w * factor - width), (0, 0))
+    sums = np.pad(v, pad).reshape(t, h, factor, w, factor, c).sum(axis=(2, 4), dtype=np.float64)
+    counts = np.full((h, w), float(factor * factor))
+    counts[-1, :] = factor * (height - (h - 1) * factor)
+    counts[:, -1] = (width - (w - 1) * factor) * factor
+    counts[-1, -1] = (height - (h - 1) * factor) * (width - (w - 1) * factor)
+    out = (sums / (255.0 * counts[None, :, :, None])).astype(np.float32)
     return np.ascontiguousarray(out.transpose(1, 2, 0, 3))
 
 
@@ -199,11 +218,25 @@ def downscale_labels(labels: np.ndarray, factor: int) -> np.ndarray:
     return np.ascontiguousarray(labels[:, yy][:, :, xx])
 
 
-def choose_loop_frames(periods_in_use, params: VideoLoopParams) -> int:
-    """Output loop length (frames) for the set of periods in use (static 1 ignored)."""
+def choose_loop_frames(periods_in_use, params: VideoLoopParams, detected=()) -> int:
+    """Output loop length (frames) for the set of periods in use (static 1 ignored).
+
+    ``loop_frames`` if set; else the lcm of the periods in use when it is at
+    most ``max_loop_frames``; else, when short periodic content was detected,
+    the smallest multiple of the detected fundamentals' lcm that is at least
+    the longest period in use (so periodic content is never retimed; other
+    periods are); else the longest period in use.
+    """
     if params.loop_frames is not None:
         return int(params.loop_frames)
-    return bounded_lcm(sorted({int(p) for p in periods_in_use if int(p) > 1}), params.max_loop_frames)
+    used = sorted({int(p) for p in periods_in_use if int(p) > 1})
+    length = bounded_lcm(used, params.max_loop_frames)
+    if not used or length % max(used) == 0 and all(length % p == 0 for p in used):
+        return length
+    if detected:
+        common = periodic_loop_length(detected, params)
+        return common * max(1, -(-max(used) // common))
+    return length
 
 
 # --------------------------------------------------------------------------
@@ -241,6 +274,9 @@ class LoopEnergy:
     potts_v: np.ndarray  # (N,)
     sem_info: SemanticInfo | None = None
     noise_floor: float = 0.0
+    noise_sigma: float = 0.0
+    detected: list[int] = field(default_factory=list)
+    rhythm: np.ndarray | None = None  # (N, len(periods)) repetition cost, column 0 (static) zero
     _temporal_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -269,11 +305,17 @@ class LoopEnergy:
             self._temporal_cache[key] = cost
         return self._temporal_cache[key]
 
+    def rhythm_cost(self, period: int) -> np.ndarray:
+        """(N,) repetition cost of looping with ``period`` (0 for the static period or without rhythm)."""
+        if period == 1 or self.rhythm is None:
+            return np.zeros(self.n_cells)
+        return self.rhythm[:, self.periods.index(int(period))]
+
     def unary(self, period: int, starts: np.ndarray) -> np.ndarray:
-        """(N, S) data cost: temporal for loops, e_static for the static period."""
+        """(N, S) data cost: temporal (+ repetition) for loops, e_static for the static period."""
         if period == 1:
             return np.repeat(self.static[:, None], starts.size, axis=1)
-        return self.temporal(period, starts) + self.animate[:, None]
+        return self.temporal(period, starts) + (self.animate + self.rhythm_cost(period))[:, None]
 
     def pair_data(self, lab_period: np.ndarray, lab_start: np.ndarray):
         """The ``pairwise_data`` tuple of :func:`kernels.video_loop.loop_pair_cost`."""
@@ -331,8 +373,102 @@ def semantic_summary(labels: np.ndarray, params: VideoLoopParams) -> tuple[Seman
     return info, np.ascontiguousarray(feats, np.float32)
 
 
+def _chi_median(channels: int) -> float:
+    """Median of the Euclidean norm of ``channels`` unit Gaussians (Wilson-Hilferty)."""
+    return math.sqrt(channels * (1.0 - 2.0 / (9.0 * channels)) ** 3)
+
+
+def motion_measures(colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median consecutive change and spread (colour units), two (N,) float64 arrays.
+
+    ``colour`` (N, T, C) float in [0, 1].  The first is Liao et al.'s MAD of
+    consecutive frames, which misses content that changes seldom but a lot (a
+    light blinking every 8 frames changes in only 2 of 8 steps); the spread, the
+    norm over channels of the 90th minus the 10th percentile over time, catches
+    it, and ignores what covers a pixel only briefly (a walker passing by).
+    """
+    c = np.asarray(colour, np.float32)
+    consec = np.median(np.sqrt(((c[:, 1:] - c[:, :-1]).astype(np.float64) ** 2).sum(axis=2)), axis=1)
+    lo, hi = np.percentile(c, [10.0, 90.0], axis=1)
+    spread = np.sqrt(((hi - lo).astype(np.float64) ** 2).sum(axis=1))
+    return consec, spread
+
+
+def estimate_noise(colour: np.ndarray) -> float:
+    """Noise sigma per channel (colour units) of a (N, T, C) video: the 25th percentile over pixels of the
+    temporal standard deviation (mean over channels).
+
+    Robust as long as a quarter of the pixels is still; compressed video has
+    many pixels quieter than its sensor noise (skipped blocks), hence a low
+    percentile rather than the minimum or the median.
+    """
+    c = np.asarray(colour, np.float32)
+    return float(np.percentile(c.std(axis=1, dtype=np.float64).mean(axis=1), 25.0))
+
+
+def noise_floors(sigma: float, channels: int, params: VideoLoopParams) -> tuple[float, float]:
+    """(consecutive-change floor, spread floor) (colour units): what Gaussian noise of ``sigma`` per
+    channel gives (median of a chi norm of two frames' difference; 10-90 percentile range, 2 x 1.2816
+    sigma per channel), times ``noise_floor_factor``."""
+    k = params.noise_floor_factor * sigma
+    return k * _chi_median(channels) * math.sqrt(2.0), k * 2.0 * 1.2816 * math.sqrt(channels)
+
+
+def motion_above_noise(consec, spread, floors) -> np.ndarray:
+    """max(0, consec - floor_c, spread - floor_s) per pixel (colour units)."""
+    return np.maximum(np.maximum(consec - floors[0], spread - floors[1]), 0.0)
+
+
+def detect_periods(colour: np.ndarray, moving: np.ndarray, params: VideoLoopParams) -> list[int]:
+    """Fundamental periods (frames) of short periodic content among the ``moving`` pixels.
+
+    A pixel is periodic with fundamental ``p`` when its lag profile
+    (:func:`kernels.video_loop.lag_differences`) at ``p`` is below
+    ``periodicity_threshold`` times its mean, at ``2 p`` too when that fits, and
+    at no shorter lag of at least 2 frames.  Periods with at least
+    ``min_period_votes`` pixels are returned, smallest first.
+    """
+    colour = np.asarray(colour, np.float32)
+    n, t, _ = colour.shape
+    max_lag = min(int(params.max_detect_period), t // 2)
+    idx = np.flatnonzero(moving)
+    if max_lag < 2 or idx.size == 0:
+        return []
+    prof = lag_differences(colour[idx], min(2 * max_lag, t - 1))
+    ratio = prof / np.maximum(prof[:, :max_lag].mean(axis=1, keepdims=True), 1e-12)
+    low = ratio < params.periodicity_threshold
+    low[:, 0] = False  # lag 1: slow drift, not a period
+    first = np.where(low[:, :max_lag].any(axis=1), low[:, :max_lag].argmax(axis=1) + 1, 0)
+    votes: dict[int, int] = {}
+    for p in first[first >= max(2, params.min_period)]:
+        p = int(p)
+        if 2 * p <= prof.shape[1] and not low[np.flatnonzero(first == p), 2 * p - 1].any():
+            continue
+        votes[p] = votes.get(p, 0) + 1
+    return sorted(p for p, v in votes.items() if v >= params.min_period_votes)
+
+
+def rhythm_costs(colour: np.ndarray, periods: list[int], params: VideoLoopParams) -> np.ndarray | None:
+    """(N, len(periods)) repetition cost: rhythm_weight * (D_x(p) - min_q D_x(q)), static column 0.
+
+    ``D_x(p)`` is pixel x's mean squared change over lag ``p`` in the whole
+    window (:func:`kernels.video_loop.lag_differences`), ``q`` runs over the
+    looping candidates.  Zero for every multiple of a periodic pixel's period,
+    large for the others; about equal for all periods of stochastic content, so
+    the term leaves Liao et al.'s choice there alone.  None when the weight is 0
+    or there is no looping candidate.
+    """
+    loops = [int(p) for p in periods if int(p) > 1]
+    if params.rhythm_weight == 0 or not loops:
+        return None
+    d = lag_differences(colour, loops)
+    out = np.zeros((colour.shape[0], len(periods)))
+    out[:, [periods.index(p) for p in loops]] = params.rhythm_weight * (d - d.min(axis=1, keepdims=True))
+    return out
+
+
 def prepare_energy(
-    video: np.ndarray, params: VideoLoopParams, labels: np.ndarray | None = None
+    video: np.ndarray, params: VideoLoopParams, labels: np.ndarray | None = None, noise: float | None = None
 ) -> LoopEnergy:
     """Build the energy of Liao et al. (plus Oh et al.'s semantic terms) on a grid video.
 
@@ -343,20 +479,30 @@ def prepare_energy(
     params : VideoLoopParams
     labels : ndarray, (T, h, w) int, optional
         Label video on the same grid.
+    noise : float, optional
+        Noise sigma per channel of this grid video (colour units); default estimated from it.
     """
     video = np.asarray(video, np.float32)
     if video.ndim != 4:
         raise VideoLoopError(f"video must be (h, w, T, C), got {video.shape}")
     h, w, t, c = video.shape
-    periods = candidate_periods(t, params)
     n = h * w
     colour = np.ascontiguousarray(video.reshape(n, t, c))
     gamma_t = temporal_attenuation(colour, params.lambda_t)
     gh, gv = spatial_attenuation(video, params.lambda_s)
     smooth = _gaussian_video(video, params.static_sigma).reshape(n, t, c)
-    mad = np.median(np.sqrt(((smooth[:, 1:] - smooth[:, :-1]).astype(np.float64) ** 2).sum(axis=2)), axis=1)
-    floor = params.static_noise_factor * float(np.percentile(mad, params.static_noise_percentile))
-    motion = np.maximum(mad - floor, 0.0)
+    mad, dev = motion_measures(smooth)
+    sigma = estimate_noise(smooth) if noise is None else float(noise)
+    floor_c, floor_d = noise_floors(sigma, c, params)
+    floor = max(
+        params.static_noise_factor * float(np.percentile(mad, params.static_noise_percentile)), floor_c
+    )
+    motion = motion_above_noise(mad, dev, (floor, floor_d))
+    detected = []
+    if params.periods is None and params.detect_periods:
+        detected = detect_periods(colour, params.lambda_static * motion >= 1.0, params)
+    periods = candidate_periods(t, params, detected)
+    rhythm = rhythm_costs(colour, periods, params)
     static = params.static_cost * np.minimum(1.0, params.lambda_static * motion)
     animate = params.animation_cost * np.maximum(0.0, 1.0 - params.lambda_static * motion)
 
@@ -404,6 +550,9 @@ def prepare_energy(
         potts_v=potts_v.ravel(),
         sem_info=info,
         noise_floor=floor,
+        noise_sigma=sigma,
+        detected=detected,
+        rhythm=rhythm,
     )
 
 
@@ -425,6 +574,10 @@ def loop_energy(energy: LoopEnergy, period: np.ndarray, start: np.ndarray) -> di
         temporal += float(cost[sel, inv].sum())
     static = float(energy.static[period == 1].sum())
     animation = float(energy.animate[period > 1].sum())
+    rhythm = 0.0
+    if energy.rhythm is not None:
+        for p in np.unique(period[period > 1]):
+            rhythm += float(energy.rhythm_cost(int(p))[period == p].sum())
     ep, eq, wt, pt = energy.edges()
     psi = spatial_costs(energy.prefix, period, start, ep, eq)
     differ = (period[ep] != period[eq]) | (start[ep] != start[eq])
@@ -433,8 +586,9 @@ def loop_energy(energy: LoopEnergy, period: np.ndarray, start: np.ndarray) -> di
         "temporal": temporal,
         "static": static,
         "animation": animation,
+        "rhythm": rhythm,
         "spatial": spatial,
-        "total": temporal + static + animation + spatial,
+        "total": temporal + static + animation + rhythm + spatial,
     }
 
 
@@ -456,8 +610,14 @@ def _starts(n_frames: int, period: int, step: int) -> np.ndarray:
     return np.arange(0, n_frames - period + 1, step, dtype=np.int64)
 
 
-def _expand(energy: LoopEnergy, unary: np.ndarray, lab_p: np.ndarray, lab_s: np.ndarray, params: VideoLoopParams,
-            init: np.ndarray | None = None):
+def _expand(
+    energy: LoopEnergy,
+    unary: np.ndarray,
+    lab_p: np.ndarray,
+    lab_s: np.ndarray,
+    params: VideoLoopParams,
+    init: np.ndarray | None = None,
+):
     """Alpha-expansion over the grid: (N, S) unary costs, label ``k`` of cell ``x`` = (lab_p[x, k], lab_s[x, k])."""
     h, w = energy.shape
     return alpha_expansion(
@@ -561,7 +721,7 @@ def optimise_loops(
     energies["stage3"] = e3
     timings["stage3"] = time.perf_counter() - t2
     parts = loop_energy(energy, period, start)
-    energies.update({k: parts[k] for k in ("temporal", "spatial", "static", "animation")})
+    energies.update({k: parts[k] for k in ("temporal", "spatial", "static", "animation", "rhythm")})
     h, w = energy.shape
     return LoopSolution(
         period=period.reshape(h, w).astype(np.int32),
@@ -591,6 +751,200 @@ def dynamic_classes(energy: LoopEnergy, params: VideoLoopParams) -> list[int]:
             scores.append((score, int(v)))
     scores.sort(key=lambda s: (-s[0], s[1]))
     return [v for _, v in scores[: params.n_candidates]]
+
+
+# --------------------------------------------------------------------------
+# coarse-to-fine refinement at full resolution
+# --------------------------------------------------------------------------
+
+#: Coarse cells whose loops a pixel may take: its own cell first, then the 8 neighbours.
+_NEIGHBOUR_CELLS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+@dataclass
+class RefineSetup:
+    """What every refinement tile needs besides its pixels (all full-resolution, colour units)."""
+
+    periods: list[int]  # candidate periods of the coarse solve, static 1 first
+    reference: int  # window frame shown by static pixels
+    floors: tuple[float, float]  # noise floors (consecutive change, spread) at full resolution
+    noise_sigma: float
+
+
+def candidate_tables(coarse_period, coarse_start, factor, height, width, reference):
+    """Per-pixel candidate loops from the coarse solve, (H, W, 10) period and start tables.
+
+    Slot 0 is static (the reference frame); slots 1-9 the loops of the pixel's
+    coarse cell and its 8 neighbours (clipped at the border; a static coarse
+    label becomes the reference frame).  The caller appends each pixel's own
+    best loop as slot 10.
+    """
+    h, w = coarse_period.shape
+    cy = np.minimum(np.arange(height) // factor, h - 1)
+    cx = np.minimum(np.arange(width) // factor, w - 1)
+    k = 1 + len(_NEIGHBOUR_CELLS)
+    lab_p = np.empty((height, width, k), np.int64)
+    lab_s = np.empty((height, width, k), np.int64)
+    lab_p[..., 0], lab_s[..., 0] = 1, reference
+    for j, (dy, dx) in enumerate(_NEIGHBOUR_CELLS, start=1):
+        yy = np.clip(cy + dy, 0, h - 1)[:, None]
+        xx = np.clip(cx + dx, 0, w - 1)[None, :]
+        p = coarse_period[yy, xx]
+        lab_p[..., j] = p
+        lab_s[..., j] = np.where(p == 1, reference, coarse_start[yy, xx])
+    return lab_p, lab_s
+
+
+def refine_tile(video, lab_p, lab_s, init, setup: RefineSetup, params: VideoLoopParams):
+    """Full-resolution labels of one tile: alpha-expansion over per-pixel candidate loops.
+
+    Parameters
+    ----------
+    video : ndarray, (T, th, tw, C) uint8
+        The tile of the window (with its overlap).
+    lab_p, lab_s : ndarray, (th, tw, K) int
+        Candidate tables of :func:`candidate_tables`; slot K (the pixel's own
+        best loop over every candidate period and start) is added here.
+    init : ndarray, (th, tw) int
+        Starting slot per pixel (the coarse cell's own loop).
+
+    Returns
+    -------
+    (period, start, solved) : two (th, tw) int32 arrays, and False when nothing needed deciding.
+    """
+    t, th, tw, c = video.shape
+    n = th * tw
+    grid = np.ascontiguousarray(np.asarray(video, np.float32).transpose(1, 2, 0, 3) / 255.0)
+    colour = grid.reshape(n, t, c)
+    consec, spread = motion_measures(colour)
+    motion = motion_above_noise(consec, spread, setup.floors)
+    moving = params.lambda_static * motion > 0
+    lab_p = lab_p.reshape(n, -1)
+    lab_s = lab_s.reshape(n, -1)
+    if not moving.any() and np.all(lab_p == 1):
+        return np.ones((th, tw), np.int32), np.full((th, tw), setup.reference, np.int32), False
+    gamma_t = temporal_attenuation(colour, params.lambda_t)
+    loops = [p for p in setup.periods if p > 1]
+    own_p = np.ones(n, np.int64)
+    own_s = np.full(n, setup.reference, np.int64)
+    rhythm = None
+    if loops:
+        rhythm = rhythm_costs(colour, setup.periods, params)
+    idx = np.flatnonzero(moving)
+    if idx.size and loops:
+        best = np.full(idx.size, np.inf)
+        sub = np.ascontiguousarray(colour[idx])
+        for p in loops:
+            starts = _starts(t, p, params.start_step)
+            cost = temporal_cost(sub, gamma_t[idx], p, starts)
+            if rhythm is not None:
+                cost += rhythm[idx, setup.periods.index(p)][:, None]
+            j = cost.argmin(axis=1)
+            val = cost[np.arange(idx.size), j]
+            better = val < best
+            best[better] = val[better]
+            own_p[idx[better]] = p
+            own_s[idx[better]] = starts[j[better]]
+    lab_p = np.ascontiguousarray(np.concatenate([lab_p, own_p[:, None]], axis=1))
+    lab_s = np.ascontiguousarray(np.concatenate([lab_s, own_s[:, None]], axis=1))
+    static = params.static_cost * np.minimum(1.0, params.lambda_static * motion)
+    animate = params.animation_cost * np.maximum(0.0, 1.0 - params.lambda_static * motion)
+    unary = temporal_cost_labels(colour, gamma_t, lab_p, lab_s)
+    looping = lab_p > 1
+    unary += np.where(looping, animate[:, None], static[:, None])
+    if rhythm is not None:
+        col = np.searchsorted(np.asarray(setup.periods), lab_p)
+        unary += np.take_along_axis(rhythm, col, axis=1)
+    gh, gv = spatial_attenuation(grid, params.lambda_s)
+    w_h = np.zeros((th, tw))
+    w_v = np.zeros((th, tw))
+    w_h[:, :-1] = params.beta * gh
+    w_v[:-1, :] = params.beta * gv
+    prefix = loop_prefix_sums(colour, sorted({int(p) for p in np.unique(lab_p) if p > 1}))
+    data = (
+        np.int64(tw),
+        lab_p,
+        lab_s,
+        w_h.ravel(),
+        w_v.ravel(),
+        np.zeros(n),
+        np.zeros(n),
+        prefix.p1,
+        prefix.p2,
+        prefix.q,
+        prefix.slot,
+    )
+    res = alpha_expansion(
+        unary.reshape(th, tw, -1).astype(np.float32),
+        loop_pair_cost,
+        pairwise_data=data,
+        max_cycles=params.refine_cycles,
+        tol=params.tol,
+        init_labels=np.asarray(init, np.int64),
+    )
+    lab = res.labels.ravel()
+    rows = np.arange(n)
+    return (
+        lab_p[rows, lab].reshape(th, tw).astype(np.int32),
+        lab_s[rows, lab].reshape(th, tw).astype(np.int32),
+        True,
+    )
+
+
+def tiles(height: int, width: int, size: int, overlap: int):
+    """(kept y0, y1, x0, x1, solved y0, y1, x0, x1) of the refinement tiles covering the frame."""
+    out = []
+    for y0 in range(0, height, size):
+        for x0 in range(0, width, size):
+            y1, x1 = min(y0 + size, height), min(x0 + size, width)
+            out.append(
+                (
+                    y0,
+                    y1,
+                    x0,
+                    x1,
+                    max(0, y0 - overlap),
+                    min(height, y1 + overlap),
+                    max(0, x0 - overlap),
+                    min(width, x1 + overlap),
+                )
+            )
+    return out
+
+
+def refine_labels(video, coarse_period, coarse_start, factor, setup: RefineSetup, params: VideoLoopParams):
+    """Coarse-to-fine: full-resolution period and start, tile by tile in Dask tasks.
+
+    Returns (period (H, W) int32, start (H, W) int32, number of tiles solved).
+    """
+    import dask
+
+    _, height, width, _ = video.shape
+    lab_p, lab_s = candidate_tables(coarse_period, coarse_start, factor, height, width, setup.reference)
+    period = np.ones((height, width), np.int32)
+    start = np.full((height, width), setup.reference, np.int32)
+    jobs, where = [], []
+    for y0, y1, x0, x1, sy0, sy1, sx0, sx1 in tiles(height, width, params.refine_tile, params.refine_overlap):
+        init = np.ones((sy1 - sy0, sx1 - sx0), np.int64)  # slot 1: the pixel's own coarse cell
+        jobs.append(
+            dask.delayed(refine_tile, pure=False)(
+                video[:, sy0:sy1, sx0:sx1],
+                lab_p[sy0:sy1, sx0:sx1],
+                lab_s[sy0:sy1, sx0:sx1],
+                init,
+                setup,
+                params,
+            )
+        )
+        where.append((y0, y1, x0, x1, sy0, sx0))
+    with cluster_compute():
+        results = dask.compute(*jobs)
+    solved = 0
+    for (y0, y1, x0, x1, sy0, sx0), (p, s, done) in zip(where, results, strict=True):
+        period[y0:y1, x0:x1] = p[y0 - sy0 : y1 - sy0, x0 - sx0 : x1 - sx0]
+        start[y0:y1, x0:x1] = s[y0 - sy0 : y1 - sy0, x0 - sx0 : x1 - sx0]
+        solved += int(done)
+    return period, start, solved
 
 
 # --------------------------------------------------------------------------
@@ -705,8 +1059,110 @@ def visible_cells(ds: xr.Dataset, factor: int) -> np.ndarray | None:
     height, width = always.shape
     h, w = -(-height // factor), -(-width // factor)
     cells = np.ones((h, w), bool)
-    np.logical_and.at(cells, (np.arange(height)[:, None] // factor, np.arange(width)[None, :] // factor), always)
+    np.logical_and.at(
+        cells, (np.arange(height)[:, None] // factor, np.arange(width)[None, :] // factor), always
+    )
     return cells.ravel()
+
+
+def full_resolution_noise(video: np.ndarray, params: VideoLoopParams) -> float:
+    """Noise sigma per channel at full resolution (colour units): given, or estimated on every 4th pixel."""
+    if params.noise_sigma is not None:
+        return float(params.noise_sigma) / 255.0
+    sub = np.asarray(video[:, ::4, ::4], np.float32) / 255.0
+    t, h, w, c = sub.shape
+    return estimate_noise(sub.transpose(1, 2, 0, 3).reshape(h * w, t, c))
+
+
+@dataclass
+class BlendOutcome:
+    loop: np.ndarray  # (L, H, W, C) uint8
+    seam_before: float | None
+    seam_after: float | None
+    iterations: int
+
+
+def blend_region(video, base, period, start, active, params: VideoLoopParams):
+    """Blend one connected animated region (crops with a 1-pixel margin); returns (crop uint8, iterations)."""
+    fmap = loop_frame_map(period, start, base.shape[0])
+    rhs = blend_rhs(video, base, fmap, active, params.blend_temporal_weight)
+    d, info = screened_poisson_loop(
+        rhs,
+        active,
+        screening=params.blend_screening,
+        temporal_weight=params.blend_temporal_weight,
+        tol=params.blend_tol,
+        max_iter=params.blend_max_iter,
+        dtype=np.float32,
+    )
+    out = np.clip(np.rint(base + d), 0, 255).astype(np.uint8)
+    out[:, ~active] = base[:, ~active]
+    return out, int(info["iterations"])
+
+
+def blend_loop(video, loop, period, start, params: VideoLoopParams) -> BlendOutcome:
+    """Gradient-domain blending of the animated pixels, one 8-connected region per Dask task.
+
+    Regions are independent: the frozen pixels between them are fixed
+    boundary values.  The seam energy (:func:`kernels.loop_blend.seam_energy`)
+    is measured on the whole frame before and after.
+    """
+    import dask
+
+    animated = period > 1
+    if not animated.any():
+        return BlendOutcome(loop, None, None, 0)
+    fmap = loop_frame_map(period, start, loop.shape[0])
+    before = seam_energy(video, loop, fmap, animated)[0]
+    if params.blend == "none":
+        return BlendOutcome(loop, before, None, 0)
+    regions, _ = ndimage.label(animated, structure=np.ones((3, 3), bool))
+    jobs, where = [], []
+    height, width = animated.shape
+    for k, sl in enumerate(ndimage.find_objects(regions), start=1):
+        y0, y1 = max(0, sl[0].start - 1), min(height, sl[0].stop + 1)
+        x0, x1 = max(0, sl[1].start - 1), min(width, sl[1].stop + 1)
+        active = regions[y0:y1, x0:x1] == k
+        jobs.append(
+            dask.delayed(blend_region, pure=False)(
+                video[:, y0:y1, x0:x1],
+                loop[:, y0:y1, x0:x1],
+                period[y0:y1, x0:x1],
+                start[y0:y1, x0:x1],
+                active,
+                params,
+            )
+        )
+        where.append((y0, y1, x0, x1, active))
+    with cluster_compute():
+        results = dask.compute(*jobs)
+    out = loop.copy()
+    iterations = 0
+    for (y0, y1, x0, x1, active), (crop, its) in zip(where, results, strict=True):
+        out[:, y0:y1, x0:x1][:, active] = crop[:, active]
+        iterations += its
+    after = seam_energy(video, out, fmap, animated)[0]
+    return BlendOutcome(out, before, after, iterations)
+
+
+def period_regions(period: np.ndarray, loop_frames: int, detected) -> list[dict]:
+    """Where each period > 1 is used: pixels, 8-connected regions, bounding box, retimed, detected."""
+    out = []
+    for p in np.unique(period[period > 1]):
+        m = period == p
+        ys, xs = np.nonzero(m)
+        n_regions = ndimage.label(m, structure=np.ones((3, 3), bool))[1]
+        out.append(
+            {
+                "period": int(p),
+                "pixels": int(m.sum()),
+                "regions": int(n_regions),
+                "bbox": [int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1],
+                "retimed": bool(loop_frames % int(p) != 0),
+                "detected": bool(any(int(p) % int(f) == 0 for f in detected)),
+            }
+        )
+    return out
 
 
 def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
@@ -736,15 +1192,30 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
     t1 = time.perf_counter()
     energy = prepare_energy(grid, params, labels)
     timings["prepare"] = time.perf_counter() - t1
-    solution = optimise_loops(energy, params, allowed=seen)
+    coarse = params
+    if params.refine and params.coarse_start_step is not None:
+        coarse = params.model_copy(update={"start_step": max(params.start_step, params.coarse_start_step)})
+    solution = optimise_loops(energy, coarse, allowed=seen)
     timings.update(solution.timings)
 
-    period = upsample_labels(solution.period, factor, height, width).astype(np.int32)
-    start = upsample_labels(solution.start, factor, height, width).astype(np.int32)
+    timings["coarse"] = timings["prepare"] + sum(solution.timings.values())
+
+    # full resolution: refine, force what may not loop static, static pixels show the reference
+    reference = reference_in_window(store, ds, t_win)
+    sigma = full_resolution_noise(video, params)
+    t1 = time.perf_counter()
+    n_tiles = 0
+    if params.refine:
+        setup = RefineSetup(energy.periods, reference, noise_floors(sigma, video.shape[3], params), sigma)
+        period, start, n_tiles = refine_labels(video, solution.period, solution.start, factor, setup, params)
+    else:
+        period = upsample_labels(solution.period, factor, height, width).astype(np.int32)
+        start = upsample_labels(solution.start, factor, height, width).astype(np.int32)
+    timings["refine"] = time.perf_counter() - t1
     if seen is not None:
-        start[period == 1] = reference_in_window(store, ds, t_win)
-    animated = period > 1
-    loop_frames = choose_loop_frames(np.unique(period), params)
+        period[~upsample_labels(seen.reshape(energy.shape), factor, height, width)] = 1
+    start[period == 1] = reference
+    loop_frames = choose_loop_frames(np.unique(period), params, energy.detected)
 
     candidates = []
     t2 = time.perf_counter()
@@ -765,11 +1236,24 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
     t3 = time.perf_counter()
     chunks2 = warped.chunks[1:3]
     dims2 = (N.Y, N.X)
+    with cluster_compute():
+        loop = np.asarray(_render_lazy(warped, period, start, loop_frames).compute())
+    if N.REFERENCE in ds:  # the frozen part is the stored reference frame, exactly
+        frozen = period == 1
+        loop[:, frozen] = ds[N.REFERENCE].values[frozen]
+    timings["render"] = time.perf_counter() - t3
+    t4 = time.perf_counter()
+    blend = blend_loop(video, loop, period, start, params)
+    loop = blend.loop
+    timings["blend"] = time.perf_counter() - t4
+    animated = period > 1
+
+    t5 = time.perf_counter()
     out = {
         N.LOOP_PERIOD: (dims2, da.from_array(period, chunks=chunks2)),
         N.LOOP_START: (dims2, da.from_array(start, chunks=chunks2)),
         N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
-        N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), _render_lazy(warped, period, start, loop_frames)),
+        N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), da.from_array(loop, chunks=(-1, *chunks2, -1))),
     }
     if candidates:
         cand_frames = choose_loop_frames(
@@ -791,7 +1275,7 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
     with cluster_compute():
         write_variables(xr.Dataset(out), store)
         quality = loop_quality(open_store(store)[N.LOOP].data, animated)
-    timings["render_write"] = time.perf_counter() - t3
+    timings["render_write"] = time.perf_counter() - t5
 
     values, counts = np.unique(period, return_counts=True)
     result = VideoLoopResult(
@@ -810,6 +1294,14 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
         timings={k: round(float(v), 4) for k, v in timings.items()},
         candidate_classes=[int(c[0]) for c in candidates],
         candidate_animated_pixels=[int((c[1] > 1).sum()) for c in candidates],
+        noise_sigma=round(255.0 * sigma, 4),
+        detected_periods=list(energy.detected),
+        period_regions=period_regions(period, loop_frames, energy.detected),
+        refined=params.refine,
+        refine_tiles=n_tiles,
+        seam_energy_before=blend.seam_before,
+        seam_energy_after=blend.seam_after,
+        blend_iterations=blend.iterations,
         quality=quality.model_dump(),
     )
     record_stage(

@@ -5,6 +5,7 @@ import pytest
 
 from kernels.video_loop import (
     LoopPrefix,
+    lag_differences,
     loop_pair_cost,
     loop_prefix_sums,
     period_shifts,
@@ -14,6 +15,7 @@ from kernels.video_loop import (
     spatial_costs,
     temporal_attenuation,
     temporal_cost,
+    temporal_cost_labels,
     time_map,
 )
 from tests.kernels.naive_video_loop import (
@@ -348,3 +350,37 @@ def test_loop_prefix_is_a_namedtuple_with_documented_shapes():
     assert pre.p1.shape == (2, 8, 3) and pre.p2.shape == (2, 8) and pre.q.shape == (shifts.size, 2, 8)
     assert pre.slot.shape == (8,)
     assert math.lcm(2, 3) == 6 and pre.slot[6] >= 0
+
+
+# ---------------------------------------------------------------- per-pixel candidate labels, lag profile
+
+
+def test_temporal_cost_labels_equals_temporal_cost_per_label():
+    rng = np.random.default_rng(11)
+    feat = random_feat(rng, n=6, t=15)
+    weight = rng.random(6)
+    lab_p = rng.integers(1, 8, size=(6, 5))
+    lab_s = np.array([[rng.integers(0, 15 - p + 1) for p in row] for row in lab_p])
+    out = temporal_cost_labels(feat, weight, lab_p, lab_s)
+    for i in range(6):
+        for k in range(5):
+            expect = naive_temporal(feat[i], weight[i], int(lab_p[i, k]), int(lab_s[i, k]))
+            assert out[i, k] == pytest.approx(expect, rel=1e-9, abs=1e-12)
+    with pytest.raises(ValueError, match="every label"):
+        temporal_cost_labels(feat, weight, np.full((6, 1), 15), np.zeros((6, 1), int))
+
+
+def test_lag_differences_is_the_mean_squared_change_per_lag():
+    rng = np.random.default_rng(12)
+    feat = random_feat(rng, n=3, t=11, c=2)
+    out = lag_differences(feat, 10)
+    for i in range(3):
+        for lag in range(1, 11):
+            d = feat[i, lag:].astype(np.float64) - feat[i, :-lag]
+            assert out[i, lag - 1] == pytest.approx(float((d**2).sum(axis=1).mean()), rel=1e-9)
+    square = np.tile([1, 1, 1, 1, 0, 0, 0, 0], 4).astype(np.float32).reshape(1, 32, 1)
+    prof = lag_differences(square, 20)[0]
+    assert prof[7] == 0 and prof[15] == 0 and prof[3] == 1.0 and prof[:7].min() > 0.2
+    np.testing.assert_array_equal(lag_differences(feat, [7, 2, 7]), out[:, [6, 1, 6]])
+    with pytest.raises(ValueError, match="lags"):
+        lag_differences(feat, 11)

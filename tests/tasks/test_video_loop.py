@@ -243,6 +243,7 @@ def test_stage_writes_the_contract_variables(tmp_path):
         max_cycles=2,
         label_video=str(label_dir),
         natural_classes=[NATURAL],
+        blend="none",  # the loop is then exactly the time map (blending: the city tests)
     )
     result = video_loop_stage(store, p)
     ds = open_store(store)
@@ -313,3 +314,156 @@ def test_invisible_samples_never_loop_and_static_pixels_show_the_reference(tmp_p
     for t in range(result.loop_frames):
         np.testing.assert_array_equal(loop[t][period == 1], frames[30][period == 1])
     assert not (loop[:, cells] == 0).all(axis=-1).any()  # no black from invisible samples
+
+
+# ---------------------------------------------------------------- a night street: thin blinking strokes
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """The synthetic night street (H.264, decoded), the stage with default parameters, and its outputs."""
+    from tasks.synthetic_city import make_city_night_clip
+    from tasks.video import VideoSource
+
+    root = tmp_path_factory.mktemp("city")
+    clip = make_city_night_clip(root / "city.mp4", width=160, height=96, n_frames=48, seed=3)
+    with VideoSource(clip.path) as video:
+        frames = np.stack(list(video.frames()))
+    ref = 20
+    store = str(root / "store.zarr")
+    xr.Dataset(
+        {
+            N.WARPED: ((N.WINDOW_TIME, N.Y, N.X, N.CHANNEL), frames),
+            N.REFERENCE: ((N.Y, N.X, N.CHANNEL), frames[ref]),
+        },
+        coords={N.WINDOW_TIME: np.arange(frames.shape[0])},
+    ).chunk({N.WINDOW_TIME: -1, N.Y: 48, N.X: 64, N.CHANNEL: -1}).to_zarr(
+        store, zarr_format=3, consolidated=False
+    )
+    import zarr
+
+    zarr.open_group(store, mode="r+", zarr_format=3).attrs.update({"reference_index": ref, "window_start": 0})
+    result = video_loop_stage(store, VideoLoopParams())
+    ds = open_store(store)
+    out = {k: ds[k].values for k in (N.LOOP_PERIOD, N.LOOP_START, N.ANIMATED_MASK, N.LOOP)}
+    return clip, frames, ref, result, out
+
+
+def test_city_thin_strokes_loop_in_multiples_of_their_periods_without_phase_jump(city):
+    clip, _, _, result, out = city
+    period, anim, loop = out[N.LOOP_PERIOD], out[N.ANIMATED_MASK], out[N.LOOP].astype(np.float64)
+    assert sorted(result.detected_periods) == [8, 10, 12]
+    n_loop = loop.shape[0]
+    for sign in clip.signs:
+        m = sign.mask
+        assert anim[m].mean() >= 0.8, (sign.period, anim[m].mean())
+        looping = m & anim
+        assert np.all(period[looping] % sign.period == 0), np.unique(period[looping])
+        assert n_loop % sign.period == 0  # never retimed
+        # the lit state follows the sign's rhythm all the way round, across the wrap
+        lum = loop[:, looping].mean(axis=(1, 2))
+        lit = lum > 0.5 * (lum.min() + lum.max())
+        assert lit.any() and not lit.all()
+        np.testing.assert_array_equal(lit, np.roll(lit, -sign.period))
+        assert lit.sum() == n_loop // 2  # half of every period lit, as in the clip
+    # where periods were used is in the result, detected ones marked
+    regions = {r["period"]: r for r in result.period_regions}
+    for p in np.unique(period[clip.stroke_mask & anim]):
+        assert regions[int(p)]["detected"] and not regions[int(p)]["retimed"]
+
+
+def test_city_background_stays_still_and_frozen_pixels_are_the_reference(city):
+    clip, frames, ref, result, out = city
+    anim, loop = out[N.ANIMATED_MASK], out[N.LOOP]
+    assert anim[clip.static_mask].mean() <= 0.01
+    frozen = ~anim
+    for t in range(loop.shape[0]):
+        np.testing.assert_array_equal(loop[t][frozen], frames[ref][frozen])
+    assert np.all(out[N.LOOP_START][out[N.LOOP_PERIOD] == 1] == ref)
+    assert result.quality["stillness"] == 0.0
+
+
+def test_city_labels_follow_thin_strokes_not_blocks(city):
+    clip, _, _, result, out = city
+    period, start, anim = out[N.LOOP_PERIOD], out[N.LOOP_START], out[N.ANIMATED_MASK]
+    assert result.refined and result.downscale >= 4  # the coarse grid alone would give 4x4 blocks
+    thin = next(s for s in clip.signs if s.stroke_width == 3)
+    # one period along the whole 3-pixel stroke, and every pixel of it lit in the same frames (starts
+    # may differ by noise: with period p every start shows frame t mod p at output time t)
+    assert np.unique(period[thin.mask]).size == 1 and period[thin.mask][0] > 1
+    lum = out[N.LOOP][:, thin.mask].astype(np.float64).mean(axis=2)  # (L, stroke pixels)
+    lit = lum > 0.5 * (lum.min() + lum.max())
+    assert np.all(lit == lit[:, :1])
+    assert np.unique(start[thin.mask]).size < thin.mask.sum()
+    # and the animation hugs the strokes: little is animated on the dark board around them
+    for sign in clip.signs:
+        near = ndimage.binary_dilation(sign.mask, iterations=6) & ~ndimage.binary_dilation(
+            sign.mask, iterations=1
+        )
+        near &= ~(clip.moving_mask & ~sign.mask)
+        assert anim[near].mean() < 0.1, (sign.period, anim[near].mean())
+
+
+def test_city_blending_lowers_the_seam_energy(city):
+    _, _, _, result, _ = city
+    assert result.seam_energy_before is not None and result.seam_energy_after is not None
+    assert result.seam_energy_after < 0.5 * result.seam_energy_before
+    assert result.blend_iterations > 0 and result.timings["refine"] > 0 and result.timings["coarse"] > 0
+
+
+# ---------------------------------------------------------------- noise, detected periods, candidates
+
+
+def test_noise_estimate_and_floors_on_pure_noise():
+    from tasks.video_loop import estimate_noise, motion_above_noise, motion_measures, noise_floors
+
+    rng = np.random.default_rng(0)
+    sigma = 2.0 / 255
+    still = 0.4 + rng.normal(0, sigma, size=(2000, 60, 3)).astype(np.float32)
+    assert estimate_noise(still) == pytest.approx(sigma, rel=0.1)
+    floors = noise_floors(sigma, 3, VideoLoopParams())
+    consec, spread = motion_measures(still)
+    assert (motion_above_noise(consec, spread, floors) > 0).mean() < 0.001
+    # a light blinking every 8 frames changes in 2 of 8 steps: the median step misses it, the spread not
+    blink = still[:10].copy()
+    blink[:, (np.arange(60) % 8) < 4] += 0.3
+    consec, spread = motion_measures(blink)
+    assert np.all(consec < floors[0]) and np.all(motion_above_noise(consec, spread, floors) > 0.2)
+
+
+def test_detected_periods_and_their_fitting_multiples_become_candidates():
+    from tasks.video_loop import detect_periods
+
+    rng = np.random.default_rng(1)
+    t = np.arange(100)
+    feats = [0.5 + 0.3 * ((t + rng.integers(p)) % p < p // 2) for p in (8, 8, 8, 10, 10, 10, 12, 12, 12)]
+    feats += [rng.random(100) for _ in range(5)]  # aperiodic movers
+    colour = np.repeat(np.stack(feats)[:, :, None], 3, axis=2).astype(np.float32)
+    p = VideoLoopParams()
+    assert detect_periods(colour, np.ones(len(feats), bool), p) == [8, 10, 12]
+    assert (
+        detect_periods(colour, np.ones(len(feats), bool), p.model_copy(update={"min_period_votes": 4})) == []
+    )
+    periods = candidate_periods(100, p, [8, 10, 12])
+    for q in (8, 10, 12, 20, 24, 30, 40, 60):
+        assert q in periods
+    assert 16 not in periods and 36 not in periods and 48 not in periods  # multiples that would be retimed
+    assert choose_loop_frames([1, 8, 40, 44], p, [8, 10, 12]) == 120  # 44 is retimed, the lights are not
+    assert choose_loop_frames([1, 8, 40], p, [8, 10, 12]) == 40
+
+
+def test_candidate_tables_offer_the_reference_and_the_neighbouring_cells():
+    from tasks.video_loop import candidate_tables
+
+    cp = np.array([[1, 8], [12, 1]])
+    cs = np.array([[3, 5], [7, 9]])
+    lab_p, lab_s = candidate_tables(cp, cs, 2, 4, 4, reference=6)
+    assert lab_p.shape == (4, 4, 10)
+    assert np.all(lab_p[..., 0] == 1) and np.all(lab_s[..., 0] == 6)
+    assert (lab_p[0, 0, 1], lab_s[0, 0, 1]) == (1, 6)  # own cell static: the reference frame
+    assert (lab_p[0, 3, 1], lab_s[0, 3, 1]) == (8, 5)  # own cell
+    assert {(int(a), int(b)) for a, b in zip(lab_p[0, 0], lab_s[0, 0], strict=True)} == {
+        (1, 6),
+        (8, 5),
+        (12, 7),
+    }
