@@ -220,11 +220,13 @@ def demo(
             "frames are aligned by structure from motion and plane-sweep depth (about a minute more)."
         ),
     ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML or YAML config file (as for run).")
+    ] = None,
 ) -> None:
     """Make a synthetic clip (blinking lights on a textured wall) and turn it into a cinemagraph."""
     _quiet_environment()
-    from schemas.config import PipelineConfig
-
+    cfg = _load_config(config)
     existing = _existing(overwrite, False)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "demo-clip.mp4"
@@ -242,7 +244,7 @@ def demo(
 
             make_blinking_clip(clip)
             typer.echo(f"synthetic clip: {clip.name}, 72 frames 320x180 with three blinking lights", err=True)
-        _run_pipeline(clip, out, PipelineConfig(), existing)
+        _run_pipeline(clip, out, cfg, existing)
 
 
 @app.command()

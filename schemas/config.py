@@ -214,6 +214,17 @@ class CyclicityParams(_Model):
         24, ge=1, description="Connected cyclic regions smaller than this are dropped (pixels)."
     )
     fill_holes: bool = Field(True, description="Fill holes enclosed by a cyclic region.")
+    grow_correlation: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Each cleaned cyclic region grows over the connected neighbouring pixels whose luminance "
+        "over the window correlates with the region's mean luminance at least this much (Pearson "
+        "correlation), so a light's glow blinks with it instead of staying frozen lit or dark.",
+    )
+    grow_max_px: int = Field(
+        24, ge=0, description="Farthest a region grows from its cleaned mask (pixels); 0 = no growth."
+    )
 
 
 class RenderParams(_Model):

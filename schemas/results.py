@@ -106,6 +106,9 @@ class CyclicityResult(_Result):
         description="Pixels passing the score, intensity and amplitude tests before cleaning."
     )
     n_regions: int = Field(description="Connected regions of `cyclic_mask`.")
+    grown_pixels: int = Field(
+        0, description="Pixels added to the cleaned mask by growing over correlated neighbours (included above)."
+    )
 
 
 class RegionLoop(_Result):

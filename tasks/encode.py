@@ -280,7 +280,7 @@ def encode_outputs(store: str, out_dir: str, params: RenderParams) -> EncodeResu
 def encode_outputs_task(store: str, out_dir: str, params: RenderParams) -> EncodeResult:
     """Prefect task: write the loop as MP4/GIF/WebP next to the store."""
     result = encode_outputs(store, out_dir, params)
-    stage_logger(STAGE).info(
-        "stage encode finished: %s", ", ".join(v for v in result.model_dump().values() if v)
-    )
+    files = ", ".join(v for v in (result.mp4, result.gif, result.webp) if v)
+    gif = "" if result.gif_mean_abs_error is None else f"; GIF error {result.gif_mean_abs_error:.2f} levels"
+    stage_logger(STAGE).info("stage encode finished: %s%s", files, gif)
     return result

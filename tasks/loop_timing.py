@@ -19,11 +19,10 @@ instead plays a *whole number of its periods*:
 3. **Output loop length** (unless ``loop_frames`` is given): the least common
    multiple of the cycles (and of the display segments' playback periods) when
    it is at most ``max_loop_frames``, raised to its smallest multiple of at
-   least the shortest searched interval; otherwise the length in
-   ``[shortest interval, max_loop_frames]`` that minimises the area-weighted
-   speed change of the regions (0 for a region whose cycle divides it, the
-   relative speed change of a retimed region, 1 for a cross-faded one), the
-   shortest within 0.5 % of the minimum.
+   least the shortest searched interval; otherwise, among the lengths in
+   ``[shortest interval, max_loop_frames]``, those that leave the least area
+   cross-faded, then the least area retimed, and of those the shortest whose
+   area-weighted mean speed change is within 1 % of the least.
 4. **Fit.**  A region whose cycle divides the loop length plays whole cycles
    (``timing = "whole"``).  Otherwise it plays ``n = round(L / Q)`` cycles in
    the ``L`` output frames, slightly faster or slower (``"retimed"``: output
@@ -64,6 +63,8 @@ CROSSFADE = "crossfade"
 
 #: Frequencies tried when refining a period below the frame (per search).
 _GRID = 257
+#: Loop lengths whose mean speed change is within this of the least are equally good; the shortest wins.
+_CHANGE_SLACK = 0.01
 #: A frequency at half the winner is the fundamental when its periodogram is at least this fraction of the winner's.
 _SUBHARMONIC = 0.3
 
@@ -219,18 +220,24 @@ def choose_output_length(
         multiple = common * max(1, -(-min(min_frames, max_loop_frames) // common))
         return max(2, multiple if multiple <= max_loop_frames else common)
     lo = max(2, min(min_frames, max_loop_frames))
-    costs = []
+    total = max(sum(areas), 1)
+    rows = []  # (cross-faded area, retimed area, mean speed change, length)
     for length in range(lo, max_loop_frames + 1):
-        cost = 0.0
+        faded = retimed = change = 0.0
         for q, area, ok in zip(cycles, areas, retimable, strict=True):
             if length % q == 0:
                 continue
             _, dev = speed_change(length, q)
-            cost += area * (dev if ok and dev <= max_retime else 1.0)
-        costs.append(cost)
-    costs = np.asarray(costs)
-    slack = 0.005 * max(sum(areas), 1)
-    return int(lo + np.flatnonzero(costs <= costs.min() + slack)[0])
+            if ok and dev <= max_retime:
+                retimed += area
+                change += area * dev / total
+            else:
+                faded += area
+        rows.append((faded, retimed, change, length))
+    best = min(r[:2] for r in rows)
+    fitting = [r for r in rows if r[:2] == best]
+    least = min(r[2] for r in fitting)
+    return int(min(r[3] for r in fitting if r[2] <= least + _CHANGE_SLACK))
 
 
 def fit_region(
