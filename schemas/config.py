@@ -223,7 +223,10 @@ class CyclicityParams(_Model):
         "correlation), so a light's glow blinks with it instead of staying frozen lit or dark.",
     )
     grow_max_px: int = Field(
-        24, ge=0, description="Farthest a region grows from its cleaned mask (pixels); 0 = no growth."
+        48,
+        ge=0,
+        description="Farthest a region grows from its cleaned mask (pixels); 0 = no growth.  Generous: a light "
+        "found only in part (a dim colour below the intensity test) grows back to its whole extent and glow.",
     )
 
 

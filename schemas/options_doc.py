@@ -122,7 +122,9 @@ def render_readme(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas.options_doc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m schemas.options_doc", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--write", action="store_true", help="rewrite the block in README.md")
     parser.add_argument("--check", action="store_true", help="exit 1 when README.md's block is stale")
     parser.add_argument("--readme", type=Path, default=README)
@@ -134,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     new = render_readme(text)
     if args.check:
         if new != text:
-            print(f"{args.readme}: option table is stale; run python -m schemas.options_doc --write", file=sys.stderr)
+            print(
+                f"{args.readme}: option table is stale; run python -m schemas.options_doc --write",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if new != text:

@@ -363,9 +363,7 @@ def plan_whole_periods(
         max_retime=max_retime,
     )
     timings = {
-        r: fit_region(
-            samples[r], cycles[r], periods[r], length, min_frames=min_frames, max_retime=max_retime
-        )
+        r: fit_region(samples[r], cycles[r], periods[r], length, min_frames=min_frames, max_retime=max_retime)
         for r in labels
     }
     return WholePeriodPlan(loop_frames=length, timings=timings)
@@ -465,7 +463,9 @@ def plan_for_render(
     )
 
 
-def apply_plan(plan: WholePeriodPlan, fa: np.ndarray, fb: np.ndarray, wb: np.ndarray, fades: list[bool]) -> None:
+def apply_plan(
+    plan: WholePeriodPlan, fa: np.ndarray, fb: np.ndarray, wb: np.ndarray, fades: list[bool]
+) -> None:
     """Overwrite the frame tables (and cross-fade flags) of the whole and retimed regions, in place.
 
     Cross-faded regions keep the rows the render built for their (whole-period) interval."""
