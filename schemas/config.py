@@ -215,7 +215,7 @@ class CyclicityParams(_Model):
     )
     fill_holes: bool = Field(True, description="Fill holes enclosed by a cyclic region.")
     grow_correlation: float = Field(
-        0.5,
+        0.4,
         gt=0,
         le=1,
         description="Each cleaned cyclic region grows over the connected neighbouring pixels whose luminance "

@@ -105,7 +105,7 @@ class CyclicityResult(_Result):
     candidate_pixels: int = Field(
         description="Pixels passing the score, intensity and amplitude tests before cleaning."
     )
-    n_regions: int = Field(description="Connected regions of `cyclic_mask`.")
+    n_regions: int = Field(description="8-connected regions of `cyclic_mask`.")
     grown_pixels: int = Field(
         0, description="Pixels added to the cleaned mask by growing over correlated neighbours (included above)."
     )

@@ -14,7 +14,7 @@ half the frames scores 0.
 The cleaned mask then grows (:func:`grow_correlated`): every region takes in
 the connected neighbouring pixels, up to ``grow_max_px`` away, whose luminance
 correlates with the region's mean luminance by at least ``grow_correlation``
-(Pearson, default 0.5).  A light's glow and the codec's colour bleed around its
+(Pearson, default 0.4).  A light's glow and the codec's colour bleed around its
 edge blink with it; without growth they stay frozen in the reference frame's
 state, a ring of lit colour around a dark light.  Correlation, not a fixed
 dilation: the halo's width follows the light, and the unrelated wall next to
@@ -257,7 +257,7 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
         }
     ).chunk(chunks)
     write_variables(out, store)
-    _, n_regions = ndimage.label(mask)
+    _, n_regions = ndimage.label(mask, structure=np.ones((3, 3), bool))  # as the render labels them
     result = CyclicityResult(
         cyclic_pixels=int(mask.sum()),
         candidate_pixels=int(candidate.sum()),

@@ -28,9 +28,10 @@ from tasks.render import render_loop
 from tasks.synthetic import default_lights, make_blinking_clip, period_lights
 from tasks.window import select_window
 
-#: The documented halo threshold (README, CyclicityParams.grow_correlation is 0.5; the test allows chance
-#: correlations of isolated pixels up to this).
-HALO_THRESHOLD = 0.6
+#: The documented halo threshold (README, "How it works", step 3): no pixel outside the animated mask
+#: correlates with a light by more than this.  Growth takes pixels from 0.4 (CyclicityParams.grow_correlation);
+#: chance alone reaches about 0.6 among the 10^5 pixels of a 72-frame window.
+HALO_THRESHOLD = 0.65
 
 
 def blink(t, period, phase=0.0):
@@ -169,7 +170,7 @@ def test_every_region_wraps_no_larger_than_its_largest_step(clips, name):
         if reg.timing == WHOLE:
             assert result.loop_frames % (reg.stop - reg.start) == 0
         else:
-            assert abs(reg.speed - 1) <= RenderParams().max_retime
+            assert abs(reg.speed - 1) <= RenderParams().max_retime + 1e-9
     if name == "periods":
         # 8, 10 and 12 share 120 frames; the 9.5-frame light (19-frame cycle) fits too or is retimed
         assert result.loop_frames % 120 == 0
