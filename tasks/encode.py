@@ -246,9 +246,16 @@ def write_gif(
     if mask.any():
         diff = np.abs(palette[indices[:, mask]].astype(np.int16) - small[:, mask])
         err = (float(diff.mean()), float(diff.max()))
-    # after the first frame, what did not change since the previous frame is transparent: the viewer keeps it
+    # after the first frame, what did not change since the previous frame is transparent (the viewer keeps
+    # it) inside the box of the change; outside it, the true indices, so that Pillow's writer, which
+    # compares consecutive frames as given, crops every frame to (the union of two) boxes of change
     shown = indices.copy()
-    shown[1:][indices[1:] == indices[:-1]] = _TRANSPARENT
+    for t in range(1, len(indices)):
+        same = indices[t] == indices[t - 1]
+        box = ndimage.find_objects((~same).astype(np.uint8))
+        if box:
+            ys, xs = box[0]
+            shown[t, ys, xs][same[ys, xs]] = _TRANSPARENT
     images = []
     for idx in shown:
         im = Image.fromarray(idx, mode="P")
