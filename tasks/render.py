@@ -46,7 +46,10 @@ Looping (documented choice):
 
 * A cyclic region *repeats* the best interval ``[i, j)`` of its mean
   luminance (the cyclicity kernel run on one signal): output frame ``t`` shows
-  window frame ``i + (t mod (j - i))``; its period is ``j - i``.
+  window frame ``i + (t mod (j - i))``; its period is ``j - i``.  With
+  ``whole_periods`` (the default) the interval is replaced by one of a whole
+  number of the region's dominant period, the loop length chosen for those,
+  and a region that does not fit is retimed: :mod:`tasks.loop_timing`.
 * A display segment plays its interval (the whole window, or
   ``display_frames`` frames centred on the reference frame) *forward then
   backward*: ``i, ..., j-1, j-2, ..., i+1``, period ``2 (j - i - 1)``.  The
