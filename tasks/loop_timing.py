@@ -38,7 +38,9 @@ instead plays a *whole number of its periods*:
    and the 3 colours, between frame ``i`` (what the loop shows after its last
    frame) and frame ``i + m Q`` (what the video showed there) -- plus the change
    the wrap shows (frame ``i + m Q - 1`` to frame ``i``) is smallest: a
-   consistent wrap, placed at a slow phase of the cycle.
+   consistent wrap, placed at a slow phase of the cycle.  Lengths whose best
+   such figure is within 1 level of the least count as equal, and the longest
+   of them is played (more of the source's own variation, fewer exact repeats).
 
 Everything here is numpy on small arrays (a signal per region, a few thousand
 sampled pixels); the render stage reads the samples and calls
@@ -65,6 +67,8 @@ CROSSFADE = "crossfade"
 _GRID = 257
 #: Loop lengths whose mean speed change is within this of the least are equally good; the shortest wins.
 _CHANGE_SLACK = 0.01
+#: Intervals whose wrap is within this of the best (0-255 levels) are as good; the longest wins.
+_LENGTH_SLACK = 1.0
 #: A frequency at half the winner is the fundamental when its periodogram is at least this fraction of the winner's.
 _SUBHARMONIC = 0.3
 
@@ -265,19 +269,18 @@ def fit_region(
     # source lengths: m whole cycles, m dividing the cycles played (any m for a cross-fade)
     ms = [m for m in range(1, (n_window - 1) // cycle + 1) if timing == CROSSFADE or n_out % m == 0]
     long_enough = [m for m in ms if m * cycle >= min_frames]
-    best = None
     v = np.asarray(samples, np.float32).reshape(n_window, -1)
+    found = []  # (wrap cost + shown change, m, start, wrap cost)
     for m in long_enough or ms:
         length = m * cycle
         costs = wrap_costs(samples, length)
         # plus the change the wrap shows (last frame -> first): among consistent starts, a slow phase
         shown = np.abs(v[length - 1 : n_window - 1] - v[: n_window - length]).mean(axis=1)
         i = int(np.argmin(costs + shown))
-        # the cost of a longer interval wins ties (more of the source's own variation)
-        key = (round(float(costs[i]), 6), -m)
-        if best is None or key < best[0]:
-            best = (key, i, m, float(costs[i]))
-    _, i, m, cost = best
+        found.append((float(costs[i] + shown[i]), m, i, float(costs[i])))
+    # the longest interval (more of the source's own variation) within _LENGTH_SLACK of the best wrap
+    least = min(f[0] for f in found)
+    _, m, i, cost = max((f for f in found if f[0] <= least + _LENGTH_SLACK), key=lambda f: f[1])
     return RegionTiming(
         period=float(period),
         cycle=cycle,
