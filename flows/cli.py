@@ -245,16 +245,18 @@ def demo(
         ),
     ] = False,
     three_d: Annotated[bool, typer.Option("--3d", help=_HELP_3D + " Needs --moving.")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML or YAML config file (as for run).")
+    ] = None,
 ) -> None:
     """Make a synthetic clip (blinking lights on a textured wall) and turn it into a cinemagraph."""
     _quiet_environment()
-    from schemas.config import PipelineConfig
-
+    cfg = _load_config(config)
     existing = _existing(overwrite, False)
     if three_d and not moving:
         raise _fail("--3d needs --moving: the 3D cinemagraph needs a clip from a moving camera (depth)")
-    config = PipelineConfig()
-    config.render3d.enabled = three_d
+    if three_d:
+        cfg.render3d.enabled = True
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "demo-clip.mp4"
         if moving:
@@ -271,7 +273,7 @@ def demo(
 
             make_blinking_clip(clip)
             typer.echo(f"synthetic clip: {clip.name}, 72 frames 320x180 with three blinking lights", err=True)
-        _run_pipeline(clip, out, config, existing)
+        _run_pipeline(clip, out, cfg, existing)
 
 
 @app.command()

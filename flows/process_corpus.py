@@ -124,7 +124,7 @@ def _from_result(plan: ItemPlan, status: str, result: dict, seconds: float) -> I
         seam=result["quality"]["seam"],
         alignment=(result.get("alignment") or {}).get("mode"),
         warnings=result.get("warnings", []),
-        outputs=result["outputs"],
+        outputs={k: result["outputs"].get(k) for k in ("mp4", "gif", "webp")},  # the paths (sizes, GIF error: result.json)
     )
 
 

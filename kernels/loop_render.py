@@ -1,8 +1,9 @@
 """Composite the frames of a loop from per-region time tables (one spatial tile at a time).
 
 Every animated region ``r`` (label ``r >= 1``) has, for each output frame
-``t``, two window frames ``a[r, t]`` and ``b[r, t]`` and a cross-fade weight
-``wb[r, t]``: the region shows ``(1 - wb) V[a] + wb V[b]``.  Label 0 is the
+``t``, two window frames ``a[r, t]`` and ``b[r, t]`` and a weight
+``wb[r, t]``: the region shows ``(1 - wb) V[a] + wb V[b]`` (a cross-fade, or
+a retimed region's position between two frames).  Label 0 is the
 frozen part.  A per-pixel ``alpha`` feathers the regions' edges against the
 reference frame; where ``alpha`` is 0 the output is the reference exactly.
 """

@@ -222,6 +222,20 @@ class CyclicityParams(_Model):
         24, ge=1, description="Connected cyclic regions smaller than this are dropped (pixels)."
     )
     fill_holes: bool = Field(True, description="Fill holes enclosed by a cyclic region.")
+    grow_correlation: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="Each cleaned cyclic region grows over the connected neighbouring pixels whose luminance "
+        "over the window correlates with the region's mean luminance at least this much (Pearson "
+        "correlation), so a light's glow blinks with it instead of staying frozen lit or dark.",
+    )
+    grow_max_px: int = Field(
+        48,
+        ge=0,
+        description="Farthest a region grows from its cleaned mask (pixels); 0 = no growth.  Generous: a light "
+        "found only in part (a dim colour below the intensity test) grows back to its whole extent and glow.",
+    )
 
 
 class RenderParams(_Model):
@@ -230,8 +244,11 @@ class RenderParams(_Model):
     loop_frames: int | None = Field(
         None,
         ge=2,
-        description="Length of the output loop (frames); None = the smallest common multiple of the regions' "
-        "interval lengths if it is at most max_loop_frames, else the longest interval.",
+        description="Length of the output loop (frames); None = chosen: with whole_periods the least common "
+        "multiple of the cyclic regions' cycles and the display segments' periods, raised to a multiple of at "
+        "least the shortest searched interval, if it is at most max_loop_frames, else the length that needs the "
+        "least retiming; without whole_periods the least common multiple of the regions' interval lengths if "
+        "it is at most max_loop_frames, else the longest interval.",
     )
     max_loop_frames: int = Field(
         300, ge=2, description="Upper bound of an automatically chosen loop length (frames)."
@@ -239,8 +256,35 @@ class RenderParams(_Model):
     crossfade_frames: int = Field(
         8,
         ge=0,
-        description="A region whose interval does not divide the loop length cross-fades into its start "
-        "over this many frames at the end of the loop.",
+        description="A region whose playback period does not divide the loop length (and that is not retimed) "
+        "cross-fades into its start over this many frames at the end of the loop (frames).",
+    )
+    whole_periods: bool = Field(
+        True,
+        description="Loop each cyclic region over a whole number of its dominant period (sub-frame, from the "
+        "winning DFT frequency), starting where the wrap differs least; False = repeat the best DFT interval "
+        "as found (its length need not be whole periods, so the wrap can jump in phase).",
+    )
+    period_tolerance_frames: float = Field(
+        0.15,
+        ge=0,
+        le=0.5,
+        description="A region's cycle is the fewest whole periods within this many frames of a whole number of "
+        "frames (frames; a 9.5-frame period gives a 19-frame cycle).",
+    )
+    max_retime: float = Field(
+        0.05,
+        ge=0,
+        le=0.5,
+        description="A cyclic region whose cycle does not divide the loop length plays a whole number of "
+        "cycles slightly faster or slower when that changes its speed by at most this fraction (ratio); "
+        "otherwise it cross-fades.",
+    )
+    max_wrap_pixels: int = Field(
+        4096,
+        ge=16,
+        description="Pixels of a region (evenly spaced) on which the wrap difference of every candidate start "
+        "is measured (pixels).",
     )
     feather_px: float = Field(
         2.0,

@@ -119,7 +119,10 @@ class CyclicityResult(_Result):
     candidate_pixels: int = Field(
         description="Pixels passing the score, intensity and amplitude tests before cleaning."
     )
-    n_regions: int = Field(description="Connected regions of `cyclic_mask`.")
+    n_regions: int = Field(description="8-connected regions of `cyclic_mask`.")
+    grown_pixels: int = Field(
+        0, description="Pixels added to the cleaned mask by growing over correlated neighbours (included above)."
+    )
 
 
 class RegionLoop(_Result):
@@ -149,6 +152,35 @@ class RegionLoop(_Result):
         description="Mean absolute second temporal difference inside the region over the loop (cyclically, seam "
         "included), divided by the same figure of `warped` over frames start..stop-1 (1 = as in the source, "
         "< 1 = steadier; None when the source figure is 0).",
+    )
+    dominant_period: float | None = Field(
+        None,
+        description="Cyclic regions with whole_periods: the period of the winning DFT frequency, refined below "
+        "the frame (frames); None otherwise.",
+    )
+    cycle_frames: int | None = Field(
+        None,
+        description="Cyclic regions with whole_periods: whole periods in whole frames (frames); the played "
+        "interval stop - start is a multiple of it.",
+    )
+    timing: Literal["whole", "retimed", "crossfade", "interval"] = Field(
+        "interval",
+        description="whole: whole cycles fill the loop exactly; retimed: whole cycles played at `speed` to fill "
+        "it; crossfade: the end cross-fades into the start; interval: the region repeats its interval as "
+        "found (displays, or whole_periods off; `crossfade` says whether it cross-fades).",
+    )
+    speed: float = Field(
+        1.0, description="Source frames per output frame (1 = unchanged; retimed regions differ by <= max_retime)."
+    )
+    wrap_change: float | None = Field(
+        None,
+        description="Mean absolute change (0-255, over the region's pixels and colours) from the rendered loop's "
+        "last frame to its first.",
+    )
+    largest_step: float | None = Field(
+        None,
+        description="The largest mean absolute change between consecutive frames of the rendered loop in the "
+        "region (0-255); a seamless wrap is no larger.",
     )
     inpainted_samples: int = Field(
         0, description="Invisible (frame, pixel) samples of the region filled by space-time in-painting."
@@ -198,6 +230,21 @@ class EncodeResult(_Result):
     mp4: str | None = None
     gif: str | None = None
     webp: str | None = None
+    mp4_bytes: int | None = Field(None, description="Size of cinemagraph.mp4 (bytes).")
+    gif_bytes: int | None = Field(None, description="Size of cinemagraph.gif (bytes).")
+    gif_mean_abs_error: float | None = Field(
+        None,
+        description="Mean absolute difference between the decoded GIF and the store's loop (at the GIF's size) "
+        "inside the animated mask, over frames, pixels and colours (0-255 levels); None without animation.",
+    )
+    gif_max_abs_error: float | None = Field(
+        None, description="Largest such difference (0-255 levels); None without animation."
+    )
+    gif_dither: list[str] = Field(
+        default_factory=list,
+        description="Parts of the GIF dithered (Floyd-Steinberg) because it lowered their blurred error: "
+        "'frozen', 'animated'; empty = none.",
+    )
 
 
 class MaskSizes(_Result):

@@ -10,12 +10,22 @@ The kernel runs on the luminance of each spatial tile with all window frames
 invisible samples (moving camera: occluded or out of view) are replaced by the
 median of its visible ones before the DFT, and a pixel visible in fewer than
 half the frames scores 0.
+
+The cleaned mask then grows (:func:`grow_correlated`): every region takes in
+the connected neighbouring pixels, up to ``grow_max_px`` away, whose luminance
+correlates with the region's mean luminance by at least ``grow_correlation``
+(Pearson, default 0.4).  A light's glow and the codec's colour bleed around its
+edge blink with it; without growth they stay frozen in the reference frame's
+state, a ring of lit colour around a dark light.  Correlation, not a fixed
+dilation: the halo's width follows the light, and the unrelated wall next to
+it stays frozen.
 """
 
 from __future__ import annotations
 
 import time
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -147,6 +157,80 @@ def cyclic_mask(fields: np.ndarray, params: CyclicityParams) -> tuple[np.ndarray
     return candidate, clean_mask(candidate, params)
 
 
+def grow_correlated(
+    lum: np.ndarray, core: np.ndarray, threshold: float, max_px: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grow a cyclic region over the connected pixels whose signal correlates with the region's.
+
+    Parameters
+    ----------
+    lum : ndarray, (T, h, w) float
+        Luminance of a crop around the region over the window.
+    core : ndarray, (h, w) bool
+        The region (its cleaned cyclic mask) in the crop.
+    threshold : float
+        Smallest Pearson correlation with the region's mean luminance of a pixel added.
+    max_px : int
+        Farthest a pixel added lies from ``core`` (pixels, Euclidean).
+
+    Returns
+    -------
+    grown : ndarray, (h, w) bool
+        ``core`` plus the pixels within ``max_px`` whose correlation is at least
+        ``threshold`` and that connect (8-neighbours) to ``core`` through such pixels.
+    correlation : ndarray, (h, w) float64
+        Every crop pixel's correlation with the region's signal (0 for a constant pixel).
+
+    Examples
+    --------
+    >>> t = np.arange(40.0)[:, None, None]
+    >>> lum = np.zeros((40, 1, 5)) + np.array([1.0, 0.5, 0.2, 0.0, 0.5]) * np.cos(t)
+    >>> grown, corr = grow_correlated(lum, np.array([[True, False, False, False, False]]), 0.5, 10)
+    >>> grown.astype(int).tolist()  # the last pixel blinks too but is cut off by the constant one
+    [[1, 1, 1, 0, 0]]
+    """
+    lum = np.asarray(lum, np.float64)
+    z = lum - lum.mean(axis=0)
+    norm = np.sqrt((z**2).sum(axis=0))
+    signal = z[:, core].mean(axis=1)
+    s_norm = np.sqrt((signal**2).sum())
+    if s_norm == 0:
+        return core.copy(), np.zeros(core.shape)
+    corr = np.tensordot(signal / s_norm, z, axes=(0, 0)) / np.where(norm > 0, norm, 1.0)
+    near = ndimage.distance_transform_edt(~core) <= max_px
+    candidate = core | ((corr >= threshold) & near)
+    labels, _ = ndimage.label(candidate, structure=np.ones((3, 3), bool))
+    keep = np.unique(labels[core])
+    return np.isin(labels, keep[keep > 0]) | core, corr
+
+
+def grow_mask(ds: xr.Dataset, mask: np.ndarray, params: CyclicityParams) -> np.ndarray:
+    """:func:`grow_correlated` applied to every connected region of ``mask`` (on crops of ``warped``;
+    invisible samples count as the pixel's mean visible luminance)."""
+    if params.grow_max_px == 0 or not mask.any():
+        return mask
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    height, width = mask.shape
+    pad = params.grow_max_px
+    crops = []
+    for ys, xs in ndimage.find_objects(labels):
+        ys = slice(max(ys.start - pad, 0), min(ys.stop + pad, height))
+        xs = slice(max(xs.start - pad, 0), min(xs.stop + pad, width))
+        vis = ds[N.VISIBLE].data[:, ys, xs] if N.VISIBLE in ds else None
+        crops.append((ys, xs, ds[N.WARPED].data[:, ys, xs, :], vis))
+    data = dask.compute(*[(w, v) for _, _, w, v in crops])
+    out = mask.copy()
+    for r, ((ys, xs, _, _), (video, vis)) in enumerate(zip(crops, data, strict=True), start=1):
+        lum = luminance(video)
+        if vis is not None and not vis.all():
+            counts = np.maximum(vis.sum(axis=0), 1)
+            fill = np.where(vis, lum, 0).sum(axis=0) / counts
+            lum = np.where(vis, lum, fill[None])
+        grown, _ = grow_correlated(lum, labels[ys, xs] == r, params.grow_correlation, params.grow_max_px)
+        out[ys, xs] |= grown
+    return out
+
+
 def cyclicity_digest(store, params: CyclicityParams) -> str:
     upstream = aligned_digest(store)
     return digest(STAGE, upstream, params.model_dump(mode="json"))
@@ -159,7 +243,9 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
     require(ds, store, [N.WARPED, N.VISIBLE])
     with cluster_compute():
         fields = build_cyclicity(ds, params).compute()
-    candidate, mask = cyclic_mask(fields, params)
+    candidate, cleaned = cyclic_mask(fields, params)
+    with cluster_compute():
+        mask = grow_mask(ds, cleaned, params)
     dims = (N.Y, N.X)
     chunks = {N.Y: ds[N.WARPED].chunks[1][0], N.X: ds[N.WARPED].chunks[2][0]}
     out = xr.Dataset(
@@ -171,9 +257,12 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
         }
     ).chunk(chunks)
     write_variables(out, store)
-    _, n_regions = ndimage.label(mask)
+    _, n_regions = ndimage.label(mask, structure=np.ones((3, 3), bool))  # as the render labels them
     result = CyclicityResult(
-        cyclic_pixels=int(mask.sum()), candidate_pixels=int(candidate.sum()), n_regions=n_regions
+        cyclic_pixels=int(mask.sum()),
+        candidate_pixels=int(candidate.sum()),
+        n_regions=n_regions,
+        grown_pixels=int(mask.sum() - cleaned.sum()),
     )
     record_stage(store, STAGE, cyclicity_digest(store, params), time.perf_counter() - t0, result.model_dump())
     return result

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
 from PIL import Image
 from prefect import task
+from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from schemas import names as N
 from schemas.config import RenderParams
@@ -64,31 +67,214 @@ def _images(frames: np.ndarray, max_long_side: int | None) -> list[Image.Image]:
     return [Image.fromarray(resize(f, size)) for f in frames]
 
 
-def write_gif(path: str | Path, frames: np.ndarray, fps: float, max_long_side: int | None = 480) -> Path:
-    """Looping GIF with one palette for all frames and no dithering, so frozen pixels stay identical."""
+#: Palette entries of a GIF; index 255 is transparent (pixels unchanged since the previous frame).
+_COLOURS = 255
+_TRANSPARENT = 255
+#: Share of the palette given to the animated content when there is a frozen part too.
+_ANIMATED_SHARE = 0.625
+#: Pixels sampled (from all frames) to fit the animated part of the palette.
+_PALETTE_SAMPLES = 60000
+
+
+class GifStats(NamedTuple):
+    """What :func:`write_gif` measured on the indices it wrote (at the GIF's size)."""
+
+    path: Path
+    mean_abs_error: float | None  # inside the animated pixels, 0-255
+    max_abs_error: float | None
+    dithered: list[str]  # parts dithered: "frozen", "animated"
+
+
+def _cluster_colours(pixels: np.ndarray, n: int, iterations: int = 10) -> np.ndarray:
+    """Up to ``n`` colours (k, 3) float64 that lower the squared error of ``pixels`` (m, 3): Pillow's median
+    cut, then Lloyd (k-means) iterations with exact nearest-colour assignment."""
+    pixels = pixels.reshape(-1, 3)
+    unique = np.unique(pixels, axis=0)
+    if len(unique) <= n:
+        return unique.astype(np.float64)
+    strip = Image.fromarray(np.ascontiguousarray(pixels[None].astype(np.uint8)))
+    quantized = strip.quantize(colors=n, method=Image.Quantize.MEDIANCUT)
+    used = len(quantized.getcolors(n) or [])
+    centres = np.asarray(quantized.getpalette()[: 3 * used], np.float64).reshape(-1, 3)
+    x = pixels.astype(np.float64)
+    for _ in range(iterations):
+        _, label = cKDTree(centres).query(x)
+        counts = np.bincount(label, minlength=len(centres))
+        keep = counts > 0
+        for c in range(3):
+            sums = np.bincount(label, weights=x[:, c], minlength=len(centres))
+            centres[keep, c] = sums[keep] / counts[keep]
+    return centres
+
+
+def gif_palette(frames: np.ndarray, animated: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A 255-colour palette (k, 3) uint8 for a loop whose pixels outside ``animated`` never change.
+
+    The frozen part gets colours fitted to the first frame's frozen pixels, the
+    animated part (``_ANIMATED_SHARE`` of the palette, or all of it) colours
+    fitted to the animated pixels of all frames (median cut refined by k-means, on a sample), so a
+    small blinking light keeps its own lit and dark colours instead of
+    sharing the few a palette of the whole picture would give it.
+    """
+    rng = np.random.default_rng(seed)
+    anim_px = frames[:, animated].reshape(-1, 3)
+    frozen_px = frames[0][~animated].reshape(-1, 3)
+    if anim_px.size == 0:
+        n_anim = 0
+    else:
+        n_anim = _COLOURS if frozen_px.size == 0 else int(_COLOURS * _ANIMATED_SHARE)
+    parts = []
+    if n_anim:
+        if len(anim_px) > _PALETTE_SAMPLES:
+            anim_px = anim_px[rng.choice(len(anim_px), _PALETTE_SAMPLES, replace=False)]
+        parts.append(_cluster_colours(anim_px, n_anim))
+    if frozen_px.size:
+        if len(frozen_px) > _PALETTE_SAMPLES:
+            frozen_px = frozen_px[rng.choice(len(frozen_px), _PALETTE_SAMPLES, replace=False)]
+        parts.append(_cluster_colours(frozen_px, _COLOURS - sum(len(p) for p in parts)))
+    palette = np.concatenate(parts) if parts else np.zeros((1, 3))
+    return np.clip(np.rint(palette), 0, 255).astype(np.uint8)
+
+
+def _palette_image(palette: np.ndarray) -> Image.Image:
+    im = Image.new("P", (1, 1))
+    flat = np.zeros((256, 3), np.uint8)
+    flat[: len(palette)] = palette
+    flat[len(palette) :] = palette[0]  # unused entries (and the transparent one) repeat a used colour
+    im.putpalette(flat.ravel().tolist())
+    return im
+
+
+def _index(frame: np.ndarray, palette_im: Image.Image, dither: bool) -> np.ndarray:
+    mode = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
+    idx = np.array(Image.fromarray(frame).quantize(palette=palette_im, dither=mode))
+    idx[idx == _TRANSPARENT] = 0  # same colour; index 255 means "unchanged"
+    return idx
+
+
+def _abs_error(palette: np.ndarray, idx: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute error of the indexed image ``idx`` against ``truth`` inside ``mask`` (0-255)."""
+    return float(np.abs(palette[idx[mask]].astype(np.int16) - truth[mask]).mean())
+
+
+def _blurred_error(shown: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute error after a 3x3 box blur of both (what the eye sees of a dithered pattern), in ``mask``."""
+    import cv2
+
+    def blur(x):
+        return cv2.blur(x.astype(np.float32), (3, 3))
+
+    return float(np.abs(blur(shown) - blur(truth))[mask].mean())
+
+
+def write_gif(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: float,
+    max_long_side: int | None = 480,
+    animated: np.ndarray | None = None,
+) -> GifStats:
+    """Looping GIF: a palette fitted to the animated content and the frozen frame, frames after the first
+    stored as the rectangles that changed.
+
+    Parameters
+    ----------
+    path : path-like
+    frames : ndarray, (T, H, W, 3) uint8
+        The loop; pixels outside the animated mask are the same in every frame.
+    fps : float
+        Frames per second (GIF delays are whole hundredths of a second, at least 20 ms here).
+    max_long_side : int, optional
+        Downscale so the longer side is at most this (pixels).
+    animated : ndarray, (H, W) bool, optional
+        The animated mask; default: the pixels that change over the loop.
+
+    Notes
+    -----
+    The frozen pixels are indexed once (from the first frame) and reused in
+    every frame, so they stay identical.  After the first frame a frame is
+    stored as the rectangle that changed since the previous one (Pillow's
+    writer crops it), its unchanged pixels transparent (index 255), so the
+    frozen part costs nothing after the first frame.  Floyd-Steinberg dithering is used for the frozen part and for the
+    animated part (decided once for all frames) only when it lowers that
+    part's error after a 3x3 blur.  The mean and largest absolute error
+    against ``frames`` (at the GIF's size) inside the animated pixels are
+    returned.
+    """
     path = Path(path)
     tmp = _tmp(path)
-    images = _images(frames, max_long_side)
-    # palette from a mosaic of up to 8 frames spread over the loop
-    picks = images[:: max(1, len(images) // 8)][:8]
-    mosaic = Image.new("RGB", (picks[0].width, picks[0].height * len(picks)))
-    for k, im in enumerate(picks):
-        mosaic.paste(im, (0, k * im.height))
-    palette = mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    quantized = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
+    size = scaled_size(frames.shape[1], frames.shape[2], max_long_side)
+    small = np.stack([resize(f, size) for f in frames])
+    changed = (small != small[:1]).any(axis=(0, 3))
+    if animated is not None:
+        mask = resize(animated.astype(np.uint8), size).astype(bool) if animated.shape != size else animated
+        changed |= mask  # the resize mixes animated pixels into their neighbours
+    else:
+        mask = changed
+    palette = gif_palette(small, changed)
+    pal_im = _palette_image(palette)
+    dithered = []
+    frozen = ~changed
+    static = _index(small[0], pal_im, False)
+    if frozen.any():
+        plain_err = _blurred_error(palette[static], small[0], frozen)
+        dith = _index(small[0], pal_im, True)
+        if _blurred_error(palette[dith], small[0], frozen) < plain_err:
+            static, dithered = dith, ["frozen"]
+    indices = np.broadcast_to(static, small.shape[:3]).copy()
+    if changed.any():
+        # the animated pixels: exact nearest colours, or Floyd-Steinberg on the animated part's box when
+        # that lowers their error (measured on up to 8 frames spread over the loop)
+        _, nearest = cKDTree(palette.astype(np.float64)).query(small[:, changed].reshape(-1, 3))
+        indices[:, changed] = nearest.reshape(len(small), -1).astype(np.uint8)
+        ys, xs = ndimage.find_objects(changed.astype(np.uint8))[0]
+        inside = changed[ys, xs]
+        probe = np.linspace(0, len(small) - 1, min(8, len(small))).astype(int)
+        plain = np.mean([_abs_error(palette, indices[t, ys, xs], small[t, ys, xs], inside) for t in probe])
+        dith = np.mean(
+            [
+                _abs_error(palette, _index(small[t, ys, xs], pal_im, True), small[t, ys, xs], inside)
+                for t in probe
+            ]
+        )
+        if dith < plain:
+            dithered.append("animated")
+            for t in range(len(small)):
+                box = indices[t, ys, xs]
+                box[inside] = _index(small[t, ys, xs], pal_im, True)[inside]
+    err = None
+    if mask.any():
+        diff = np.abs(palette[indices[:, mask]].astype(np.int16) - small[:, mask])
+        err = (float(diff.mean()), float(diff.max()))
+    # after the first frame, what did not change since the previous frame is transparent (the viewer keeps
+    # it) inside the box of the change; outside it, the true indices, so that Pillow's writer, which
+    # compares consecutive frames as given, crops every frame to (the union of two) boxes of change
+    shown = indices.copy()
+    for t in range(1, len(indices)):
+        same = indices[t] == indices[t - 1]
+        box = ndimage.find_objects((~same).astype(np.uint8))
+        if box:
+            ys, xs = box[0]
+            shown[t, ys, xs][same[ys, xs]] = _TRANSPARENT
+    images = []
+    for idx in shown:
+        im = Image.fromarray(idx, mode="P")
+        im.putpalette(pal_im.getpalette())
+        images.append(im)
     duration = max(20, int(round(1000 / fps)))
-    quantized[0].save(
+    images[0].save(
         tmp,
         format="GIF",
         save_all=True,
-        append_images=quantized[1:],
+        append_images=images[1:],
         loop=0,
         duration=duration,
-        disposal=1,
-        optimize=False,
+        disposal=1,  # keep the canvas: a frame draws only the rectangle that changed
+        optimize=False,  # one palette for every frame, never reordered
+        transparency=_TRANSPARENT,
     )
     os.replace(tmp, path)
-    return path
+    return GifStats(path, None if err is None else err[0], None if err is None else err[1], dithered)
 
 
 def write_webp(path: str | Path, frames: np.ndarray, fps: float, max_long_side: int | None = None) -> Path:
@@ -114,9 +300,15 @@ def encode_outputs(store: str, out_dir: str, params: RenderParams) -> EncodeResu
     frames = ds[N.LOOP].values
     fps = params.fps or float(read_attrs(store).get("fps", 25.0))
     out = Path(out_dir)
-    result = EncodeResult(mp4=str(write_mp4(out / N.MP4_NAME, frames, fps, params.crf)))
+    mp4 = write_mp4(out / N.MP4_NAME, frames, fps, params.crf)
+    result = EncodeResult(mp4=str(mp4), mp4_bytes=mp4.stat().st_size)
     if params.write_gif:
-        result.gif = str(write_gif(out / N.GIF_NAME, frames, fps, params.gif_max_long_side))
+        animated = ds[N.ANIMATED_MASK].values.astype(bool) if N.ANIMATED_MASK in ds else None
+        gif = write_gif(out / N.GIF_NAME, frames, fps, params.gif_max_long_side, animated)
+        result.gif, result.gif_bytes = str(gif.path), gif.path.stat().st_size
+        result.gif_mean_abs_error = None if gif.mean_abs_error is None else round(gif.mean_abs_error, 3)
+        result.gif_max_abs_error = gif.max_abs_error
+        result.gif_dither = gif.dithered
     if params.write_webp:
         result.webp = str(write_webp(out / N.WEBP_NAME, frames, fps))
     return result
@@ -126,7 +318,7 @@ def encode_outputs(store: str, out_dir: str, params: RenderParams) -> EncodeResu
 def encode_outputs_task(store: str, out_dir: str, params: RenderParams) -> EncodeResult:
     """Prefect task: write the loop as MP4/GIF/WebP next to the store."""
     result = encode_outputs(store, out_dir, params)
-    stage_logger(STAGE).info(
-        "stage encode finished: %s", ", ".join(v for v in result.model_dump().values() if v)
-    )
+    files = ", ".join(v for v in (result.mp4, result.gif, result.webp) if v)
+    gif = "" if result.gif_mean_abs_error is None else f"; GIF error {result.gif_mean_abs_error:.2f} levels"
+    stage_logger(STAGE).info("stage encode finished: %s%s", files, gif)
     return result

@@ -46,7 +46,10 @@ Looping (documented choice):
 
 * A cyclic region *repeats* the best interval ``[i, j)`` of its mean
   luminance (the cyclicity kernel run on one signal): output frame ``t`` shows
-  window frame ``i + (t mod (j - i))``; its period is ``j - i``.
+  window frame ``i + (t mod (j - i))``; its period is ``j - i``.  With
+  ``whole_periods`` (the default) the interval is replaced by one of a whole
+  number of the region's dominant period, the loop length chosen for those,
+  and a region that does not fit is retimed: :mod:`tasks.loop_timing`.
 * A display segment plays its interval (the whole window, or
   ``display_frames`` frames centred on the reference frame) *forward then
   backward*: ``i, ..., j-1, j-2, ..., i+1``, period ``2 (j - i - 1)``.  The
@@ -93,6 +96,7 @@ from schemas import names as N
 from schemas.config import CyclicityParams, RenderParams
 from schemas.results import LoopQuality, RegionLoop, RenderResult
 from tasks.cyclicity import luminance
+from tasks.loop_timing import apply_plan, loop_wrap_figures, plan_for_render, timing_fields
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
@@ -660,8 +664,20 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
             intervals.append((a, b))
             scores.append(s)
         periods = [len(playback_sequence(a, b, p)) for (a, b), p in zip(intervals, playbacks, strict=True)]
-        loop_frames = choose_loop_length(periods, render)
+        # cyclic regions loop over whole periods (tasks.loop_timing); displays as above
+        plan = plan_for_render(
+            signals, intervals, kinds, periods, regions, warped,
+            {r: (ys, xs, outputs[r].video) for r, (ys, xs) in chained.items()}, render,
+            tau=cyclicity.tau, min_frames=min_interval_length(n_window, cyclicity.min_interval_fraction),
+        )  # fmt: skip
+        if plan is not None:
+            for r, t in plan.timings.items():
+                intervals[r - 1] = (t.start, t.stop)
+                periods[r - 1] = t.stop - t.start
+        loop_frames = choose_loop_length(periods, render) if plan is None else plan.loop_frames
         fa, fb, wb, fades = loop_tables(intervals, loop_frames, render.crossfade_frames, playbacks)
+        if plan is not None:
+            apply_plan(plan, fa, fb, wb, fades)
         alpha = feather(animated, render.feather_px)
         steps["signals"] = time.perf_counter() - t0
 
@@ -686,6 +702,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
         stored = open_store(store)[N.LOOP].data
         quality = loop_quality(stored, animated)
         flicker = region_flicker(stored, warped, regions, intervals)
+        wraps = loop_wrap_figures(stored, regions, n_regions)
         figures = [f for f in flicker if f is not None]
         quality = quality.model_copy(update={"flicker": max(figures) if figures else None})
         steps["quality"] = time.perf_counter() - t0
@@ -705,6 +722,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
                 playback=playbacks[r - 1],
                 period=periods[r - 1],
                 flicker=flicker[r - 1],
+                **timing_fields(None if plan is None else plan.timings.get(r), wraps[r - 1]),
                 inpainted_samples=0 if o is None else o.inpainted,
                 stabilised_tracks=None if o is None else o.n_tracks,
                 rpca_gamma=None if o is None else o.gamma,

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from scipy import ndimage
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Light:
     period: float  # frames
     phase: float = 0.0  # fraction of a period
     color: tuple[int, int, int] = (255, 220, 120)
+    glow_px: float = 0.0  # soft glow outside the light: Gaussian fall-off of this width (pixels); 0 = none
+    glow_strength: float = 0.6  # the glow's brightness at the light's edge, as a fraction of the light's
 
     def mask(self, height: int, width: int) -> np.ndarray:
         yy, xx = np.mgrid[0:height, 0:width]
@@ -35,6 +38,17 @@ class Light:
     def brightness(self, t: np.ndarray | float) -> np.ndarray | float:
         """Between 0.1 (off) and 1 (on); smooth, so consecutive frames change gradually."""
         return 0.1 + 0.9 * (0.5 + 0.5 * np.cos(2 * np.pi * (np.asarray(t) / self.period + self.phase))) ** 2
+
+    def glow(self, mask: np.ndarray) -> np.ndarray | None:
+        """(H, W) float32 weight of the glow outside ``mask``: ``glow_strength exp(-d^2 / (2 glow_px^2))``
+        with ``d`` the distance to the light (pixels); None without glow.  The glow adds light, so it
+        blinks with the light and is what a halo around a real lamp looks like."""
+        if self.glow_px <= 0:
+            return None
+        d = ndimage.distance_transform_edt(~mask)
+        weight = self.glow_strength * np.exp(-(d**2) / (2.0 * self.glow_px**2))
+        weight[mask] = 0.0
+        return weight.astype(np.float32)
 
 
 @dataclass
@@ -66,10 +80,18 @@ def textured_background(height: int, width: int, rng: np.random.Generator) -> np
     return np.clip(img, 0, 255)
 
 
-def default_lights(height: int, width: int) -> list[Light]:
+def default_lights(height: int, width: int, glow_px: float = 0.0) -> list[Light]:
+    """The demo's three lights (periods 6, 8 and 11 frames); ``glow_px`` > 0 gives each a soft glow."""
     s = min(height, width)
     return [
-        Light("disc", (0.30 * height, 0.22 * width), (0.09 * s, 0.09 * s), period=6.0, color=(255, 230, 140)),
+        Light(
+            "disc",
+            (0.30 * height, 0.22 * width),
+            (0.09 * s, 0.09 * s),
+            period=6.0,
+            color=(255, 230, 140),
+            glow_px=glow_px,
+        ),
         Light(
             "rect",
             (0.62 * height, 0.55 * width),
@@ -77,6 +99,7 @@ def default_lights(height: int, width: int) -> list[Light]:
             period=8.0,
             phase=0.3,
             color=(150, 255, 170),
+            glow_px=glow_px,
         ),
         Light(
             "disc",
@@ -85,7 +108,25 @@ def default_lights(height: int, width: int) -> list[Light]:
             period=11.0,
             phase=0.6,
             color=(255, 170, 160),
+            glow_px=glow_px,
         ),
+    ]
+
+
+def period_lights(height: int, width: int, glow_px: float = 4.0) -> list[Light]:
+    """Four lights with soft glow, as neon signs of a night street: periods 8, 10 and 12 frames, and
+    9.5 frames (not a whole number of frames, so no window length is a whole number of its periods)."""
+    s = min(height, width)
+    r = 0.08 * s
+    spec = [
+        ((0.28, 0.18), 8.0, 0.0, (255, 230, 140)),
+        ((0.28, 0.62), 10.0, 0.25, (255, 120, 200)),
+        ((0.70, 0.30), 12.0, 0.5, (120, 220, 255)),
+        ((0.70, 0.78), 9.5, 0.75, (255, 170, 90)),
+    ]
+    return [
+        Light("disc", (fy * height, fx * width), (r, r), period=p, phase=ph, color=c, glow_px=glow_px)
+        for (fy, fx), p, ph, c in spec
     ]
 
 
@@ -116,7 +157,8 @@ def make_blinking_clip(
     noise : float
         Standard deviation of the per-frame sensor noise (intensity levels).
     lights : list of Light, optional
-        Default: three lights with periods 6, 8 and 11 frames.
+        Default: three lights with periods 6, 8 and 11 frames (:func:`default_lights`);
+        :func:`period_lights` gives periods 8, 10, 12 and 9.5 with soft glow.
     seed : int
         Seed of the texture and noise.
     crf : int
@@ -131,11 +173,15 @@ def make_blinking_clip(
     lights = default_lights(height, width) if lights is None else lights
     background = textured_background(height, width, rng)
     masks = [light.mask(height, width) for light in lights]
+    glows = [light.glow(m) for light, m in zip(lights, masks, strict=True)]
     frames = np.empty((n_frames, height, width, 3), np.uint8)
     for t in range(n_frames):
         img = background.copy()
-        for light, m in zip(lights, masks, strict=True):
-            img[m] = np.asarray(light.color, np.float32) * light.brightness(t)
+        for light, m, g in zip(lights, masks, glows, strict=True):
+            lit = np.asarray(light.color, np.float32) * light.brightness(t)
+            if g is not None:
+                img += g[..., None] * lit
+            img[m] = lit
         img += rng.normal(0, noise, size=img.shape).astype(np.float32)
         frames[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     clip = SyntheticClip(frames=frames, lights=lights, fps=fps, masks=masks)

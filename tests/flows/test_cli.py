@@ -156,6 +156,18 @@ def test_demo_command(tmp_path):
     result = json.loads((tmp_path / "demo" / "result.json").read_text())
     assert len(result["regions"]) == 3 and result["quality"]["stillness"] == 0
     assert np.isfinite(result["quality"]["seam"])
+    # what the viewer sees: every light wraps like an ordinary step, and the GIF keeps its colours
+    for region in result["regions"]:
+        assert region["wrap_change"] <= region["largest_step"], region
+    assert result["outputs"]["gif_mean_abs_error"] <= 4.0
+
+
+def test_demo_takes_a_config(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[render]\nmax_retime = 2\n")
+    proc = cli("demo", "--out", tmp_path / "demo", "--config", cfg)
+    assert_clean_error(proc, str(cfg), "render.max_retime")
+    assert not (tmp_path / "demo").exists()  # refused before anything ran
 
 
 def test_3d_options_refuse_bad_requests_in_one_line(tmp_path, blinking_clip):

@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from schemas import names as N
 from schemas.config import CyclicityParams
-from tasks.cyclicity import build_cyclicity, clean_mask, cyclic_mask, cyclicity_block
+from tasks.cyclicity import (
+    build_cyclicity,
+    clean_mask,
+    cyclic_mask,
+    cyclicity_block,
+    grow_correlated,
+    grow_mask,
+)
 
 
 def window_dataset(video, visible, chunks):
@@ -99,3 +106,43 @@ def test_mask_rules_and_cleaning():
     ring[5:7, 5:7] = False
     assert clean_mask(ring, CyclicityParams(opening_radius=0, min_region_area=1)).all() == False  # noqa: E712
     assert clean_mask(ring, CyclicityParams(opening_radius=0, min_region_area=1))[5:7, 5:7].all()
+
+
+def _glow_scene(seed=0, n=72):
+    """A lamp (period 8) whose glow fades over ~8 px, and beside it a lamp of period 11 with no glow."""
+    rng = np.random.default_rng(seed)
+    h, w = 40, 80
+    yy, xx = np.mgrid[0:h, 0:w]
+    t = np.arange(n)[:, None, None]
+    d = np.sqrt((yy - 20) ** 2 + (xx - 20) ** 2)
+    lamp = d <= 5
+    glow = np.where(lamp, 1.0, 0.6 * np.exp(-((d - 5) ** 2) / (2 * 3.0**2)))
+    other = (np.abs(yy - 20) <= 4) & (np.abs(xx - 50) <= 4)
+    lum = 60 + rng.normal(0, 2, (n, h, w))
+    lum += 150 * glow * (0.5 + 0.5 * np.cos(2 * np.pi * t / 8))
+    lum += np.where(other, 150 * (0.5 + 0.5 * np.cos(2 * np.pi * t / 11)), 0)
+    return lum, lamp, other, d
+
+
+def test_growth_takes_the_glow_and_leaves_an_unrelated_light():
+    lum, lamp, other, d = _glow_scene()
+    grown, corr = grow_correlated(lum, lamp, 0.4, 48)
+    assert grown[lamp].all()
+    # the glow ring whose blink stands out from the noise is taken ...
+    assert grown[(d > 5) & (d <= 9)].all()
+    # ... nothing beyond what correlates, and not the other light (another period)
+    assert not grown[other].any()
+    assert (corr[~grown] < 0.65).all()
+    # the distance limit holds
+    near, _ = grow_correlated(lum, lamp, 0.4, 2)
+    assert near[(d > 5) & (d <= 7)].all() and not near[d > 7.5].any()
+
+
+def test_growth_is_part_of_the_stage(tmp_path):
+    lum, lamp, other, d = _glow_scene(seed=1)
+    video = np.repeat(np.clip(lum, 0, 255).astype(np.uint8)[..., None], 3, axis=3)
+    ds = window_dataset(video, np.ones(video.shape[:3], bool), (16, 32))
+    params = CyclicityParams(min_region_area=10)
+    grown = grow_mask(ds, lamp | other, params)
+    assert grown[(d > 5) & (d <= 9)].all() and (grown & ~(lamp | other)).sum() > 0
+    assert np.array_equal(grow_mask(ds, lamp | other, CyclicityParams(grow_max_px=0)), lamp | other)
