@@ -131,6 +131,25 @@ def run_tasks_on(params: ExecutionParams) -> Iterator[DaskTaskRunner]:
         yield runner
 
 
+def pickle_by_value_if_loaded_from_path(module_name: str) -> None:
+    """Let a flow module loaded from its file path be sent to cluster workers.
+
+    A deployment loads ``flows/make_cinemagraph.py`` as a top-level module ``make_cinemagraph``
+    (Prefect's loader), which no scheduler or worker can import; the flow run's context, sent with
+    every task, refers to it.  Such a module is pickled by value instead (``tasks.*`` and
+    ``kernels.*`` stay by reference: workers have the project installed).
+    """
+    if module_name.startswith("flows.") or module_name == "__main__":
+        return
+    import sys
+
+    import cloudpickle
+
+    module = sys.modules.get(module_name)
+    if module is not None:
+        cloudpickle.register_pickle_by_value(module)
+
+
 def runs_on_cluster(execution_of: Callable[[dict[str, Any]], ExecutionParams]):
     """Decorator (under ``@flow``): the flow body's tasks run on the cluster its parameters name.
 
@@ -142,6 +161,7 @@ def runs_on_cluster(execution_of: Callable[[dict[str, Any]], ExecutionParams]):
 
     def decorate(fn):
         signature = inspect.signature(fn)
+        pickle_by_value_if_loaded_from_path(fn.__module__)
 
         @functools.wraps(fn)
         def body(*args, **kwargs):

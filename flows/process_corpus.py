@@ -20,7 +20,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import as_completed
 from prefect.states import Completed, Failed
 
-from flows.execution import dask_cluster, scheduler_address, tasks_on
+from flows.execution import dask_cluster, pickle_by_value_if_loaded_from_path, scheduler_address, tasks_on
 from flows.make_cinemagraph import make_cinemagraph
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
@@ -32,6 +32,7 @@ from tasks.runtime import retry_on_io_only, stage_logger
 from tasks.shots import detect_shots, plan_items
 
 INDEX_NAME = "index.jsonl"
+pickle_by_value_if_loaded_from_path(__name__)  # a deployment loads this file as module "process_corpus"
 
 
 def merge_options(base: PipelineConfig, options: dict[str, Any]) -> PipelineConfig:
