@@ -209,14 +209,15 @@ class ItemLease:
 def crash_abandoned_runs(holder: dict[str, Any], reason: str) -> list[str]:
     """Mark the runs of a taken-over lease Crashed where Prefect still shows them live.
 
-    The holder's flow run, its task run that held the lease, the subflow runs that task started
-    and their task runs.  Returns the ids marked; API errors are ignored (nothing to mark then).
+    A stale lease means the holder's flow run died (or Prefect already says it is over): that
+    flow run, its subflow runs (item runs run in its process) and the task runs of all of them
+    that are still Running or Pending.  Returns the ids marked; API errors are ignored.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterId,
-        FlowRunFilterParentTaskRunId,
+        FlowRunFilterParentFlowRunId,
         FlowRunFilterState,
         FlowRunFilterStateType,
         TaskRunFilter,
@@ -225,33 +226,31 @@ def crash_abandoned_runs(holder: dict[str, Any], reason: str) -> list[str]:
     )
     from prefect.states import Crashed
 
+    if not holder.get("flow_run_id"):
+        return []
     live = [StateType.RUNNING, StateType.PENDING]
     message = f"Process died while running ({reason}); marked Crashed when its item lease was taken over."
+    holder_id = uuid.UUID(holder["flow_run_id"])
     marked: list[str] = []
     try:
         with get_client(sync_client=True) as client:
-            flow_runs = []
-            if holder.get("flow_run_id"):
-                flow_runs += client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(
-                        id=FlowRunFilterId(any_=[uuid.UUID(holder["flow_run_id"])]),
-                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=live)),
-                    )
+            runs = [
+                run.id
+                for run in client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[holder_id]))
                 )
-            if holder.get("task_run_id"):
-                flow_runs += client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(
-                        parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[uuid.UUID(holder["task_run_id"])]),
-                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=live)),
-                    )
+            ] + [holder_id]
+            for task_run in client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)),
+                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=live))),
+            ):
+                client.set_task_run_state(task_run.id, Crashed(message=message), force=True)
+                marked.append(str(task_run.id))
+            for run in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=runs), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=live))
                 )
-            for run in flow_runs:
-                for task_run in client.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
-                    task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=live))),
-                ):
-                    client.set_task_run_state(task_run.id, Crashed(message=message), force=True)
-                    marked.append(str(task_run.id))
+            ):
                 client.set_flow_run_state(run.id, Crashed(message=message), force=True)
                 marked.append(str(run.id))
     except Exception:

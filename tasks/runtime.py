@@ -101,11 +101,14 @@ class PinnedThreads(WorkerPlugin):
     so two one-thread workers on two cores fight over four or more threads.  Numba's pool is
     sized by ``NUMBA_NUM_THREADS`` in the worker's environment (set for local worker processes
     by :func:`flows.execution.local_cluster_kwargs`; set it yourself for ``dask worker``).
+    Workers of an in-process cluster (threads of the flow's process) are left alone.
     """
 
     idempotent = True
 
     def setup(self, worker) -> None:
+        if str(worker.address).startswith("inproc://"):
+            return  # a worker in the client's own process: its pools are the process's, left alone
         import cv2
         from threadpoolctl import threadpool_limits
 
