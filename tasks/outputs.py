@@ -143,9 +143,16 @@ def summary_markdown(result: CinemagraphResult, thumbnail: str | None = None) ->
 def write_result_task(result: CinemagraphResult, out_dir: str) -> str:
     """Prefect task: write result.json and a markdown summary artifact for the UI."""
     path = write_result(result, out_dir)
-    create_markdown_artifact(
-        markdown=summary_markdown(result, mask_thumbnail(result.store)),
-        key=artifact_key(out_dir),
-        description=f"Cinemagraph summary ({outcome_line(result)})",
-    )
+    try:
+        create_markdown_artifact(
+            markdown=summary_markdown(result, mask_thumbnail(result.store)),
+            key=artifact_key(out_dir),
+            description=f"Cinemagraph summary ({outcome_line(result)})",
+        )
+    except RuntimeError as exc:
+        # seen in local worker processes: Prefect's API client of the process already closed;
+        # result.json is written, so the item is not failed for its UI summary
+        from tasks.runtime import stage_logger
+
+        stage_logger("result").warning("summary artifact of %s not created: %s", out_dir, exc)
     return str(path)
