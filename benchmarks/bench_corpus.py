@@ -4,7 +4,9 @@ Run: python benchmarks/bench_corpus.py [--quick] [--skip-memory]
 
 Prints:
   1. throughput of process_corpus on the same manifest with a LocalCluster of 1 and of 2
-     workers (items per minute, and the ratio);
+     worker processes of one thread each (OpenCV, BLAS, OpenMP and Numba pools pinned to one
+     thread per worker): items per minute, the ratio, CPU seconds of the whole process tree, and
+     the load average before and after;
   2. Prefect's own overhead per item: a flow with the same shape (one subflow per item, six
      trivial tasks) against the real items' mean time;
   3. peak memory of a make_cinemagraph run on a long synthetic clip (2 minutes of 1280x720 at
@@ -47,19 +49,41 @@ def make_manifest(folder: Path, n: int, frames: int) -> Path:
     return manifest
 
 
-def corpus_run(manifest: Path, out: Path, workers: int) -> tuple[float, object]:
+def corpus_run(manifest: Path, out: Path, workers: int) -> tuple[float, object, float]:
     from flows.process_corpus import run_process_corpus
     from schemas.config import ExecutionParams, PipelineConfig
     from schemas.corpus import CorpusConfig, ShotParams
 
     config = CorpusConfig(
-        pipeline=PipelineConfig(execution=ExecutionParams(n_workers=workers, threads_per_worker=1)),
+        pipeline=PipelineConfig(
+            execution=ExecutionParams(n_workers=workers, threads_per_worker=1, processes=True)
+        ),
         shots=ShotParams(detect=False),
         max_in_flight=2,
     )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     state = run_process_corpus(manifest, out, config)
-    return time.perf_counter() - t0, state.result(raise_on_failure=False)
+    return time.perf_counter() - t0, state.result(raise_on_failure=False), cpu_seconds() - c0
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its (finished and live) children, the
+    Prefect server included."""
+    import resource
+
+    import psutil
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def trivial_overhead(n_items: int) -> float:
@@ -158,13 +182,16 @@ def main() -> None:
         n_items, frames = (2, 40) if args.quick else (6, 72)
         manifest = make_manifest(tmp, n_items, frames)
         corpus_run(manifest, tmp / "warm", 1)  # compile kernels, warm caches
-        t1, r1 = corpus_run(manifest, tmp / "w1", 1)
-        t2, r2 = corpus_run(manifest, tmp / "w2", 2)
+        load0 = os.getloadavg()
+        t1, r1, c1 = corpus_run(manifest, tmp / "w1", 1)
+        t2, r2, c2 = corpus_run(manifest, tmp / "w2", 2)
+        load1 = os.getloadavg()
         assert r1.succeeded == r2.succeeded == n_items, (r1, r2)
-        print(f"process_corpus, {n_items} items of 320x180x{frames}, max_in_flight 2, 1 thread per worker:")
-        print(f"  1 worker   {t1:7.1f} s   {60 * n_items / t1:6.2f} items/min")
-        print(f"  2 workers  {t2:7.1f} s   {60 * n_items / t2:6.2f} items/min")
+        print(f"process_corpus, {n_items} items of 320x180x{frames}, max_in_flight 2, worker processes of 1 thread:")
+        print(f"  1 worker   {t1:7.1f} s wall  {c1:7.1f} s CPU   {60 * n_items / t1:6.2f} items/min")
+        print(f"  2 workers  {t2:7.1f} s wall  {c2:7.1f} s CPU   {60 * n_items / t2:6.2f} items/min")
         print(f"  throughput ratio 2/1 workers: {t1 / t2:.2f} x  (machine: {os.cpu_count()} cores)")
+        print("  load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(*load0, *load1))
         per_item = float(np.mean([o.seconds for o in r1.items]))
         overhead = trivial_overhead(n_items)
         print("Prefect overhead per item (subflow + 6 trivial tasks, same shape):")

@@ -13,7 +13,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.logging import get_run_logger
 
-from flows.execution import dask_task_runner
+from flows.execution import runs_on_cluster
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.results import CinemagraphResult, LoopQuality, MaskSizes
@@ -41,7 +41,12 @@ STAGES = (
 )
 
 
-@flow(name="make_cinemagraph", task_runner=dask_task_runner(ExecutionParams()), log_prints=True)
+def _execution(arguments: dict) -> ExecutionParams:
+    return (arguments["config"] or PipelineConfig()).execution
+
+
+@flow(name="make_cinemagraph", log_prints=True)
+@runs_on_cluster(_execution)  # config.execution decides where the stage tasks run, however the flow starts
 def make_cinemagraph(
     source: str,
     out_dir: str,
@@ -171,9 +176,7 @@ def run_make_cinemagraph(
     config: PipelineConfig | None = None,
     existing: Existing | str = Existing.refuse,
 ) -> CinemagraphResult:
-    """Run the flow with the Dask cluster that ``config.execution`` names (the one-call public entry)."""
-    config = config or PipelineConfig()
-    runner = dask_task_runner(config.execution)
-    return make_cinemagraph.with_options(task_runner=runner)(
-        source=str(source), out_dir=str(out_dir), config=config, existing=Existing(existing)
+    """Run the flow (on the Dask cluster that ``config.execution`` names); the one-call public entry."""
+    return make_cinemagraph(
+        source=str(source), out_dir=str(out_dir), config=config or PipelineConfig(), existing=Existing(existing)
     )

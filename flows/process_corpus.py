@@ -19,22 +19,22 @@ from prefect import flow, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.states import Completed, Failed
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.execution import dask_task_runner
+from flows.execution import dask_cluster, pickle_by_value_if_loaded_from_path, scheduler_address, tasks_on
 from flows.make_cinemagraph import make_cinemagraph
 from flows.make_endless_loop import make_still_item, still_item_plan
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.corpus import CorpusConfig, CorpusResult, ItemOutcome, ItemPlan, ManifestEntry
 from tasks.fetch import fetch_url
-from tasks.locks import ItemLock, ItemLocked
+from tasks.locks import ItemLease, ItemLocked, crash_abandoned_runs
 from tasks.manifest import is_url, read_manifest, resolve_local, unique_ids, url_allowed
-from tasks.runtime import retry_on_io_only, seceded, stage_logger
+from tasks.runtime import retry_on_io_only, stage_logger
 from tasks.shots import detect_shots, plan_items
 from tasks.still.image import is_image_path
 
 INDEX_NAME = "index.jsonl"
+pickle_by_value_if_loaded_from_path(__name__)  # a deployment loads this file as module "process_corpus"
 
 
 def merge_options(base: PipelineConfig, options: dict[str, Any]) -> PipelineConfig:
@@ -128,27 +128,55 @@ def _from_result(plan: ItemPlan, status: str, result: dict, seconds: float) -> I
     )
 
 
+def _same_work(done: dict, config: PipelineConfig) -> bool:
+    """Whether a finished item's recorded config asks for the same outputs (where it ran does not count)."""
+    ours = config.model_dump(mode="json")
+    theirs = dict(done.get("config") or {})
+    ours.pop("execution", None)
+    theirs.pop("execution", None)
+    return theirs == ours
+
+
+#: Reason prefix of an item skipped because another live run holds its lease.
+IN_PROGRESS = "in progress elsewhere"
+
+
 @task(name="make_item", task_run_name="item {plan.item_id}")
-def make_item(plan: ItemPlan, out_root: str, base: PipelineConfig, overwrite: bool) -> ItemOutcome:
-    """Make one item's cinemagraph as a subflow; every error becomes a recorded failure."""
+def make_item(
+    plan: ItemPlan, out_root: str, base: PipelineConfig, overwrite: bool, lease_timeout: float = 300.0
+) -> ItemOutcome:
+    """Make one item's cinemagraph as a subflow, holding the item's lease; every error becomes a recorded failure.
+
+    ``base.execution`` is where the subflow's stage tasks run (the corpus hands on its cluster).
+    A lease left by a dead run is taken over (and that run marked Crashed if Prefect still shows
+    it Running); the item's finished stages are kept and only the rest is computed.
+    """
     if is_image_path(plan.source):
         return make_still_item(plan, out_root, overwrite)
     t0 = time.perf_counter()
     folder = Path(out_root) / plan.item_id
+    log = stage_logger("corpus")
     try:
         config = item_config(plan, base)
     except Exception as exc:
         return _outcome(plan, "skipped", reason=f"invalid options: {exc}")
     try:
-        with ItemLock(folder), seceded():
+        with ItemLease(folder, timeout=lease_timeout) as lease:
+            if lease.taken_over is not None:
+                marked = crash_abandoned_runs(lease.taken_over, lease.stale_reason or "")
+                log.warning(
+                    "item %s: took over the lease of flow run %s (%s); %d of its runs marked Crashed",
+                    plan.item_id,
+                    lease.taken_over.get("flow_run_id"),
+                    lease.stale_reason,
+                    len(marked),
+                )
             result_path = folder / N.RESULT_NAME
             if not overwrite and result_path.exists():
                 done = json.loads(result_path.read_text())
-                if done.get("config") == config.model_dump(mode="json"):
+                if _same_work(done, config):
                     return _from_result(plan, "done_before", done, time.perf_counter() - t0)
-            subflow = make_cinemagraph.with_options(
-                task_runner=ThreadPoolTaskRunner(max_workers=1), flow_run_name=f"{plan.item_id}"
-            )
+            subflow = make_cinemagraph.with_options(flow_run_name=f"{plan.item_id}")
             result = subflow(
                 source=plan.source,
                 out_dir=str(folder),
@@ -157,10 +185,10 @@ def make_item(plan: ItemPlan, out_root: str, base: PipelineConfig, overwrite: bo
             )
             return _from_result(plan, "succeeded", result.model_dump(mode="json"), time.perf_counter() - t0)
     except ItemLocked as exc:
-        return _outcome(plan, "skipped", reason=str(exc))
+        return _outcome(plan, "skipped", reason=f"{IN_PROGRESS}: {exc}")
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        stage_logger("corpus").error("item %s failed: %s", plan.item_id, reason)
+        log.error("item %s failed: %s", plan.item_id, reason)
         return _outcome(plan, "failed", reason=reason, seconds=round(time.perf_counter() - t0, 3))
 
 
@@ -172,24 +200,24 @@ def write_index(outcomes: list[ItemOutcome], out_root: Path) -> Path:
     return path
 
 
-@flow(name="process_corpus", task_runner=dask_task_runner(ExecutionParams()))
-def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = None):
-    """Make cinemagraphs of every usable shot of every source in ``manifest``.
+def _index_rows(outcomes: list[ItemOutcome]) -> list[dict[str, Any]]:
+    """The rows of the corpus table artifact (one per item); add a column by adding a key."""
+    return [
+        {
+            "item": o.item_id,
+            "status": o.status,
+            "reason": o.reason or "",
+            "loop_frames": o.loop_frames,
+            "animated_%": None if o.animated_fraction is None else round(100 * o.animated_fraction, 2),
+            "seam": o.seam,
+            "seconds": o.seconds,
+        }
+        for o in outcomes
+    ]
 
-    Parameters
-    ----------
-    manifest : str
-        A folder to scan for videos, or a .csv / .jsonl manifest (see tasks/manifest.py).
-    out_root : str
-        One folder per item below it, and the corpus index ``index.jsonl``.
-    config : CorpusConfig, optional
-        Pipeline defaults, shot splitting, source policy, items in flight, overwrite.
-    """
-    config = config or CorpusConfig()
-    t0 = time.perf_counter()
-    log = stage_logger("corpus")
-    out = Path(out_root)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _plan_all(config: CorpusConfig, manifest: str, out: Path) -> tuple[list[ItemPlan], list[ItemOutcome]]:
+    """Plan every source (``plan_source`` tasks, on the current task runner); skips become outcomes."""
     base, entries, outcomes = read_manifest(manifest)
     roots = [str(Path(r).resolve()) for r in config.sources.allowed_roots] or [str(base.resolve())]
     named, duplicates = unique_ids(entries)
@@ -208,44 +236,65 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
                     item_id=item_id, source=entry.source, status="failed", reason=str(future.state.message)
                 )
             )
-    total = max(len(plans), 1)
-    log.info("corpus planned %d items (%d skipped while planning)", len(plans), len(outcomes))
-    progress_id = create_progress_artifact(progress=0.0, description=f"items of {manifest}")
-    pending, running, finished = deque(plans), [], 0
-    while pending or running:
-        while pending and len(running) < config.max_in_flight:
-            running.append(make_item.submit(pending.popleft(), str(out), config.pipeline, config.overwrite))
-        fut = next(as_completed(running))
-        running.remove(fut)
-        outcome = fut.result()
-        outcomes.append(outcome)
-        finished += 1
-        log.info(
-            "corpus item %s %s%s",
-            outcome.item_id,
-            outcome.status,
-            f": {outcome.reason}" if outcome.reason else "",
-        )
-        update_progress_artifact(progress_id, 100.0 * finished / total)
+    return plans, outcomes
+
+
+@flow(name="process_corpus")
+def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = None):
+    """Make cinemagraphs of every usable shot of every source in ``manifest``.
+
+    The Dask cluster is the one ``config.pipeline.execution`` names, whatever started the run
+    (CLI, Python, deployment, schedule, UI).  Sources are planned on it; items are coordinated
+    from threads of this flow run (at most ``max_in_flight`` at once), each item's subflow
+    running its stage tasks on the same cluster.
+
+    Parameters
+    ----------
+    manifest : str
+        A folder to scan for videos, or a .csv / .jsonl manifest (see tasks/manifest.py).
+    out_root : str
+        One folder per item below it, and the corpus index ``index.jsonl``.
+    config : CorpusConfig, optional
+        Pipeline defaults, shot splitting, source policy, items in flight, overwrite.
+    """
+    config = config or CorpusConfig()
+    t0 = time.perf_counter()
+    log = stage_logger("corpus")
+    out = Path(out_root)
+    out.mkdir(parents=True, exist_ok=True)
+    with dask_cluster(config.pipeline.execution) as cluster:
+        with tasks_on(cluster):
+            plans, outcomes = _plan_all(config, manifest, out)
+        # items hand the cluster on to their subflows by address (threads here only coordinate)
+        execution = ExecutionParams(scheduler_address=scheduler_address(cluster))
+        base = config.pipeline.model_copy(update={"execution": execution})
+        total = max(len(plans), 1)
+        log.info("corpus planned %d items (%d skipped while planning)", len(plans), len(outcomes))
+        progress_id = create_progress_artifact(progress=0.0, description=f"items of {manifest}")
+        pending, running, finished = deque(plans), [], 0
+        while pending or running:
+            while pending and len(running) < config.max_in_flight:
+                running.append(
+                    make_item.submit(pending.popleft(), str(out), base, config.overwrite, config.lease_timeout)
+                )
+            fut = next(as_completed(running))
+            running.remove(fut)
+            outcome = fut.result()
+            outcomes.append(outcome)
+            finished += 1
+            log.info(
+                "corpus item %s %s%s",
+                outcome.item_id,
+                outcome.status,
+                f": {outcome.reason}" if outcome.reason else "",
+            )
+            update_progress_artifact(progress_id, 100.0 * finished / total)
     index = write_index(outcomes, out)
     counts = {
         s: sum(o.status == s for o in outcomes) for s in ("succeeded", "failed", "skipped", "done_before")
     }
-    create_table_artifact(
-        table=[
-            {
-                "item": o.item_id,
-                "status": o.status,
-                "reason": o.reason or "",
-                "loop_frames": o.loop_frames,
-                "animated_%": None if o.animated_fraction is None else round(100 * o.animated_fraction, 2),
-                "seam": o.seam,
-                "seconds": o.seconds,
-            }
-            for o in outcomes
-        ],
-        description=f"Corpus {manifest}: {counts}",
-    )
+    busy = [o.item_id for o in outcomes if o.status == "skipped" and (o.reason or "").startswith(IN_PROGRESS)]
+    create_table_artifact(table=_index_rows(outcomes), description=f"Corpus {manifest}: {counts}")
     result = CorpusResult(
         manifest=str(manifest),
         out_root=str(out.resolve()),
@@ -258,16 +307,18 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
         f"{counts['succeeded']} succeeded, {counts['failed']} failed, {counts['skipped']} skipped, "
         f"{counts['done_before']} done before"
     )
+    if busy:
+        message += f"; {len(busy)} not done, in progress in another run: {', '.join(busy)}"
     log.info("corpus finished: %s", message)
     if counts["failed"]:
         return Failed(message=message, data=result)
+    if busy:
+        return Failed(name="Incomplete", message=message, data=result)
     return Completed(message=message, data=result)
 
 
 def run_process_corpus(manifest: str | Path, out_root: str | Path, config: CorpusConfig | None = None):
-    """Run the corpus flow on the cluster ``config.pipeline.execution`` names; returns its final state."""
-    config = config or CorpusConfig()
-    runner = dask_task_runner(config.pipeline.execution)
-    return process_corpus.with_options(task_runner=runner)(
-        manifest=str(manifest), out_root=str(out_root), config=config, return_state=True
+    """Run the corpus flow (on the cluster ``config.pipeline.execution`` names); returns its final state."""
+    return process_corpus(
+        manifest=str(manifest), out_root=str(out_root), config=config or CorpusConfig(), return_state=True
     )

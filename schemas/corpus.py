@@ -72,6 +72,13 @@ class CorpusConfig(_Model):
     item_retries: int = Field(
         1, ge=0, description="Retries of an item's I/O (decode, download) after a failure."
     )
+    lease_timeout: float = Field(
+        300.0,
+        ge=5.0,
+        description="An item's lease (its folder's .lease) not renewed for this long is stale and another "
+        "run takes the item over (s); the holder renews it every quarter of this.  Leases of runs that "
+        "Prefect shows as no longer Running, or of processes gone from this host, are stale at once.",
+    )
 
 
 class ManifestEntry(_Model):

@@ -91,6 +91,26 @@ def mask_thumbnail(store: str | Path, max_side: int = 256) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def artifact_key(out_dir: str | Path) -> str:
+    """A stable artifact key per output folder (item): the UI's Artifacts page shows its latest run.
+
+    Lowercase letters, digits and dashes (Prefect's rule): ``cinemagraph-<folder name>-<8 hex of
+    the resolved path>``, so two items named alike under different roots keep apart.
+    """
+    import hashlib
+    import re
+
+    path = str(Path(out_dir).resolve())
+    name = re.sub(r"[^a-z0-9]+", "-", Path(path).name.lower()).strip("-")[:40] or "item"
+    return f"cinemagraph-{name}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+
+def outcome_line(result: CinemagraphResult) -> str:
+    """``animated``, or ``still: reason; reason`` -- what the summary artifact says first."""
+    reasons = "; ".join(result.outcome_reasons)
+    return f"{result.outcome}: {reasons}" if reasons else result.outcome
+
+
 def summary_markdown(result: CinemagraphResult, thumbnail: str | None = None) -> str:
     q = result.quality
     rows = "\n".join(
@@ -100,6 +120,7 @@ def summary_markdown(result: CinemagraphResult, thumbnail: str | None = None) ->
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     return (
         f"# Cinemagraph of `{Path(result.input).name}`\n\n"
+        f"**Outcome: {outcome_line(result)}**\n\n"
         f"- output: `{result.output_dir}`\n"
         f"- {result.width}x{result.height}, {result.n_frames} frames at {result.fps:.2f} fps; "
         f"reference frame {result.reference_index}, window {result.window[0]}-{result.window[1]}\n"
@@ -122,7 +143,16 @@ def summary_markdown(result: CinemagraphResult, thumbnail: str | None = None) ->
 def write_result_task(result: CinemagraphResult, out_dir: str) -> str:
     """Prefect task: write result.json and a markdown summary artifact for the UI."""
     path = write_result(result, out_dir)
-    create_markdown_artifact(
-        markdown=summary_markdown(result, mask_thumbnail(result.store)), description="Cinemagraph summary"
-    )
+    try:
+        create_markdown_artifact(
+            markdown=summary_markdown(result, mask_thumbnail(result.store)),
+            key=artifact_key(out_dir),
+            description=f"Cinemagraph summary ({outcome_line(result)})",
+        )
+    except RuntimeError as exc:
+        # seen in local worker processes: Prefect's API client of the process already closed;
+        # result.json is written, so the item is not failed for its UI summary
+        from tasks.runtime import stage_logger
+
+        stage_logger("result").warning("summary artifact of %s not created: %s", out_dir, exc)
     return str(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from distributed.diagnostics.plugin import WorkerPlugin
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
@@ -90,3 +91,27 @@ def seceded():
         yield
     finally:
         rejoin()
+
+
+
+class PinnedThreads(WorkerPlugin):
+    """Dask worker plugin: OpenCV's and the BLAS/OpenMP thread pools get as many threads as the worker.
+
+    Without it every worker process lets OpenCV (and an unlimited BLAS) start one thread per core,
+    so two one-thread workers on two cores fight over four or more threads.  Numba's pool is
+    sized by ``NUMBA_NUM_THREADS`` in the worker's environment (set for local worker processes
+    by :func:`flows.execution.local_cluster_kwargs`; set it yourself for ``dask worker``).
+    Workers of an in-process cluster (threads of the flow's process) are left alone.
+    """
+
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        if str(worker.address).startswith("inproc://"):
+            return  # a worker in the client's own process: its pools are the process's, left alone
+        import cv2
+        from threadpoolctl import threadpool_limits
+
+        n = max(1, int(worker.state.nthreads))
+        cv2.setNumThreads(n)
+        threadpool_limits(limits=n)

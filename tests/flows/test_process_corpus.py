@@ -10,13 +10,14 @@ from pathlib import Path
 
 import av
 import numpy as np
+import psutil
 import pytest
 
 from flows.process_corpus import make_item, run_process_corpus
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.corpus import CorpusConfig, ItemPlan, ShotParams
-from tasks.locks import ItemLock
+from tasks.locks import ItemLease
 from tasks.store import read_attrs
 from tasks.synthetic import make_blinking_clip, write_clip
 from tests.conftest import installed_package_file
@@ -108,25 +109,52 @@ def test_per_item_outcomes(corpus):
 
 
 def test_rerun_skips_finished_items(corpus):
+    """A rerun redoes nothing; an item whose lease a live run holds is skipped, and the run says so."""
     manifest, out, config, _ = corpus
     before = {p.parent.name: read_attrs(p)["stages"] for p in out.glob(f"*/{N.STORE_NAME}")}
-    state = run_process_corpus(manifest, out, config)
-    result = state.result()
-    assert result.done_before == len(before) and result.succeeded == 0 and result.failed == 0
+    with ItemLease(out / "lights2"):  # held by this (live) process
+        state = run_process_corpus(manifest, out, config)
+    result = state.result(raise_on_failure=False)
+    by_id = outcome_map(result)
+    assert by_id["lights2"].status == "skipped" and by_id["lights2"].reason.startswith("in progress elsewhere")
+    assert result.done_before == len(before) - 1 and result.succeeded == 0 and result.failed == 0
+    # not a silent green: the run is Failed ("Incomplete") and names the item
+    assert state.is_failed() and state.name == "Incomplete" and "in progress in another run: lights2" in state.message
     after = {p.parent.name: read_attrs(p)["stages"] for p in out.glob(f"*/{N.STORE_NAME}")}
     assert before == after
 
 
-def test_a_locked_item_is_left_alone(corpus):
+def test_a_leased_item_is_left_alone(corpus):
     _, out, config, _ = corpus
     plan = ItemPlan(item_id="lights", source="x.mp4", shot=0, start_frame=0, end_frame=10, reference_frame=5)
-    with ItemLock(out / "lights"):
+    with ItemLease(out / "lights"):
         outcome = make_item.fn(plan, str(out), config.pipeline, True)
-    assert outcome.status == "skipped" and "being processed" in outcome.reason
+    assert outcome.status == "skipped" and "in progress in flow run" in outcome.reason
+
+
+def listening_outside_localhost(pid: int) -> set:
+    """Listening TCP sockets of a process and its children on any address but 127.0.0.1."""
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for proc in procs:
+        try:
+            for conn in proc.net_connections("inet"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr.ip not in {"127.0.0.1", "::1"}:
+                    found.add((proc.pid, " ".join(proc.cmdline()[:4]), conn.laddr.ip, conn.laddr.port))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
 
 
 def test_a_killed_run_resumes_without_recomputing(tmp_path, blinking_clip):
-    """Kill a CLI run once ingest and window are stored; the rerun skips them and finishes the rest once."""
+    """Kill a CLI run once ingest and window are stored; the rerun skips them and finishes the rest once.
+
+    While it runs, no socket of the run (its temporary Prefect server, its local cluster) listens
+    outside 127.0.0.1.
+    """
     out = tmp_path / "out"
     env = dict(os.environ)
     proc = subprocess.Popen(
@@ -140,7 +168,11 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path, blinking_clip):
     store = out / N.STORE_NAME
     deadline = time.time() + 300
     stages = {}
+    exposed, listening_checks = set(), 0
     while time.time() < deadline and proc.poll() is None:
+        # a default run (temporary Prefect server, local cluster) listens on 127.0.0.1 only
+        exposed |= listening_outside_localhost(proc.pid)
+        listening_checks += 1
         try:
             stages = read_attrs(store).get("stages", {})
         except Exception:
@@ -151,6 +183,7 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path, blinking_clip):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert "window" in stages, "the run did not reach the window stage before the deadline"
+    assert listening_checks > 3 and not exposed, exposed
     killed = read_attrs(store)["stages"]
     assert "render" not in killed
     from flows.make_cinemagraph import run_make_cinemagraph

@@ -1,11 +1,9 @@
 import json
-import os
 
 import pytest
 
 from schemas.config import WindowParams
 from schemas.corpus import ShotParams, SourcePolicy
-from tasks.locks import ItemLock, ItemLocked
 from tasks.manifest import ManifestError, read_manifest, resolve_local, safe_id, unique_ids, url_allowed
 from tasks.shots import plan_items
 
@@ -128,22 +126,3 @@ def test_shot_planning():
             400, i.reference_frame + 51
         )
     assert len({i.item_id for i in items}) == len(items)
-
-
-def test_item_lock(tmp_path):
-    with ItemLock(tmp_path / "item"):
-        with pytest.raises(ItemLocked, match="being processed"):
-            ItemLock(tmp_path / "item").acquire()
-    assert not (tmp_path / "item" / ".lock").exists()
-    # a lock left by a process that is gone is taken over
-    dead = os.fork()
-    if dead == 0:
-        os._exit(0)
-    os.waitpid(dead, 0)
-    import socket
-
-    (tmp_path / "item" / ".lock").write_text(
-        json.dumps({"pid": dead, "host": socket.gethostname(), "since": 0})
-    )
-    with ItemLock(tmp_path / "item"):
-        pass
