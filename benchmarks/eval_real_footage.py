@@ -132,7 +132,7 @@ def run_clip(annotation: FootageAnnotation, path: Path, out: Path, args) -> dict
         )
         config = config.model_copy(update={"window": window})
     t0 = time.perf_counter()
-    result = run_make_cinemagraph(path, out, config, existing="overwrite")
+    result = run_make_cinemagraph(path, out, config, existing="resume" if args.resume else "overwrite")
     wall = time.perf_counter() - t0
     animated = xr.open_zarr(result.store, consolidated=False)[N.ANIMATED_MASK].values.astype(bool)
     figures = measure(annotation, animated, tuple(result.window))
@@ -143,7 +143,7 @@ def pct(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}"
 
 
-def print_table(rows: list[tuple[FootageAnnotation, dict | str]]) -> None:
+def print_table(rows: list[tuple[FootageAnnotation, dict | str]], details: bool = True) -> None:
     header = (
         f"{'clip':<19} {'role':<10} {'mode':<10} {'window':<11} {'loop':>4} {'anim %':>7} {'frozen %':>8} "
         f"{'recall %':>8} {'annot %':>7} {'outcome':<9} {'warn':>4} {'wall s':>7}"
@@ -162,6 +162,8 @@ def print_table(rows: list[tuple[FootageAnnotation, dict | str]]) -> None:
             f"{pct(row['recall'], 1):>8} {pct(row['annotated_share'], 0):>7} {r.outcome:<9} "
             f"{len(r.warnings):>4} {row['wall']:>7.1f}"
         )
+    if not details:
+        return
     print()
     for annotation, row in rows:
         if isinstance(row, str):
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Window frames before and after the reference (default: the pipeline's 50).")
     parser.add_argument("--out", default=None, help="Folder for the runs' outputs (default: a temporary one).")
     parser.add_argument("--keep", action="store_true", help="Keep the outputs (the default deletes them).")
+    parser.add_argument("--resume", action="store_true",
+                        help="Continue earlier runs in --out (stages already stored are skipped) instead of redoing them.")
     args = parser.parse_args(argv)
 
     annotations = load_annotations()
@@ -193,10 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - {a.name for a in annotations})
     if unknown:
         parser.error(f"no annotation for clip(s) {unknown}; known: {[a.name for a in annotations]}")
+    by_name = {a.name: a for a in annotations}
     selected = [
-        a for a in annotations
-        if (not wanted or a.name in wanted) and args.role in ("all", a.role)
-    ]
+        a for a in ([by_name[n] for n in wanted] if wanted else annotations) if args.role in ("all", a.role)
+    ]  # in the order given
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="eval_real_footage_"))
     print(f"load average {os.getloadavg()[0]:.2f}; window +-{args.frames_around or 50} frames; outputs in {out_root}")
     rows: list[tuple[FootageAnnotation, dict | str]] = []
@@ -210,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # one clip's failure is a row of the table, not the end of the evaluation
             rows.append((annotation, f"FAILED: {type(exc).__name__}: {exc}"))
         print(f"[{annotation.name} done, load average {os.getloadavg()[0]:.2f}]", flush=True)
+        print_table(rows[-1:], details=False)  # each row as soon as it is known: a long run is never lost
     print()
     print_table(rows)
     if not args.keep and not args.out:
