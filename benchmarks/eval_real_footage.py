@@ -136,7 +136,12 @@ def run_clip(annotation: FootageAnnotation, path: Path, out: Path, args) -> dict
     wall = time.perf_counter() - t0
     animated = xr.open_zarr(result.store, consolidated=False)[N.ANIMATED_MASK].values.astype(bool)
     figures = measure(annotation, animated, tuple(result.window))
-    return {**figures, "result": result, "wall": wall}
+    # stage times from the store's stage records: right even for stages a --resume skipped
+    from tasks.store import read_attrs
+
+    stages = read_attrs(result.store).get("stages", {})
+    times = {k: stages[k]["seconds"] if k in stages else v for k, v in result.timings.items()}
+    return {**figures, "result": result, "wall": wall, "times": times}
 
 
 def pct(value: float | None, digits: int = 2) -> str:
@@ -169,7 +174,7 @@ def print_table(rows: list[tuple[FootageAnnotation, dict | str]], details: bool 
         if isinstance(row, str):
             continue
         r = row["result"]
-        times = " ".join(f"{k}={v:.1f}" for k, v in r.timings.items())
+        times = " ".join(f"{k}={v:.1f}" for k, v in row["times"].items())
         print(f"{annotation.name}: ref {r.reference_index}, window {r.window[0]}-{r.window[1]}, "
               f"{row['frozen_pixels']} frozen-polygon px, {row['animate_pixels']} animate-polygon px")
         print(f"  stage times (s): {times}")
