@@ -17,11 +17,20 @@ from tasks.window import select_window
 from tests.range_check import assert_loop_within_window_range
 
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """As the render does (tasks.render.pin_blas): nested BLAS pools on a busy machine are very slow."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @pytest.mark.parametrize("n_pixels", [20, 100, 400])
 def test_rpca_about_median_keeps_a_static_segment_in_range(n_pixels):
     """A static segment (gamma 0: the smallest lambda) keeps its level; plain RPCA sent small ones to 0."""
     rng = np.random.default_rng(n_pixels)
-    P = 105 + rng.normal(0, 3, (61, n_pixels))
+    P = 105 + rng.normal(0, 3, (30, n_pixels))
     lam = display_lambda(0.0)
     low, _, converged = rpca_about_median(P, lam, max_iter=300)
     assert converged
@@ -31,10 +40,13 @@ def test_rpca_about_median_keeps_a_static_segment_in_range(n_pixels):
 
 
 def test_rpca_about_median_keeps_a_display_signal():
-    """Centring does not flatten content that changes: a rank-one flicker survives."""
+    """Centring does not flatten content that changes: a rank-one flicker of a 60 x 300 segment survives.
+
+    (Much smaller segments lose it: with lambda = 0.005 + 0.015 gamma fixed, sqrt(T n) lambda < ~1 makes
+    everything "sparse"; they now show each pixel's median instead of black.)"""
     rng = np.random.default_rng(1)
-    t = np.arange(48)
-    P = 100 + 40 * np.sin(2 * np.pi * t / 12)[:, None] * rng.uniform(0.5, 1, (1, 120))
+    t = np.arange(60)
+    P = 100 + 40 * np.sin(2 * np.pi * t / 12)[:, None] * rng.uniform(0.5, 1, (1, 300))
     low, _, _ = rpca_about_median(P, display_lambda(0.5))
     assert np.abs(low - P).max() < 3
 
