@@ -3,9 +3,11 @@
 Every output pixel of an animated region must be built from samples the analysis window
 really had at that pixel, or from the reference frame.  The test used here is per pixel and
 per colour channel: the value must lie within ``[lo - tol, hi + tol]``, where ``lo``/``hi``
-are the smallest/largest *visible* sample of ``warped`` at that pixel over the window, taken
-together with the reference frame's value, and ``tol`` is :data:`RANGE_TOLERANCE` grey levels
-(the rounding of the float chain: in-painting, stabilisation, RPCA).
+are the smallest/largest *visible* sample of ``warped`` over the window at that pixel or within
+:data:`RANGE_RADIUS_PX` pixels of it (stabilisation moves content by a few pixels and
+interpolates), taken together with the reference frame's values there, and ``tol`` is
+:data:`RANGE_TOLERANCE` grey levels (the rounding of the float chain: in-painting,
+stabilisation, RPCA).
 
 Choice (documented in the README): an out-of-range pixel is *not* a crash.  The render falls
 back to the reference frame at that pixel for the whole loop, removes it from
@@ -36,7 +38,11 @@ from kernels.rpca import rpca_apg
 from schemas import names as N
 from tasks.store import group, open_store
 
+#: The render's region map (tasks.render.LOOP_REGIONS; named here to keep imports one way).
+LOOP_REGIONS = "loop_regions"
+
 __all__ = [
+    "RANGE_RADIUS_PX",
     "RANGE_TOLERANCE",
     "RangeGuard",
     "check_loop_range",
@@ -47,6 +53,8 @@ __all__ = [
 
 #: Grey levels an animated output value may lie outside its pixel's sample range (uint8 units).
 RANGE_TOLERANCE = 2
+#: The sample range of a pixel is taken over the square of this radius around it (pixels).
+RANGE_RADIUS_PX = 2
 
 
 def rpca_about_median(P: np.ndarray, lam: float, **options):
@@ -104,12 +112,19 @@ class RangeCheck(NamedTuple):
     worst: int  # largest distance outside the range (grey levels; 0 when none)
 
 
-def check_loop_range(loop, warped, visible, reference, animated: np.ndarray, tol: int = RANGE_TOLERANCE):
+def check_loop_range(
+    loop, warped, visible, reference, animated: np.ndarray, tol: int = RANGE_TOLERANCE, radius: int = RANGE_RADIUS_PX
+):
     """Animated pixels of ``loop`` outside their window's sample range (see the module docstring)."""
-    lo, hi = window_range(warped, visible, reference)
+    from scipy import ndimage
+
+    lo, hi = (np.asarray(a.compute()).astype(np.int16) for a in window_range(warped, visible, reference))
+    if radius > 0:
+        size = (2 * radius + 1, 2 * radius + 1, 1)
+        lo, hi = ndimage.minimum_filter(lo, size=size), ndimage.maximum_filter(hi, size=size)
     lp = da.asarray(loop).astype(np.int16)
-    below = (lo.astype(np.int16)[None] - lp).max(axis=(0, 3))
-    above = (lp - hi.astype(np.int16)[None]).max(axis=(0, 3))
+    below = (lo[None] - lp).max(axis=(0, 3))
+    above = (lp - hi[None]).max(axis=(0, 3))
     excess = np.asarray(da.maximum(below, above).compute())
     excess = np.where(animated, excess, 0)
     return RangeCheck(bad=excess > tol, worst=int(max(excess.max(initial=0), 0)))
@@ -129,7 +144,7 @@ def guard_loop_range(store: str, animated: np.ndarray, tol: int = RANGE_TOLERANC
 
     Pixels of ``animated`` whose loop leaves ``[lo - tol, hi + tol]`` (see the module docstring) are set to
     the reference frame in every loop frame (rewritten in place in the store, a band of ``band_rows`` rows at
-    a time) and removed from ``animated_mask``.
+    a time) and removed from ``animated_mask`` and ``loop_regions``.
     """
     ds = open_store(store)
     visible = ds[N.VISIBLE].data if N.VISIBLE in ds else None
@@ -139,6 +154,7 @@ def guard_loop_range(store: str, animated: np.ndarray, tol: int = RANGE_TOLERANC
         return RangeGuard(animated, 0, check.worst, None)
     g = group(store)
     loop, mask = g[N.LOOP], g[N.ANIMATED_MASK]
+    labels = g[LOOP_REGIONS] if LOOP_REGIONS in g else None
     reference = np.asarray(g[N.REFERENCE][...])
     rows = np.flatnonzero(check.bad.any(axis=1))
     for y0 in range(int(rows[0]), int(rows[-1]) + 1, band_rows):
@@ -151,6 +167,8 @@ def guard_loop_range(store: str, animated: np.ndarray, tol: int = RANGE_TOLERANC
         loop[:, y0:y1] = block
     animated = animated & ~check.bad
     mask[...] = animated
+    if labels is not None:  # a pixel that fell back belongs to no looping region any more
+        labels[...] = np.where(check.bad, 0, np.asarray(labels[...]))
     warning = (
         f"render: {n_bad} animated pixels left the range of their window samples and the reference frame "
         f"(by up to {check.worst} grey levels, tolerance {tol}); they show the reference frame instead"

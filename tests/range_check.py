@@ -13,12 +13,13 @@ from schemas import names as N
 
 #: Grey levels of rounding allowed (the render's documented tolerance, tasks.sample_range.RANGE_TOLERANCE).
 TOLERANCE = 2
+#: Samples within this many pixels count (tasks.sample_range.RANGE_RADIUS_PX).
+RADIUS = 2
 
 
-def assert_loop_within_window_range(store, tol: int = TOLERANCE, loop_var: str = N.LOOP) -> None:
-    """Every pixel of every loop frame lies within ``[lo - tol, hi + tol]`` of its visible window
-    samples together with the reference frame (per channel); a pixel with no visible sample may
-    only show the reference."""
+def assert_loop_within_window_range(store, tol: int = TOLERANCE, radius: int = RADIUS, loop_var: str = N.LOOP):
+    """Every pixel of every loop frame lies within ``[lo - tol, hi + tol]`` of the visible window
+    samples and reference values at that pixel and within ``radius`` pixels of it (per channel)."""
     ds = xr.open_zarr(store, consolidated=False)
     loop = ds[loop_var].values.astype(np.int16)
     warped = ds[N.WARPED].values.astype(np.int16)
@@ -30,6 +31,15 @@ def assert_loop_within_window_range(store, tol: int = TOLERANCE, loop_var: str =
         v = visible[t][..., None]
         lo = np.where(v, np.minimum(lo, warped[t]), lo)
         hi = np.where(v, np.maximum(hi, warped[t]), hi)
+    h, w = lo.shape[:2]
+    plo, phi = lo.copy(), hi.copy()
+    for dy in range(-radius, radius + 1):  # the square neighbourhood, shifted copies (edges clamp)
+        for dx in range(-radius, radius + 1):
+            ys = np.clip(np.arange(h) + dy, 0, h - 1)
+            xs = np.clip(np.arange(w) + dx, 0, w - 1)
+            plo = np.minimum(plo, lo[ys][:, xs])
+            phi = np.maximum(phi, hi[ys][:, xs])
+    lo, hi = plo, phi
     below = (lo[None] - tol - loop).max(axis=(0, 3))
     above = (loop - hi[None] - tol).max(axis=(0, 3))
     bad = (below > 0) | (above > 0)

@@ -161,8 +161,13 @@ def test_real_video_from_an_installed_package(prefect_harness, tmp_path):
     assert (tmp_path / "bikes" / N.MP4_NAME).stat().st_size > 0
     assert result.quality.stillness == 0
     ds = xr.open_zarr(tmp_path / "bikes" / N.STORE_NAME, consolidated=False)
-    _, n = ndimage.label(ds[N.ANIMATED_MASK].values, structure=np.ones((3, 3)))
-    assert n == len(result.regions)
+    animated = ds[N.ANIMATED_MASK].values
+    _, n = ndimage.label(animated, structure=np.ones((3, 3)))
+    if not any("reference frame instead" in w for w in result.warnings):
+        assert n == len(result.regions)
+    else:  # pixels that fell back to the reference may split a region; the run says so
+        assert result.outcome == "degraded"
+    assert set(np.unique(ds["loop_regions"].values[animated])) <= {r.label for r in result.regions}
 
 
 def test_video_loop_method_through_the_flow(prefect_harness, blinking_clip, tmp_path):
