@@ -172,6 +172,8 @@ def _print_summary(result, console) -> None:
     from rich.table import Table
 
     table = Table(title=f"cinemagraph of {Path(result.input).name}", show_header=False)
+    reasons = f": {'; '.join(result.outcome_reasons)}" if result.outcome_reasons else ""
+    table.add_row("outcome", f"{result.outcome.upper()}{reasons}")
     table.add_row("output folder", result.output_dir)
     for kind in ("mp4", "gif", "webp"):
         path = getattr(result.outputs, kind)
@@ -181,6 +183,10 @@ def _print_summary(result, console) -> None:
     table.add_row(
         "reference frame", f"{result.reference_index} (window {result.window[0]}-{result.window[1]})"
     )
+    choice = result.window_choice
+    if choice is not None and choice.shots:
+        shots = ", ".join(f"{a}-{b}" for a, b in choice.shots)
+        table.add_row("shots", f"{len(choice.shots)}: {shots}; {choice.reason}")
     if result.alignment is not None:
         table.add_row("alignment", f"{result.alignment.mode}: {result.alignment.reason}")
     table.add_row("loop", f"{result.loop_frames} frames, {len(result.regions)} animated regions")

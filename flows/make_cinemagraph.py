@@ -27,17 +27,18 @@ from tasks.cyclicity import find_cyclic_regions_task
 from tasks.displays import find_displays_task
 from tasks.encode import encode_outputs_task
 from tasks.ingest import ingest_video
+from tasks.outcome import declared_length_warning, judge_outcome
 from tasks.outputs import Existing, prepare_output_dir, write_result_task
 from tasks.render import render_loop_task
 from tasks.render3d import read_path_file, refusal, render_3d_task
 from tasks.store import stage_record
 from tasks.video import VideoError
 from tasks.video_loop import video_loop_task
-from tasks.window import select_window_task
+from tasks.window import find_shots_task, select_window_task
 
 #: Stage names in order; the CLI's progress bar counts them.
 STAGES = (
-    "ingest", "window", "motion", "sfm", "depth", "warp", "cyclicity", "displays", "render", "encode", "result",
+    "ingest", "shots", "window", "motion", "sfm", "depth", "warp", "cyclicity", "displays", "render", "encode", "result",
 )
 
 
@@ -90,9 +91,14 @@ def make_cinemagraph(
 
     min_frames = 2 * config.cyclicity.tau + 2  # the cyclicity score needs a cyclic band
     ingested = run("ingest", ingest_video, str(src), store, config.ingest, min_frames)
+    shots = run("shots", find_shots_task, str(src), store, config.ingest, config.window)
     window = run("window", select_window_task, store, config.window, min_frames)
     log = get_run_logger()
-    warnings = list(ingested.warnings)
+    log.info("window: %s", window.reason)
+    warnings = list(ingested.warnings) + list(shots.warnings)
+    truncated = declared_length_warning(src, ingested.n_frames, config.ingest)
+    if truncated:
+        warnings.append(truncated)
     motion = run("motion", classify_motion_task, store, config.align)
     mode, sfm, depth = motion.mode, None, None
     if mode == "moving":
@@ -112,7 +118,7 @@ def make_cinemagraph(
     else:
         log.info("stage sfm not needed: %s footage", mode)
         log.info("stage depth not needed: %s footage", mode)
-    run("warp", warp_window_task, store, config.align, mode, config.window.tile)
+    warp = run("warp", warp_window_task, store, config.align, mode, config.window.tile)
     looped = None
     if config.loop_method == "video_loop":
         # per-pixel period and start (Liao et al. 2013) instead of cyclic regions
@@ -133,6 +139,21 @@ def make_cinemagraph(
             warnings.append(refusal(mode, str(src)))
             log.warning(warnings[-1])
     n_pixels = ingested.height * ingested.width
+    judged = judge_outcome(
+        window=window,
+        window_params=config.window,
+        warp=warp,
+        loop_frames=rendered.loop_frames,
+        animated_pixels=rendered.animated_pixels,
+        cyclic=cyclic,
+        cyclicity=config.cyclicity,
+        displays=displays,
+        fallback_pixels=getattr(rendered, "range_fallback_pixels", 0),
+        render_warnings=getattr(rendered, "warnings", []),
+    )
+    warnings.extend(judged.warnings)
+    for w in judged.warnings:
+        log.warning(w)
     result = CinemagraphResult(
         input=str(src.resolve()),
         output_dir=str(out.resolve()),
@@ -144,6 +165,7 @@ def make_cinemagraph(
         n_frames=ingested.n_frames,
         reference_index=window.reference_index,
         window=(window.window_start, window.window_stop),
+        window_choice=window,
         loop_frames=rendered.loop_frames,
         masks=MaskSizes(
             cyclic=cyclic.cyclic_pixels if cyclic is not None else 0,
@@ -158,8 +180,8 @@ def make_cinemagraph(
         timings=timings,
         skipped_stages=skipped,
         warnings=warnings,
-        outcome="animated" if rendered.animated_pixels > 0 else "still",
-        outcome_reasons=[] if rendered.animated_pixels > 0 else ["no pixel passed the cyclicity or display tests"],
+        outcome=judged.outcome,
+        outcome_reasons=judged.reasons,
         alignment=motion,
         sfm=sfm,
         depth=depth,

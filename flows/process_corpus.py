@@ -124,6 +124,8 @@ def _from_result(plan: ItemPlan, status: str, result: dict, seconds: float) -> I
         seam=result["quality"]["seam"],
         alignment=(result.get("alignment") or {}).get("mode"),
         warnings=result.get("warnings", []),
+        outcome=result.get("outcome"),
+        outcome_reasons=result.get("outcome_reasons", []),
         outputs={k: result["outputs"].get(k) for k in ("mp4", "gif", "webp")},  # the paths (sizes, GIF error: result.json)
     )
 

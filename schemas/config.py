@@ -64,6 +64,16 @@ class WindowParams(_Model):
     )
     frames_before: int = Field(50, ge=0, description="Frames before the reference in the window (frames).")
     frames_after: int = Field(50, ge=0, description="Frames after the reference in the window (frames).")
+    shots: Literal["inside", "warn", "off"] = Field(
+        "inside",
+        description="Hard cuts (PySceneDetect's ContentDetector on the source): inside = keep the window inside "
+        "the shot holding the reference frame, and without a given reference_index put the reference in the "
+        "middle of the longest shot; warn = detect cuts and only warn when the window crosses one; off = no "
+        "detection (the clip is one shot).",
+    )
+    shot_threshold: float = Field(
+        27.0, gt=0, description="ContentDetector threshold for a hard cut (HSV change score, 0-255 scale)."
+    )
     tile: int = Field(
         64,
         ge=8,

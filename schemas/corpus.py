@@ -129,6 +129,10 @@ class ItemOutcome(_Model):
         None, description="How the window was aligned: steady, homography or moving (result.json's alignment.mode)."
     )
     warnings: list[str] = Field(default_factory=list, description="The item's warnings (result.json).")
+    outcome: str | None = Field(
+        None, description="result.json's outcome: animated, still or degraded (None when the item did not run)."
+    )
+    outcome_reasons: list[str] = Field(default_factory=list, description="result.json's outcome_reasons.")
     outputs: dict[str, str | None] = Field(default_factory=dict)
 
 

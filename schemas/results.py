@@ -35,10 +35,29 @@ class IngestResult(_Result):
     warnings: list[str] = Field(default_factory=list, description="Problems met and worked around.")
 
 
+class ShotsResult(_Result):
+    """The clip's shots (hard cuts), found before the window is chosen."""
+
+    shots: list[tuple[int, int]] = Field(description="[start, stop) of every shot (ingested frame indices).")
+    detected: bool = Field(description="False when detection was off or failed (the clip is then one shot).")
+    warnings: list[str] = Field(default_factory=list, description="Why detection failed, if it did.")
+
+
 class WindowResult(_Result):
     reference_index: int = Field(description="Reference frame, index into `frames`.")
     window_start: int = Field(description="First frame of the analysis window (index into `frames`).")
     window_stop: int = Field(description="One past the last frame of the window.")
+    shots: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description="[start, stop) of the clip's shots (frame indices) found by the shots stage; empty when shot "
+        "detection was off or did not run.",
+    )
+    shot: int | None = Field(None, description="Index into `shots` of the shot holding the reference frame.")
+    reason: str = Field("", description="How the reference frame and the window were chosen, in words.")
+    crosses_cut: bool = Field(False, description="The window holds frames of more than one shot.")
+    cut_by_shot: bool = Field(
+        False, description="A shot boundary made the window shorter than frames_before + frames_after + 1."
+    )
 
 
 class MotionResult(_Result):
@@ -222,8 +241,15 @@ class RenderResult(_Result):
     steps: dict[str, float] = Field(
         default_factory=dict,
         description="Wall time of the render's sub-steps (seconds): inpaint, stabilise and rpca summed over "
-        "regions (task time, run in parallel), chain (wall time of the region chains), signals, composite, quality.",
+        "regions (task time, run in parallel), chain (wall time of the region chains), signals, composite, "
+        "range_check, quality.",
     )
+    range_fallback_pixels: int = Field(
+        0,
+        description="Animated pixels whose loop left the range of their visible window samples and the reference "
+        "frame (beyond 2 grey levels) and were set back to the reference frame (tasks.sample_range).",
+    )
+    warnings: list[str] = Field(default_factory=list, description="Problems of the render (range fallbacks).")
 
 
 class EncodeResult(_Result):
@@ -270,6 +296,9 @@ class CinemagraphResult(_Result):
     n_frames: int = Field(description="Frames ingested.")
     reference_index: int
     window: tuple[int, int] = Field(description="[start, stop) of the analysis window (frame indices).")
+    window_choice: WindowResult | None = Field(
+        None, description="The clip's shots, the shot holding the reference and how the window was chosen."
+    )
     loop_frames: int
     masks: MaskSizes
     regions: list[RegionLoop]

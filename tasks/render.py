@@ -91,13 +91,14 @@ from kernels.binary_patterns import delta1_gamma, delta_fraction, region_descrip
 from kernels.cyclicity import dft_cyclicity, min_interval_length
 from kernels.inpaint import inpaint_spacetime
 from kernels.loop_render import composite_loop
-from kernels.rpca import display_lambda, rpca_apg
+from kernels.rpca import display_lambda
 from schemas import names as N
 from schemas.config import CyclicityParams, RenderParams
 from schemas.results import LoopQuality, RegionLoop, RenderResult
 from tasks.cyclicity import luminance
 from tasks.loop_timing import apply_plan, loop_wrap_figures, plan_for_render, timing_fields
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
+from tasks.sample_range import guard_loop_range, rpca_about_median
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
     aligned_digest,
@@ -371,7 +372,8 @@ def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: floa
     t0 = time.perf_counter()
     pin_blas()
     P = prepared.video[:, band, channel].astype(np.float64)  # a row per frame, a column per pixel
-    res = rpca_apg(
+    # about each pixel's median: un-centred, small or static segments came out black (tasks.sample_range)
+    low_rank, n_iter, converged = rpca_about_median(
         P,
         display_lambda(gamma),
         tol=params.rpca_tol,
@@ -379,7 +381,7 @@ def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: floa
         mu_ratio=params.rpca_mu_ratio,
         svd=params.rpca_svd,
     )
-    return res.low_rank, res.n_iter, res.converged, time.perf_counter() - t0
+    return low_rank, n_iter, converged, time.perf_counter() - t0
 
 
 def finish_rpca(prepared: ChainOutput, bands: list[np.ndarray], parts: list, gamma: float) -> ChainOutput:
@@ -696,6 +698,10 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
         )
         write_variables(out, store)
         steps["composite"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        guard = guard_loop_range(store, animated)  # no colour the window never had
+        animated = guard.animated
+        steps["range_check"] = time.perf_counter() - t0
 
         # ---- quality
         t0 = time.perf_counter()
@@ -737,6 +743,8 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
         regions=regions_out,
         quality=quality,
         steps={k: round(v, 4) for k, v in steps.items()},
+        range_fallback_pixels=guard.fallback_pixels,
+        warnings=[guard.warning] if guard.warning else [],
     )
     record_stage(
         store,

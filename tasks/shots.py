@@ -23,6 +23,37 @@ def count_frames(path: str | Path) -> int:
         return sum(1 for _ in video.frames())
 
 
+def detect_cuts(path: str | Path, threshold: float, start_frame: int = 0, end_frame: int | None = None) -> list[int]:
+    """Decoded-frame indices of ``path`` where a new shot starts (hard cuts), by PySceneDetect.
+
+    ContentDetector (HSV change score above ``threshold``), decoded through PyAV, from
+    ``start_frame`` to ``end_frame`` (exclusive; None = the end).  Raises what the detector raises
+    when it cannot decode the file.
+    """
+    from scenedetect import ContentDetector, detect
+
+    scenes = detect(
+        str(path), ContentDetector(threshold=threshold), backend="pyav",
+        start_time=start_frame or None, end_time=end_frame,
+    )
+    return sorted({int(start.frame_num) for start, _ in scenes} - {0, start_frame})
+
+
+def shots_from_cuts(cuts: list[int], n_frames: int, start_frame: int = 0, stride: int = 1) -> list[tuple[int, int]]:
+    """[start, end) shots of ``n_frames`` kept frames from cuts given in decoded-frame indices.
+
+    Kept frame ``i`` is decoded frame ``start_frame + i * stride``; a cut at decoded frame ``c``
+    starts a shot at the first kept frame at or after ``c``.
+    """
+    bounds = {0, n_frames}
+    for c in cuts:
+        i = -(-(c - start_frame) // stride)  # ceil
+        if 0 < i < n_frames:
+            bounds.add(i)
+    edges = sorted(bounds)
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
 def detect_shots(path: str | Path, params: ShotParams) -> list[tuple[int, int]]:
     """[start, end) frame ranges of the shots of ``path``.
 
@@ -36,21 +67,12 @@ def detect_shots(path: str | Path, params: ShotParams) -> list[tuple[int, int]]:
         raise VideoError(f"{path}: the video has no frames")
     if not params.detect:
         return [(0, n_frames)]
-    from scenedetect import ContentDetector, detect
-
     try:
-        scenes = detect(str(path), ContentDetector(threshold=params.threshold), backend="pyav")
+        cuts = detect_cuts(path, params.threshold)
     except Exception as exc:  # the detector's own decoding failed: keep the whole clip as one shot
         log.warning("%s: shot detection failed (%s); using the whole clip as one shot", path, exc)
         return [(0, n_frames)]
-    if not scenes:
-        return [(0, n_frames)]
-    shots = []
-    for start, end in scenes:
-        a, b = int(start.frame_num), min(int(end.frame_num), n_frames)
-        if b > a:
-            shots.append((a, b))
-    return shots or [(0, n_frames)]
+    return shots_from_cuts(cuts, n_frames)
 
 
 def plan_items(

@@ -90,6 +90,7 @@ def test_run_with_config_then_info(tmp_path, blinking_clip):
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "result.json").read_text())["skipped_stages"] == [
         "ingest",
+        "shots",
         "window",
         "motion",
         "warp",

@@ -106,6 +106,9 @@ def test_per_item_outcomes(corpus):
             assert Path(o["outputs"]["mp4"]).exists() and "cyclicity" in o["timings"]
             assert (o["seam"] is not None) == (o["animated_fraction"] > 0)
             assert o["alignment"] in {"steady", "homography", "moving"}
+            assert o["outcome"] in {"animated", "still", "degraded"}
+            assert (o["outcome"] == "animated") == (o["outcome_reasons"] == [])
+    assert by_id["lights"].outcome == "animated"
 
 
 def test_rerun_skips_finished_items(corpus):
@@ -193,5 +196,5 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path, blinking_clip):
     for stage, record in killed.items():
         assert final[stage] == record, f"{stage} was computed again"
         assert stage in result.skipped_stages
-    assert set(final) == {"ingest", "window", "motion", "warp", "cyclicity", "displays", "render"}
+    assert set(final) == {"ingest", "shots", "window", "motion", "warp", "cyclicity", "displays", "render"}
     assert result.quality.stillness == 0 and len(result.regions) == 3

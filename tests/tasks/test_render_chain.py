@@ -280,12 +280,19 @@ def test_inpainting_fills_invisible_samples(tmp_path):
         (reg,) = result.regions
         expected = int((~visible[:, region]).sum()) if inpaint else 0
         assert reg.inpainted_samples == expected
-    # harmonic filling from the surrounding samples is close to the smooth truth; black holes are not.
+        strip = (~visible).any(axis=0) & region
+        if inpaint:
+            assert result.range_fallback_pixels == 0 and result.warnings == []
+        else:
+            # unfilled holes would play black: the range guard shows the reference frame there instead
+            assert result.range_fallback_pixels == int(strip.sum()) and result.warnings
+            np.testing.assert_array_equal(animated, region & ~strip)
+            assert (loop[:, strip] == reference[strip]).all()
+    # harmonic filling from the surrounding samples is close to the smooth truth; the frozen reference is not.
     # (The space-time Laplacian damps temporal change across a hole -- by about 1 / cosh(omega d) at depth
     # d for angular frequency omega -- so the truth varies slowly and the strip is thin.)
     assert errors[True] < 12, errors
-    assert errors[True] < 0.1 * errors[False], errors
-    assert errors[False] > 100, errors
+    assert errors[True] < 0.5 * errors[False], errors
 
 
 # --------------------------------------------------------------------------
