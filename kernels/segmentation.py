@@ -484,15 +484,13 @@ def _hierarchy(
     pending_capacity,
     rebuild_ratio,
     can_stop,
-    frozen,
 ):
     """Run all levels; fill ``level_roots`` (max_levels, N) and return the number of levels.
 
     ``can_stop[m]`` (bool, index ``m`` = levels recorded) says that once ``m``
     levels are recorded and another would follow, the caller's kept levels no
     longer depend on how many: the merge then stops and returns ``m + 1``
-    (levels beyond ``m`` are left unfilled).  Regions whose slot is ``frozen``
-    never merge (a tile's regions that reach beyond it).
+    (levels beyond ``m`` are left unfilled).
 
     The merge starts from the regions of ``slot`` (N,) int64: pixel ``p`` belongs
     to the region named ``r`` (its smallest pixel index) when ``slot[p] ==
@@ -582,7 +580,7 @@ def _hierarchy(
                     nxt[prev] = nh
             else:
                 mark[o] = stamp
-                if a < o and not frozen[slot[a]] and not frozen[slot[o]]:
+                if a < o:
                     key = _distance(slot[a], slot[o], bits, valid, hist, colour_weight)
                     heap, hn, pending, pn = _push_record(
                         heap, hn, pending, pn, key, np.float64(a * n_pix + o), 0.0,
@@ -646,14 +644,13 @@ def _hierarchy(
                         nxt[prev] = nh
                 else:
                     mark[o] = n_merges
-                    if not frozen[slot[o]]:
-                        lo = min(a, o)
-                        hi = max(a, o)
-                        key = _distance(slot[lo], slot[hi], bits, valid, hist, colour_weight)
-                        heap, hn, pending, pn = _push_record(
-                            heap, hn, pending, pn, key, np.float64(lo * n_pix + hi), np.float64(n_merges),
-                            threshold, parent, changed, n_pix, n_regions, rebuild_ratio,
-                        )
+                    lo = min(a, o)
+                    hi = max(a, o)
+                    key = _distance(slot[lo], slot[hi], bits, valid, hist, colour_weight)
+                    heap, hn, pending, pn = _push_record(
+                        heap, hn, pending, pn, key, np.float64(lo * n_pix + hi), np.float64(n_merges),
+                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio,
+                    )
                     prev = h
                 h = nh
             tail[a] = prev
@@ -827,11 +824,7 @@ def hierarchical_segmentation(
     has_visible, visible = _check_visible(visible, (n_frames, height, width))
     theta2 = _check_theta(theta) ** 2
     start, growth, colour_weight = _check_merge_parameters(start_threshold, growth, colour_weight)
-    fractions = tuple(float(q) for q in keep_levels)
-    if len(fractions) == 0 or any(not (0 < q <= 1) for q in fractions):
-        raise ValueError(
-            f"keep_levels must be a non-empty sequence of fractions in (0, 1]; got {keep_levels}"
-        )
+    fractions = _check_fractions(keep_levels)
     slot = _slots(initial_labels, (height, width))
 
     codes = _check_codes(lab_codes, video)
@@ -890,7 +883,6 @@ def merge_below(
     theta: float = 100.0,
     colour_weight: float = 0.1,
     lab_codes: np.ndarray | None = None,
-    frozen: np.ndarray | None = None,
 ) -> np.ndarray:
     """One level of the hierarchy: merge neighbouring regions, closest first, while ``D < threshold``.
 
@@ -902,9 +894,6 @@ def merge_below(
         The regions to start from (each 4-connected); None = single pixels.
     threshold : float
         Merge threshold on ``D``, > 0.
-    frozen : ndarray of bool, shape (H, W), optional
-        Regions holding a frozen pixel take part in no merge (a tile's regions
-        that reach beyond the tile, whose statistics the tile does not see).
 
     Returns
     -------
@@ -917,13 +906,6 @@ def merge_below(
     theta2 = _check_theta(theta) ** 2
     start, _, colour_weight = _check_merge_parameters(threshold, 2.0, colour_weight)
     slot = _slots(labels, (height, width))
-    frozen_slots = None
-    if frozen is not None:
-        frozen = np.asarray(frozen, bool)
-        if frozen.shape != (height, width):
-            raise ValueError(f"frozen must have shape {(height, width)}; got {frozen.shape}")
-        frozen_slots = np.zeros(int(slot.max()) + 1, bool)
-        frozen_slots[slot[frozen.ravel()]] = True
     codes = _check_codes(lab_codes, video)
     level_roots, _, _ = _segment(
         video,
@@ -937,7 +919,6 @@ def merge_below(
         colour_weight,
         1,
         np.zeros(2, bool),
-        frozen_slots,
     )
     return _relabel(level_roots[0]).reshape(height, width)
 
@@ -958,15 +939,18 @@ def tiled_hierarchical_segmentation(
     """:func:`hierarchical_segmentation` with each level merged tile by tile first, then over the frame.
 
     Level ``l`` (threshold ``t_l``) starts from level ``l - 1`` (single pixels
-    for the first).  Every ``tile`` x ``tile`` tile merges the regions lying
-    wholly inside it while ``D < t_l`` (:func:`merge_below`, the regions that
-    reach beyond it frozen); the frame then merges what is left below ``t_l``,
-    across tile borders.  A level is again a partition in which no two
-    neighbours are closer than its threshold, and the levels are nested, but
-    the greedy order differs near tile borders, so the regions can differ
-    from :func:`hierarchical_segmentation`'s there.  The cost of a merge grows
-    with the merged region's boundary, which a tile bounds; the tiles are
-    independent.
+    for the first).  Every ``tile`` x ``tile`` tile merges, closest pair first
+    while ``D < t_l``, the regions it holds along the edges inside it; the
+    regions carry their statistics over the whole frame, so a region that
+    crosses tiles may merge with a neighbour in each of them, and the merges
+    of all tiles are united.  The frame then merges what is left below
+    ``t_l`` across tile borders (:func:`merge_below`).  A level is again a
+    partition into 4-connected regions in which no two neighbours are closer
+    than its threshold, and the levels are nested, but the merge order is
+    not the global greedy one, so regions can differ from
+    :func:`hierarchical_segmentation`'s (with one tile they are the same).
+    The cost of a merge grows with the merged region's boundary, which a tile
+    bounds; the tiles are independent.
 
     Parameters
     ----------
@@ -997,11 +981,7 @@ def tiled_hierarchical_segmentation(
     has_visible, visible = _check_visible(visible, (n_frames, height, width))
     _check_theta(theta)
     start, growth, colour_weight = _check_merge_parameters(start_threshold, growth, colour_weight)
-    fractions = tuple(float(q) for q in keep_levels)
-    if len(fractions) == 0 or any(not (0 < q <= 1) for q in fractions):
-        raise ValueError(
-            f"keep_levels must be a non-empty sequence of fractions in (0, 1]; got {keep_levels}"
-        )
+    fractions = _check_fractions(keep_levels)
     tile = int(tile)
     if tile < 2:
         raise ValueError(f"tile must be >= 2; got {tile}")
@@ -1046,7 +1026,6 @@ def tiled_hierarchical_segmentation(
             colour_weight,
             1,
             np.zeros(2, bool),
-            None,
             tuple(np.ascontiguousarray(a[present]) for a in statistics),
         )
         # the group of each present region: the local slot of its root pixel
@@ -1183,6 +1162,13 @@ def _check_codes(codes, video) -> np.ndarray | None:
     return codes
 
 
+def _check_fractions(keep_levels) -> tuple[float, ...]:
+    fractions = tuple(float(q) for q in keep_levels)
+    if len(fractions) == 0 or any(not (0 < q <= 1) for q in fractions):
+        raise ValueError(f"keep_levels must be a non-empty sequence of fractions in (0, 1]; got {keep_levels}")
+    return fractions
+
+
 def _check_merge_parameters(start_threshold, growth, colour_weight) -> tuple[float, float, float]:
     start = float(start_threshold)
     growth = float(growth)
@@ -1218,31 +1204,6 @@ def _slots(initial_labels, shape) -> np.ndarray:
     if _n_components(slot, height, width) != n_regions:
         raise ValueError("initial_labels: every region must be 4-connected")
     return slot
-
-
-@jit
-def _component_labels(labels):
-    """4-connected components of equal ``labels`` (H, W), named by their first pixel in raster order."""
-    height, width = labels.shape
-    parent = np.arange(height * width)
-    for y in range(height):
-        for x in range(width):
-            p = y * width + x
-            if x + 1 < width and labels[y, x] == labels[y, x + 1]:
-                rp = _find(parent, p)
-                rq = _find(parent, p + 1)
-                if rp != rq:
-                    parent[max(rp, rq)] = min(rp, rq)
-            if y + 1 < height and labels[y, x] == labels[y + 1, x]:
-                rp = _find(parent, p)
-                rq = _find(parent, p + width)
-                if rp != rq:
-                    parent[max(rp, rq)] = min(rp, rq)
-    out = np.empty((height, width), np.int64)
-    for y in range(height):
-        for x in range(width):
-            out[y, x] = _find(parent, y * width + x)
-    return out
 
 
 @jit
@@ -1293,7 +1254,6 @@ def _segment(
     colour_weight,
     max_levels,
     can_stop,
-    frozen=None,
     statistics=None,
 ):
     """Region statistics of ``slot`` and the merge of up to ``max_levels`` levels: (roots, thresholds, n)."""
@@ -1323,6 +1283,5 @@ def _segment(
         2 * n_edges + 16 if _PENDING_CAPACITY is None else _PENDING_CAPACITY,
         _REBUILD_RATIO,
         can_stop,
-        np.zeros(n_slots, bool) if frozen is None else frozen,
     )
     return level_roots, level_thresholds, n_levels

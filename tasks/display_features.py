@@ -217,7 +217,7 @@ def segment_features(
     >>> labels = np.repeat([[0, 0, 1, 1]], 4, axis=0)
     >>> features, names = segment_features(video, None, labels)
     >>> features.shape, names[10], features[:, 10].tolist()
-    ((2, 20), 'mean_abs_diff', [0.0, 255.0])
+    ((2, 25), 'mean_abs_diff', [0.0, 255.0])
     """
     video, visible, labels = _check_inputs(video, visible, labels)
     stats = (_pixel_statistics(video, visible), _motion_maps(video, visible))
@@ -254,7 +254,7 @@ def level_features(
     >>> video[::2, :, 2:] = 255
     >>> segments = np.array([np.repeat([[0, 0, 1, 1]], 4, axis=0), np.zeros((4, 4), int)])
     >>> [rows.shape for rows in level_features(video, None, segments)]
-    [(2, 20), (1, 20)]
+    [(2, 25), (1, 25)]
     """
     segments = np.asarray(segments)
     if segments.ndim != 3:
