@@ -7,8 +7,9 @@ union of the positive segments is ``display_mask``.  ``animated_mask`` is then
 ``cyclic_mask`` united with it.
 
 The default classifier ships inside this package (``schemas/models/``); it was
-trained by ``cinemagraph train-displays`` on the synthetic clips of
-``tasks/synthetic_displays.py``.
+trained by ``python -m flows.train_display_classifier --real-negatives`` on the
+synthetic clips of ``tasks/synthetic_displays.py`` and on real clips without
+screens (all negatives); see :mod:`flows.train_display_classifier`.
 """
 
 from __future__ import annotations

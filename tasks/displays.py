@@ -356,13 +356,13 @@ def negative_clip_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training rows of a real clip without displays: every segment of every window is a negative.
 
-    The clip is ingested once (``config.ingest``) into a store under
-    ``work_dir``; ``n_windows`` windows of ``config.window``'s length are
+    The clip is ingested (``config.ingest``) into a store under ``work_dir``,
+    once per window; ``n_windows`` windows of ``config.window``'s length are
     taken with their references spread evenly over the clip (reference
     ``n (i + 1) / (n_windows + 1)`` of ``n`` frames), each with the identity
     alignment, and segmented and described as in :func:`training_rows`.
     Walkers, dancers, cars and faces of footage nobody drew teach the
-    classifier what a display is not.  The store is removed afterwards.
+    classifier what a display is not.  The stores are removed afterwards.
 
     Returns
     -------
@@ -372,14 +372,16 @@ def negative_clip_rows(
     source = Path(clip)
     if int(n_windows) < 1:
         raise ValueError(f"n_windows must be >= 1; got {n_windows}")
-    store = Path(work_dir) / (source.stem + "-negatives.zarr")
-    try:
-        ingest(source, store, config.ingest)
-        n_frames = open_store(store)[N.FRAMES].shape[0]
-        rows, targets = [], []
-        references = sorted({int(n_frames * (i + 1) / (n_windows + 1)) for i in range(int(n_windows))})
-        for reference in references:
-            window = config.window.model_copy(update={"reference_index": min(reference, n_frames - 1)})
+    rows, targets = [], []
+    n_frames = None
+    for i in range(int(n_windows)):
+        # one store per window: a shorter window cannot overwrite a longer one in place
+        store = Path(work_dir) / f"{source.stem}-negatives-{i}.zarr"
+        try:
+            ingest(source, store, config.ingest)
+            n_frames = open_store(store)[N.FRAMES].shape[0] if n_frames is None else n_frames
+            reference = min(int(n_frames * (i + 1) / (int(n_windows) + 1)), n_frames - 1)
+            window = config.window.model_copy(update={"reference_index": reference})
             select_window(str(store), window, 2 * config.cyclicity.tau + 2)
             ds = open_store(store)
             video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
@@ -387,9 +389,9 @@ def negative_clip_rows(
             features, target = training_rows(video, visible.astype(bool), truth, config.displays)
             rows.append(features)
             targets.append(target)
-        return np.concatenate(rows), np.concatenate(targets)
-    finally:
-        remove_store(store)
+        finally:
+            remove_store(store)
+    return np.concatenate(rows), np.concatenate(targets)
 
 
 def displays_digest(store: str | Path, params: DisplayParams) -> str:
