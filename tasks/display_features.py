@@ -220,8 +220,7 @@ def segment_features(
     ((2, 25), 'mean_abs_diff', [0.0, 255.0])
     """
     video, visible, labels = _check_inputs(video, visible, labels)
-    stats = (_pixel_statistics(video, visible), _motion_maps(video, visible))
-    return _features_from_statistics(stats, video, visible, labels), FEATURE_NAMES
+    return _features_from_statistics(_window_statistics(video, visible), video, visible, labels), FEATURE_NAMES
 
 
 def level_features(
@@ -260,7 +259,7 @@ def level_features(
     if segments.ndim != 3:
         raise ValueError(f"segments must have shape (levels, H, W); got {segments.shape}")
     video, visible, _ = _check_inputs(video, visible, segments[0])
-    stats = (_pixel_statistics(video, visible), _motion_maps(video, visible))
+    stats = _window_statistics(video, visible)
     rows = []
     for labels in segments:
         _, _, labels = _check_inputs(video, visible, labels)
@@ -273,6 +272,12 @@ def level_features(
 
 #: Frames per block of the per-pixel statistics (bounds the CIELAB scratch memory).
 _BLOCK_FRAMES = 8
+
+
+def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(:func:`_pixel_statistics`, :func:`_motion_maps`) of the window, the two side by side on Dask threads."""
+    parts = (dask.delayed(_pixel_statistics)(video, visible), dask.delayed(_motion_maps)(video, visible))
+    return dask.compute(*parts, scheduler="threads", num_workers=2)
 
 
 def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> np.ndarray:
