@@ -94,7 +94,13 @@ from kernels.binary_patterns import (
     _layout,
 )
 
-__all__ = ["hierarchical_segmentation", "srgb_to_lab", "lab_histogram_bins", "N_BINS", "LAB_RANGES"]
+__all__ = [
+    "hierarchical_segmentation",
+    "tiled_hierarchical_segmentation",
+    "merge_below",
+    "first_level_segments",
+    "lab_bin_codes",
+    "srgb_to_lab", "lab_histogram_bins", "N_BINS", "LAB_RANGES"]
 
 #: Bins per LAB channel; the histogram has ``3 * N_BINS`` entries.
 N_BINS = 8
@@ -192,51 +198,70 @@ def _lab_hist_index(r, g, b):
 
 
 @jit
-def _init_regions(video, visible, has_visible, lut, memo, use_memo, sums, counts, hist):
-    """Per-pixel colour sums (N, T, 3), visible counts (N, T) and LAB histograms (N, 24).
+def _lab_codes(video, lut, memo, use_memo, out):
+    """Packed LAB bins ``iL * 64 + ia * 8 + ib`` of every sample of ``video`` (T, H, W, 3) into ``out`` (T, H, W).
 
-    For uint8 video (``use_memo``) the packed bins of each distinct colour are
-    computed once and kept in ``memo`` (2**24,) int16, initialised to -1.
+    For uint8 video (``use_memo``) the code of each distinct colour is computed
+    once and kept in ``memo`` (2**24,) int16, initialised to -1.
     """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
-    nb2 = N_BINS * N_BINS
-    for y in range(height):
-        for x in range(width):
-            p = y * width + x
-            for k in range(hist.shape[1]):
-                hist[p, k] = 0
-            for t in range(n_frames):
-                if has_visible and not visible[t, y, x]:
-                    counts[p, t] = 0
-                    for c in range(3):
-                        sums[p, t, c] = 0
-                    continue
-                counts[p, t] = 1
-                for c in range(3):
-                    sums[p, t, c] = video[t, y, x, c]
+    for t in range(n_frames):
+        for y in range(height):
+            for x in range(width):
                 if use_memo:
                     colour = (
                         (int(video[t, y, x, 0]) << 16)
                         | (int(video[t, y, x, 1]) << 8)
                         | int(video[t, y, x, 2])
                     )
-                    packed = np.int64(memo[colour])
+                    packed = memo[colour]
                     if packed < 0:
-                        packed = _lab_hist_index(
-                            lut[int(video[t, y, x, 0])],
-                            lut[int(video[t, y, x, 1])],
-                            lut[int(video[t, y, x, 2])],
+                        packed = np.int16(
+                            _lab_hist_index(
+                                lut[int(video[t, y, x, 0])],
+                                lut[int(video[t, y, x, 1])],
+                                lut[int(video[t, y, x, 2])],
+                            )
                         )
                         memo[colour] = packed
+                    out[t, y, x] = packed
                 else:
-                    packed = _lab_hist_index(
+                    out[t, y, x] = _lab_hist_index(
                         _linearise(np.float64(video[t, y, x, 0])),
                         _linearise(np.float64(video[t, y, x, 1])),
                         _linearise(np.float64(video[t, y, x, 2])),
                     )
-                hist[p, packed // nb2] += 1
-                hist[p, N_BINS + (packed // N_BINS) % N_BINS] += 1
-                hist[p, 2 * N_BINS + packed % N_BINS] += 1
+
+
+@jit
+def _init_regions(video, visible, has_visible, codes, slot, sums, counts, hist):
+    """Colour sums (R, T, 3), visible counts (R, T) and LAB histograms (R, 24) of the regions of ``slot``.
+
+    Pixel ``(y, x)`` adds to row ``slot[y * W + x]``; ``codes`` (T, H, W) are
+    the samples' packed LAB bins (:func:`_lab_codes`).
+    """
+    n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
+    nb2 = N_BINS * N_BINS
+    for k in range(sums.shape[0]):
+        for t in range(n_frames):
+            counts[k, t] = 0
+            for c in range(3):
+                sums[k, t, c] = 0
+        for j in range(hist.shape[1]):
+            hist[k, j] = 0
+    for y in range(height):
+        for x in range(width):
+            k = slot[y * width + x]
+            for t in range(n_frames):
+                if has_visible and not visible[t, y, x]:
+                    continue
+                counts[k, t] += 1
+                for c in range(3):
+                    sums[k, t, c] += video[t, y, x, c]
+                packed = np.int64(codes[t, y, x])
+                hist[k, packed // nb2] += 1
+                hist[k, N_BINS + (packed // N_BINS) % N_BINS] += 1
+                hist[k, 2 * N_BINS + packed % N_BINS] += 1
 
 
 @jit
@@ -270,6 +295,7 @@ def _ncc(ha, hb):
 
 @jit
 def _distance(a, b, bits, valid, hist, colour_weight):
+    """D of the regions in rows ``a`` and ``b`` of the statistics."""
     dt = _hamming_one(bits[a], valid[a], bits[b], valid[b])
     da = 1.0 - _ncc(hist[a], hist[b])
     return dt + colour_weight * da
@@ -416,10 +442,36 @@ def _find(parent, p):
 
 
 @jit
+def _push_record(heap, hn, pending, pn, key, pair, time, threshold, parent, changed, n_pix, n_regions, rebuild_ratio):
+    """File one candidate merge: into the heap below ``threshold``, else into ``pending``.
+
+    Returns the (possibly reallocated) buffers and their sizes.
+    """
+    if key < threshold:
+        if hn == heap.shape[0]:
+            if hn > rebuild_ratio * n_regions:
+                hn = _rebuild(heap, hn, parent, changed, n_pix)
+            if 2 * hn > heap.shape[0]:
+                heap = _grow(heap)
+        hn = _push(heap, hn, key, pair, time)
+    else:
+        if pn == pending.shape[0]:
+            pn = _compact(pending, pn, parent, changed, n_pix)
+            if 2 * pn > pending.shape[0]:
+                pending = _grow(pending)
+        pending[pn, 0] = key
+        pending[pn, 1] = pair
+        pending[pn, 2] = time
+        pn += 1
+    return heap, hn, pending, pn
+
+
+@jit
 def _hierarchy(
     sums,
     counts,
     hist,
+    slot,
     height,
     width,
     theta2,
@@ -431,8 +483,21 @@ def _hierarchy(
     heap_capacity,
     pending_capacity,
     rebuild_ratio,
+    can_stop,
 ):
     """Run all levels; fill ``level_roots`` (max_levels, N) and return the number of levels.
+
+    ``can_stop[m]`` (bool, index ``m`` = levels recorded) says that once ``m``
+    levels are recorded and another would follow, the caller's kept levels no
+    longer depend on how many: the merge then stops and returns ``m + 1``
+    (levels beyond ``m`` are left unfilled).
+
+    The merge starts from the regions of ``slot`` (N,) int64: pixel ``p`` belongs
+    to the region named ``r`` (its smallest pixel index) when ``slot[p] ==
+    slot[r]``, and ``sums[slot[r]]``, ``counts[slot[r]]``, ``hist[slot[r]]``
+    hold that region's statistics (they are updated in place by the merges).
+    Single pixels are ``slot = arange(N)``.  Every initial region must be
+    4-connected.
 
     ``heap_capacity`` and ``pending_capacity`` are the initial sizes of the two
     record buffers (both grow on demand) and the heap is rebuilt when it is full
@@ -440,29 +505,32 @@ def _hierarchy(
     speed, never the result.
     """
     n_pix = height * width
+    n_slots = sums.shape[0]
     n_frames = sums.shape[1]
     n1, n2, n_words = _layout(n_frames)
-    bits = np.empty((n_pix, n_words), np.uint64)
-    valid = np.empty((n_pix, n_words), np.uint64)
-    for p in range(n_pix):
-        _descriptor_from_sums(sums[p], counts[p], theta2, n1, n2, bits[p], valid[p])
+    bits = np.empty((n_slots, n_words), np.uint64)
+    valid = np.empty((n_slots, n_words), np.uint64)
+    for k in range(n_slots):
+        _descriptor_from_sums(sums[k], counts[k], theta2, n1, n2, bits[k], valid[k])
 
-    # grid edges as half-edges: 2e belongs to its left/top pixel, 2e+1 to the other;
-    # he_other[h] is (a pixel of) the region on the far side, compressed to its root on each walk
+    # the name (smallest pixel) of every slot's region
+    parent = np.empty(n_pix, np.int64)
+    name = _minus_ones(n_slots)
+    for p in range(n_pix):
+        if name[slot[p]] == -1:
+            name[slot[p]] = p
+        parent[p] = name[slot[p]]
+    n_regions = n_slots
+    changed = np.zeros(n_pix, np.int64)  # merge counter when the region last changed
+
+    # grid edges between different regions as half-edges: 2e belongs to its left/top
+    # pixel's region, 2e+1 to the other's; he_other[h] is (a pixel of) the region on the
+    # far side, compressed to its root on each walk
     n_edges = height * (width - 1) + (height - 1) * width
     he_other = np.empty(2 * n_edges, np.int64)
     nxt = _minus_ones(2 * n_edges)
     head = _minus_ones(n_pix)
     tail = _minus_ones(n_pix)
-    heap = np.empty((max(1, heap_capacity), 3), np.float64)
-    hn = 0
-    # Entries at or above the current threshold wait unsorted in `pending`; most of
-    # them go stale (their region changes again) before the threshold reaches them,
-    # so they never pay for a heap sift.  The heap holds only keys below the
-    # threshold, hence its valid top is the global minimum while it is not empty.
-    pending = np.empty((max(1, pending_capacity), 3), np.float64)
-    pn = 0
-    threshold = start
     e = 0
     for y in range(height):
         for x in range(width):
@@ -476,32 +544,55 @@ def _hierarchy(
                     if y + 1 >= height:
                         continue
                     q = p + width
-                he_other[2 * e] = q
-                he_other[2 * e + 1] = p
-                _append(head, tail, nxt, p, 2 * e)
-                _append(head, tail, nxt, q, 2 * e + 1)
-                key = _distance(p, q, bits, valid, hist, colour_weight)
-                if key < threshold:
-                    if hn == heap.shape[0]:
-                        heap = _grow(heap)
-                    hn = _push(heap, hn, key, np.float64(p * n_pix + q), 0.0)
-                else:
-                    if pn == pending.shape[0]:
-                        pending = _grow(pending)
-                    pending[pn, 0] = key
-                    pending[pn, 1] = np.float64(p * n_pix + q)
-                    pending[pn, 2] = 0.0
-                    pn += 1
+                if parent[p] == parent[q]:
+                    continue
+                he_other[2 * e] = parent[q]
+                he_other[2 * e + 1] = parent[p]
+                _append(head, tail, nxt, parent[p], 2 * e)
+                _append(head, tail, nxt, parent[q], 2 * e + 1)
                 e += 1
 
-    parent = np.empty(n_pix, np.int64)
-    changed = np.empty(n_pix, np.int64)  # merge counter when the region last changed
-    for p in range(n_pix):
-        parent[p] = p
-        changed[p] = 0
+    heap = np.empty((max(1, heap_capacity), 3), np.float64)
+    hn = 0
+    # Entries at or above the current threshold wait unsorted in `pending`; most of
+    # them go stale (their region changes again) before the threshold reaches them,
+    # so they never pay for a heap sift.  The heap holds only keys below the
+    # threshold, hence its valid top is the global minimum while it is not empty.
+    pending = np.empty((max(1, pending_capacity), 3), np.float64)
+    pn = 0
+    threshold = start
+    # the first candidate of every pair of neighbouring regions, once per pair
+    # (walked from its lower name); the walks prune duplicate half-edges as below
     mark = _minus_ones(n_pix)
+    for a in range(n_pix):
+        if parent[a] != a:
+            continue
+        stamp = -2 - a
+        prev = -1
+        h = head[a]
+        while h != -1:
+            nh = nxt[h]
+            o = he_other[h]
+            if mark[o] == stamp:
+                if prev == -1:
+                    head[a] = nh
+                else:
+                    nxt[prev] = nh
+            else:
+                mark[o] = stamp
+                if a < o:
+                    key = _distance(slot[a], slot[o], bits, valid, hist, colour_weight)
+                    heap, hn, pending, pn = _push_record(
+                        heap, hn, pending, pn, key, np.float64(a * n_pix + o), 0.0,
+                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio,
+                    )
+                prev = h
+            h = nh
+        tail[a] = prev
+        if prev != -1:
+            nxt[prev] = -1
+
     n_merges = 0
-    n_regions = n_pix
     n_levels = 0
     max_levels = level_roots.shape[0]
     while True:
@@ -520,13 +611,15 @@ def _hierarchy(
             parent[b] = a
             changed[a] = n_merges
             n_regions -= 1
+            sa = slot[a]
+            sb = slot[b]
             for t in range(n_frames):
-                counts[a, t] += counts[b, t]
+                counts[sa, t] += counts[sb, t]
                 for c in range(3):
-                    sums[a, t, c] += sums[b, t, c]
+                    sums[sa, t, c] += sums[sb, t, c]
             for k in range(hist.shape[1]):
-                hist[a, k] += hist[b, k]
-            _descriptor_from_sums(sums[a], counts[a], theta2, n1, n2, bits[a], valid[a])
+                hist[sa, k] += hist[sb, k]
+            _descriptor_from_sums(sums[sa], counts[sa], theta2, n1, n2, bits[sa], valid[sa])
             if head[b] != -1:
                 if head[a] == -1:
                     head[a] = head[b]
@@ -553,23 +646,11 @@ def _hierarchy(
                     mark[o] = n_merges
                     lo = min(a, o)
                     hi = max(a, o)
-                    key = _distance(lo, hi, bits, valid, hist, colour_weight)
-                    if key < threshold:
-                        if hn == heap.shape[0]:
-                            if hn > rebuild_ratio * n_regions:
-                                hn = _rebuild(heap, hn, parent, changed, n_pix)
-                            if 2 * hn > heap.shape[0]:
-                                heap = _grow(heap)
-                        hn = _push(heap, hn, key, np.float64(lo * n_pix + hi), np.float64(n_merges))
-                    else:
-                        if pn == pending.shape[0]:
-                            pn = _compact(pending, pn, parent, changed, n_pix)
-                            if 2 * pn > pending.shape[0]:
-                                pending = _grow(pending)
-                        pending[pn, 0] = key
-                        pending[pn, 1] = np.float64(lo * n_pix + hi)
-                        pending[pn, 2] = np.float64(n_merges)
-                        pn += 1
+                    key = _distance(slot[lo], slot[hi], bits, valid, hist, colour_weight)
+                    heap, hn, pending, pn = _push_record(
+                        heap, hn, pending, pn, key, np.float64(lo * n_pix + hi), np.float64(n_merges),
+                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio,
+                    )
                     prev = h
                 h = nh
             tail[a] = prev
@@ -581,6 +662,8 @@ def _hierarchy(
         n_levels += 1
         if n_regions == 1 or pn == 0 or n_levels == max_levels:
             break
+        if can_stop[n_levels]:
+            return n_levels + 1
         threshold *= growth
         # move the valid pending records now below the threshold into the heap
         kept = 0
@@ -677,6 +760,8 @@ def hierarchical_segmentation(
     growth: float = 1.5,
     keep_levels: tuple[float, ...] = (0.6, 0.7, 0.8),
     colour_weight: float = 0.1,
+    initial_labels: np.ndarray | None = None,
+    lab_codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hierarchical segmentation by temporal pattern and colour; a few levels of it.
 
@@ -698,6 +783,16 @@ def hierarchical_segmentation(
         Fractions in (0, 1] of the hierarchy's levels to return.
     colour_weight : float, default 0.1
         Weight of ``D_A`` in ``D = D_T + colour_weight * D_A``, >= 0.
+    initial_labels : ndarray of int, shape (H, W), optional
+        Regions to start the merge from instead of single pixels, each
+        4-connected (any integer names).  With the first level of the whole
+        frame (:func:`first_level_segments`) the result is the same as from
+        single pixels; with the first levels of tiles (the display stage cuts
+        the frame into tiles and segments them in parallel) the merges inside
+        a tile happen before those across its border.
+    lab_codes : ndarray of int16, shape (T, H, W), optional
+        :func:`lab_bin_codes` of ``video``, when already computed (a tiled
+        caller computes them once for all tiles); computed here otherwise.
 
     Returns
     -------
@@ -728,6 +823,353 @@ def hierarchical_segmentation(
     n_frames, height, width = video.shape[:3]
     has_visible, visible = _check_visible(visible, (n_frames, height, width))
     theta2 = _check_theta(theta) ** 2
+    start, growth, colour_weight = _check_merge_parameters(start_threshold, growth, colour_weight)
+    fractions = _check_fractions(keep_levels)
+    slot = _slots(initial_labels, (height, width))
+
+    codes = _check_codes(lab_codes, video)
+    max_levels, can_stop, _ = _level_plan(start, growth, colour_weight, fractions)
+    level_roots, level_thresholds, n_levels = _segment(
+        video, visible, has_visible, codes, slot, theta2, start, growth, colour_weight, max_levels, can_stop
+    )
+    segments = np.empty((len(fractions), height, width), np.int32)
+    thresholds = np.empty(len(fractions), np.float64)
+    for i, q in enumerate(fractions):
+        level = min(n_levels, max(1, math.ceil(q * n_levels - 1e-9))) - 1
+        segments[i] = _relabel(level_roots[level]).reshape(height, width)
+        thresholds[i] = level_thresholds[level]
+    return segments, thresholds
+
+
+def first_level_segments(
+    video: np.ndarray,
+    visible: np.ndarray | None = None,
+    *,
+    theta: float = 100.0,
+    threshold: float = 0.2,
+    colour_weight: float = 0.1,
+    lab_codes: np.ndarray | None = None,
+) -> np.ndarray:
+    """The first level of :func:`hierarchical_segmentation`: greedy merges of single pixels while ``D < threshold``.
+
+    Parameters
+    ----------
+    video, visible, theta, colour_weight, lab_codes
+        As for :func:`hierarchical_segmentation`.
+    threshold : float, default 0.2
+        The first level's merge threshold (``start_threshold``), > 0.
+
+    Returns
+    -------
+    ndarray, shape (H, W), int32
+        Labels ``0 .. K-1`` in raster order of each region's first pixel.
+
+    Examples
+    --------
+    >>> video = np.zeros((8, 2, 4, 3), np.uint8)
+    >>> video[4:, :, 2:] = 255
+    >>> first_level_segments(video).tolist()
+    [[0, 0, 1, 1], [0, 0, 1, 1]]
+    """
+    return merge_below(video, visible, None, threshold, theta=theta, colour_weight=colour_weight, lab_codes=lab_codes)
+
+
+def merge_below(
+    video: np.ndarray,
+    visible: np.ndarray | None,
+    labels: np.ndarray | None,
+    threshold: float,
+    *,
+    theta: float = 100.0,
+    colour_weight: float = 0.1,
+    lab_codes: np.ndarray | None = None,
+) -> np.ndarray:
+    """One level of the hierarchy: merge neighbouring regions, closest first, while ``D < threshold``.
+
+    Parameters
+    ----------
+    video, visible, theta, colour_weight, lab_codes
+        As for :func:`hierarchical_segmentation`.
+    labels : ndarray of int, shape (H, W), or None
+        The regions to start from (each 4-connected); None = single pixels.
+    threshold : float
+        Merge threshold on ``D``, > 0.
+
+    Returns
+    -------
+    ndarray, shape (H, W), int32
+        Labels ``0 .. K-1`` in raster order of each region's first pixel.
+    """
+    video = _check_video(video)
+    n_frames, height, width = video.shape[:3]
+    has_visible, visible = _check_visible(visible, (n_frames, height, width))
+    theta2 = _check_theta(theta) ** 2
+    start, _, colour_weight = _check_merge_parameters(threshold, 2.0, colour_weight)
+    slot = _slots(labels, (height, width))
+    codes = _check_codes(lab_codes, video)
+    level_roots, _, _ = _segment(
+        video,
+        visible,
+        has_visible,
+        codes,
+        slot,
+        theta2,
+        start,
+        2.0,
+        colour_weight,
+        1,
+        np.zeros(2, bool),
+    )
+    return _relabel(level_roots[0]).reshape(height, width)
+
+
+def tiled_hierarchical_segmentation(
+    video: np.ndarray,
+    visible: np.ndarray | None = None,
+    *,
+    tile: int = 32,
+    theta: float = 100.0,
+    start_threshold: float = 0.2,
+    growth: float = 1.5,
+    keep_levels: tuple[float, ...] = (0.6, 0.7, 0.8),
+    colour_weight: float = 0.1,
+    lab_codes: np.ndarray | None = None,
+    map_tiles=map,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hierarchical_segmentation` with each level merged tile by tile first, then over the frame.
+
+    Level ``l`` (threshold ``t_l``) starts from level ``l - 1`` (single pixels
+    for the first).  Every ``tile`` x ``tile`` tile merges, closest pair first
+    while ``D < t_l``, the regions it holds along the edges inside it; the
+    regions carry their statistics over the whole frame, so a region that
+    crosses tiles may merge with a neighbour in each of them, and the merges
+    of all tiles are united.  The frame then merges what is left below
+    ``t_l`` across tile borders (:func:`merge_below`).  A level is again a
+    partition into 4-connected regions in which no two neighbours are closer
+    than its threshold, and the levels are nested, but the merge order is
+    not the global greedy one, so regions can differ from
+    :func:`hierarchical_segmentation`'s (with one tile they are the same).
+    The cost of a merge grows with the merged region's boundary, which a tile
+    bounds; the tiles are independent.
+
+    Parameters
+    ----------
+    video, visible, theta, start_threshold, growth, keep_levels, colour_weight, lab_codes
+        As for :func:`hierarchical_segmentation`.
+    tile : int, default 32
+        Tile edge (pixels), >= 2.
+    map_tiles : callable, default ``map``
+        ``map_tiles(function, items)`` returning the results in order; the
+        display stage passes one that runs the tiles on Dask threads (the
+        kernels release the GIL).
+
+    Returns
+    -------
+    segments, thresholds
+        As for :func:`hierarchical_segmentation`.
+
+    Examples
+    --------
+    >>> video = np.zeros((8, 4, 8, 3), np.uint8)
+    >>> video[4:, :, 3:] = 255                 # a block across the tile border switches on
+    >>> segments, _ = tiled_hierarchical_segmentation(video, tile=4, keep_levels=(0.2,))
+    >>> segments[0].tolist()
+    [[0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]]
+    """
+    video = _check_video(video)
+    n_frames, height, width = video.shape[:3]
+    has_visible, visible = _check_visible(visible, (n_frames, height, width))
+    _check_theta(theta)
+    start, growth, colour_weight = _check_merge_parameters(start_threshold, growth, colour_weight)
+    fractions = _check_fractions(keep_levels)
+    tile = int(tile)
+    if tile < 2:
+        raise ValueError(f"tile must be >= 2; got {tile}")
+    codes = _check_codes(lab_codes, video)
+    if codes is None:
+        codes = lab_bin_codes(video)
+    max_levels, can_stop, kept = _level_plan(start, growth, colour_weight, fractions)
+    corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
+    vis = visible if has_visible else None
+    theta2 = float(theta) ** 2
+
+    def first_level(item):
+        (y, x), threshold = item
+        window = (slice(None), slice(y, y + tile), slice(x, x + tile))
+        merged = merge_below(
+            np.ascontiguousarray(video[window]),
+            None if vis is None else np.ascontiguousarray(vis[window]),
+            None,
+            threshold,
+            theta=theta,
+            colour_weight=colour_weight,
+            lab_codes=np.ascontiguousarray(codes[window]),
+        )
+        return y, x, merged
+
+    def next_level(item):
+        # the tile's regions with their statistics over the whole frame; only the tile's
+        # edges are candidates, so a region crossing tiles may merge in several of them
+        (y, x), slot, statistics, threshold = item
+        window = (slice(None), slice(y, y + tile), slice(x, x + tile))
+        present, local = np.unique(slot[y : y + tile, x : x + tile], return_inverse=True)
+        crop = np.ascontiguousarray(video[window])
+        roots, _, _ = _segment(
+            crop,
+            np.ascontiguousarray(visible[window]),
+            has_visible,
+            None,
+            local.ravel().astype(np.int64),
+            theta2,
+            threshold,
+            2.0,
+            colour_weight,
+            1,
+            np.zeros(2, bool),
+            tuple(np.ascontiguousarray(a[present]) for a in statistics),
+        )
+        # the group of each present region: the local slot of its root pixel
+        return present, local.ravel()[roots[0]][_first_pixels(local.ravel(), present.size)]
+
+    levels, thresholds = [], []
+    labels = None
+    threshold = start
+    while True:
+        if labels is None:
+            tiled = np.empty((height, width), np.int64)
+            for y, x, merged in map_tiles(first_level, [(c, threshold) for c in corners]):
+                h, w = merged.shape
+                tiled[y : y + h, x : x + w] = merged.astype(np.int64) + (y * width + x) * tile * tile
+        else:
+            slot = labels.astype(np.int64)
+            n_regions = int(slot.max()) + 1
+            statistics = _region_statistics(video, visible, has_visible, codes, slot.ravel(), n_regions)
+            groups = np.arange(n_regions)
+            for present, group in map_tiles(next_level, [(c, slot, statistics, threshold) for c in corners]):
+                _union_groups(groups, present, group)
+            tiled = _roots_of(groups)[slot]
+        labels = merge_below(
+            video, vis, tiled, threshold, theta=theta, colour_weight=colour_weight, lab_codes=codes
+        )
+        levels.append(labels)
+        thresholds.append(threshold)
+        if int(labels.max()) == 0 or len(levels) == max_levels:
+            n_levels = len(levels)
+            break
+        if can_stop[len(levels)]:
+            n_levels = len(levels) + 1
+            break
+        threshold *= growth
+    segments = np.empty((len(fractions), height, width), np.int32)
+    out_thresholds = np.empty(len(fractions), np.float64)
+    for i, level in enumerate(kept(n_levels)):
+        segments[i] = levels[level - 1]
+        out_thresholds[i] = thresholds[level - 1]
+    return segments, out_thresholds
+
+
+def _first_pixels(local, n):
+    """Index of the first pixel of each of the ``n`` local slots in ``local`` (flat)."""
+    first = np.full(n, local.size, np.int64)
+    np.minimum.at(first, local, np.arange(local.size))
+    return first
+
+
+@jit
+def _union_groups(parent, present, group):
+    """Unite, in the union-find forest ``parent``, the regions ``present`` that share a ``group``."""
+    head = np.full(group.max() + 1 if group.size else 1, -1, np.int64)
+    for i in range(present.size):
+        g = group[i]
+        if head[g] < 0:
+            head[g] = present[i]
+        else:
+            ra = _find(parent, head[g])
+            rb = _find(parent, present[i])
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+
+
+@jit
+def _roots_of(parent):
+    out = np.empty(parent.size, np.int64)
+    for i in range(parent.size):
+        out[i] = _find(parent, i)
+    return out
+
+
+def _level_plan(start, growth, colour_weight, fractions):
+    """(max_levels, can_stop, kept): the hierarchy's height bound and its choice of levels.
+
+    ``kept(L)`` are the 1-based levels kept for fractions ``q`` of ``L``
+    levels, ``ceil(q L)``; ``can_stop[m]`` says that once ``m`` levels are
+    recorded and more follow (so ``L`` is in ``m + 1 .. max_levels``), the kept
+    levels are known already and the rest of the hierarchy need not be built.
+    """
+    # every level below the one whose threshold exceeds max D = 1 + 2 w, plus that one
+    max_levels = 1
+    t = start
+    while not t > 1.0 + 2.0 * colour_weight:
+        t *= growth
+        max_levels += 1
+
+    def kept(n):
+        return tuple(min(n, max(1, math.ceil(q * n - 1e-9))) for q in fractions)
+
+    can_stop = np.array(
+        [
+            m >= 1 and len({kept(n) for n in range(m + 1, max_levels + 1)}) == 1 and max(kept(m + 1)) <= m
+            for m in range(max_levels + 1)
+        ]
+    )
+    return max_levels, can_stop, kept
+
+
+def lab_bin_codes(video: np.ndarray) -> np.ndarray:
+    """Packed histogram bins ``iL * 64 + ia * 8 + ib`` of every sample (the segmentation's colour histograms).
+
+    Parameters
+    ----------
+    video : ndarray, shape (T, H, W, 3), uint8 or float
+        RGB 0-255.
+
+    Returns
+    -------
+    ndarray, shape (T, H, W), int16
+        Bins as :func:`lab_histogram_bins` of :func:`srgb_to_lab`, packed.
+
+    Examples
+    --------
+    >>> lab_bin_codes(np.zeros((1, 1, 1, 3), np.uint8)).tolist()
+    [[[28]]]
+    """
+    video = _check_video(video)
+    n_frames, height, width = video.shape[:3]
+    lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
+    use_memo = video.dtype == np.uint8 and n_frames * height * width > 2**20
+    memo = np.full(2**24 if use_memo else 1, -1, np.int16)
+    out = np.empty((n_frames, height, width), np.int16)
+    _lab_codes(video, lut, memo, use_memo, out)
+    return out
+
+
+def _check_codes(codes, video) -> np.ndarray | None:
+    if codes is None:
+        return None
+    codes = np.asarray(codes)
+    if codes.shape != video.shape[:3] or codes.dtype != np.int16:
+        raise ValueError(f"lab_codes must be int16 of shape {video.shape[:3]}; got {codes.dtype} {codes.shape}")
+    return codes
+
+
+def _check_fractions(keep_levels) -> tuple[float, ...]:
+    fractions = tuple(float(q) for q in keep_levels)
+    if len(fractions) == 0 or any(not (0 < q <= 1) for q in fractions):
+        raise ValueError(f"keep_levels must be a non-empty sequence of fractions in (0, 1]; got {keep_levels}")
+    return fractions
+
+
+def _check_merge_parameters(start_threshold, growth, colour_weight) -> tuple[float, float, float]:
     start = float(start_threshold)
     growth = float(growth)
     colour_weight = float(colour_weight)
@@ -737,33 +1179,90 @@ def hierarchical_segmentation(
         raise ValueError(f"growth must be finite and > 1; got {growth}")
     if not np.isfinite(colour_weight) or colour_weight < 0:
         raise ValueError(f"colour_weight must be finite and >= 0; got {colour_weight}")
-    fractions = tuple(float(q) for q in keep_levels)
-    if len(fractions) == 0 or any(not (0 < q <= 1) for q in fractions):
-        raise ValueError(
-            f"keep_levels must be a non-empty sequence of fractions in (0, 1]; got {keep_levels}"
-        )
+    return start, growth, colour_weight
 
+
+def _relabel(roots: np.ndarray) -> np.ndarray:
+    """Labels 0 .. K-1 (int32) in order of the region names, from each pixel's root."""
+    _, labels = np.unique(roots, return_inverse=True)
+    return labels.astype(np.int32)
+
+
+def _slots(initial_labels, shape) -> np.ndarray:
+    """Row of each pixel's region in the region statistics, (H W,) int64; single pixels when None."""
+    height, width = shape
+    if initial_labels is None:
+        return np.arange(height * width, dtype=np.int64)
+    labels = np.asarray(initial_labels)
+    if labels.shape != (height, width):
+        raise ValueError(f"initial_labels must have shape {(height, width)}; got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"initial_labels must be integers; got {labels.dtype}")
+    _, slot = np.unique(labels.ravel(), return_inverse=True)
+    slot = slot.astype(np.int64)
+    n_regions = int(slot.max()) + 1
+    if _n_components(slot, height, width) != n_regions:
+        raise ValueError("initial_labels: every region must be 4-connected")
+    return slot
+
+
+@jit
+def _n_components(slot, height, width):
+    """Number of 4-connected components of equal ``slot`` on the (height, width) grid."""
+    parent = np.arange(height * width)
+    n = height * width
+    for y in range(height):
+        for x in range(width):
+            p = y * width + x
+            for q in (p + 1 if x + 1 < width else -1, p + width if y + 1 < height else -1):
+                if q >= 0 and slot[p] == slot[q]:
+                    rp = _find(parent, p)
+                    rq = _find(parent, q)
+                    if rp != rq:
+                        parent[max(rp, rq)] = min(rp, rq)
+                        n -= 1
+    return n
+
+
+def _region_statistics(video, visible, has_visible, codes, slot, n_slots):
+    """(sums, counts, hist) of the regions of ``slot``: (R, T, 3), (R, T), (R, 24)."""
+    n_frames, height, width = video.shape[:3]
     n_pix = height * width
     if video.dtype == np.uint8 and 255 * n_pix < 2**31:
-        sums = np.empty((n_pix, n_frames, 3), np.int32)
+        sums = np.empty((n_slots, n_frames, 3), np.int32)
     elif video.dtype == np.uint8:
-        sums = np.empty((n_pix, n_frames, 3), np.int64)
+        sums = np.empty((n_slots, n_frames, 3), np.int64)
     else:
-        sums = np.empty((n_pix, n_frames, 3), np.float64)
-    counts = np.empty((n_pix, n_frames), np.int32 if n_pix < 2**31 else np.int64)
-    hist = np.empty((n_pix, 3 * N_BINS), np.int64)
-    lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
-    use_memo = video.dtype == np.uint8 and video.shape[0] * n_pix > 2**22
-    memo = np.full(2**24 if use_memo else 1, -1, np.int16)
-    _init_regions(video, visible, has_visible, lut, memo, use_memo, sums, counts, hist)
-    del memo
+        sums = np.empty((n_slots, n_frames, 3), np.float64)
+    counts = np.empty((n_slots, n_frames), np.int32 if n_pix < 2**31 else np.int64)
+    hist = np.empty((n_slots, 3 * N_BINS), np.int64)
+    if codes is None:
+        codes = lab_bin_codes(video)
+    _init_regions(video, visible, has_visible, codes, slot, sums, counts, hist)
+    return sums, counts, hist
 
-    # every level below the one whose threshold exceeds max D = 1 + 2 w, plus that one
-    max_levels = 1
-    t = start
-    while not t > 1.0 + 2.0 * colour_weight:
-        t *= growth
-        max_levels += 1
+
+def _segment(
+    video,
+    visible,
+    has_visible,
+    codes,
+    slot,
+    theta2,
+    start,
+    growth,
+    colour_weight,
+    max_levels,
+    can_stop,
+    statistics=None,
+):
+    """Region statistics of ``slot`` and the merge of up to ``max_levels`` levels: (roots, thresholds, n)."""
+    n_frames, height, width = video.shape[:3]
+    n_pix = height * width
+    n_slots = int(slot.max()) + 1
+    if statistics is None:
+        statistics = _region_statistics(video, visible, has_visible, codes, slot, n_slots)
+    sums, counts, hist = statistics
     level_roots = np.empty((max_levels, n_pix), np.int64)
     level_thresholds = np.empty(max_levels, np.float64)
     n_edges = height * (width - 1) + (height - 1) * width
@@ -771,6 +1270,7 @@ def hierarchical_segmentation(
         sums,
         counts,
         hist,
+        slot,
         height,
         width,
         theta2,
@@ -782,13 +1282,6 @@ def hierarchical_segmentation(
         _HEAP_CAPACITY,
         2 * n_edges + 16 if _PENDING_CAPACITY is None else _PENDING_CAPACITY,
         _REBUILD_RATIO,
+        can_stop,
     )
-
-    segments = np.empty((len(fractions), height, width), np.int32)
-    thresholds = np.empty(len(fractions), np.float64)
-    for i, q in enumerate(fractions):
-        level = min(n_levels, max(1, math.ceil(q * n_levels - 1e-9))) - 1
-        _, labels = np.unique(level_roots[level], return_inverse=True)
-        segments[i] = labels.reshape(height, width).astype(np.int32)
-        thresholds[i] = level_thresholds[level]
-    return segments, thresholds
+    return level_roots, level_thresholds, n_levels

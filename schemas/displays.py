@@ -7,8 +7,9 @@ union of the positive segments is ``display_mask``.  ``animated_mask`` is then
 ``cyclic_mask`` united with it.
 
 The default classifier ships inside this package (``schemas/models/``); it was
-trained by ``cinemagraph train-displays`` on the synthetic clips of
-``tasks/synthetic_displays.py``.
+trained by ``python -m flows.train_display_classifier --real-negatives`` on the
+synthetic clips of ``tasks/synthetic_displays.py`` and on real clips without
+screens (all negatives); see :mod:`flows.train_display_classifier`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ class DisplayParams(BaseModel):
         "at theta 30 and on all 12 at theta 100 (with a Felzenszwalb-Huttenlocher adaptive threshold, "
         "whose hierarchy has 20-30 levels: on 6 and 10-11 of 12).",
     )
+    tile: int | None = Field(
+        32,
+        ge=8,
+        description="Edge of the square tiles (pixels) whose first segmentation level is computed "
+        "separately, in parallel, before the hierarchy continues over the whole frame (merging across "
+        "tile borders).  Most of the segmentation's work is that first level, and a region's merges cost "
+        "in proportion to its boundary, which a tile bounds.  None = one merge from single pixels over "
+        "the whole frame (the exact greedy order; about 10x slower at 640x360).",
+    )
     colour_weight: float = Field(
         0.1, ge=0, description="Weight of the colour-histogram distance in D = D_T + w D_A (unitless)."
     )
@@ -137,5 +147,10 @@ class TrainDisplaysResult(BaseModel):
     )
     recall: float | None = Field(description="Cross-validated recall, as above.")
     f1: float | None = Field(description="Cross-validated F1, as above.")
+    real_false_positive_rate: float | None = Field(
+        None,
+        description="Fraction of the segments of real clips without displays (`negative_clips`) that the "
+        "cross-validation's forests, which never saw their clip, call displays; None without such clips.",
+    )
     n_splits: int = Field(description="Folds of the cross-validation (0 = not run).")
     seconds: float = Field(description="Wall time of the flow (s).")

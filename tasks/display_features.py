@@ -47,6 +47,25 @@ name                  definition
 ``solidity``          pixel count / area of the convex hull of the pixel squares
 ``centroid_x``        mean of ``(x + 0.5) / W`` over the pixels, in (0, 1)
 ``centroid_y``        mean of ``(y + 0.5) / H``
+``flow_speed``        mean optical-flow speed (pixels per frame) over the segment's visible pixels in
+                      the sampled frame pairs (DIS flow, OpenCV, on the half-size grey frames; pairs
+                      ``(t, t + 2)`` for ``t = 0, 4, 8, ...``)
+``flow_coherence``    ``sum_pairs |sum_pixels f| / sum_pairs sum_pixels |f|`` with ``f`` the flow
+                      vectors of the segment faster than 0.5 pixels per frame (slower ones count
+                      as 0 in the numerator, by their speed in the denominator): 1 when the
+                      segment's content moves as one rigid piece (a car, a scrolling ticker), near
+                      0 for incoherent change or no motion
+``change_coverage``   mean, over the sampled pairs in which at least 2 % of the segment changed
+                      (channel-mean ``|I(t+2) - I(t)| > 25``), of the fraction that changed: a
+                      screen changes as a whole, a walker's trail one body at a time; 0 if never
+``change_travel``     standard deviation over those pairs of the centroid of the changed pixels,
+                      over the square root of the segment's area: the changing part travels along a
+                      walker's trail, stays centred in a screen; 0 with fewer than 2 such pairs
+``boundary_edges``    mean over the segment's boundary pixels (those with a 4-neighbour in another
+                      segment) of the fraction of sampled frames with an edge there (Sobel gradient
+                      magnitude of the grey frame > 40 within one pixel): a screen's frame is always
+                      there, a walker's trail is outlined only while someone passes; 0 without a
+                      boundary
 ====================  ==========================================================================
 
 Segments that are mostly invisible -- more than half of their pixels invisible
@@ -67,13 +86,20 @@ import zipfile
 from collections.abc import Sequence
 
 import cv2
+import dask
 import numpy as np
 import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import f1_score, precision_score, recall_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
 
-from kernels.binary_patterns import delta_fraction, region_descriptor
+from kernels.binary_patterns import DELTA1_ALPHA, DELTA1_BETA, DELTA2_ALPHA, descriptor_layout
+from kernels.segment_statistics import (
+    PIXEL_COLUMNS,
+    pixel_statistics,
+    segment_frame_sums,
+    segment_row_extents,
+)
 
 __all__ = [
     "FEATURE_NAMES",
@@ -86,6 +112,7 @@ __all__ = [
     "rasterise_polygons",
     "train_display_classifier",
     "cross_validated_scores",
+    "out_of_fold_predictions",
     "save_model",
     "load_model",
     "predict_display_mask",
@@ -112,6 +139,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     "solidity",
     "centroid_x",
     "centroid_y",
+    "flow_speed",
+    "flow_coherence",
+    "change_coverage",
+    "change_travel",
+    "boundary_edges",
 )
 
 #: Types a saved display classifier may contain beyond skops' defaults.
@@ -185,10 +217,10 @@ def segment_features(
     >>> labels = np.repeat([[0, 0, 1, 1]], 4, axis=0)
     >>> features, names = segment_features(video, None, labels)
     >>> features.shape, names[10], features[:, 10].tolist()
-    ((2, 20), 'mean_abs_diff', [0.0, 255.0])
+    ((2, 25), 'mean_abs_diff', [0.0, 255.0])
     """
     video, visible, labels = _check_inputs(video, visible, labels)
-    return _features_from_statistics(_pixel_statistics(video, visible), video, visible, labels), FEATURE_NAMES
+    return _features_from_statistics(_window_statistics(video, visible), video, visible, labels), FEATURE_NAMES
 
 
 def level_features(
@@ -221,117 +253,153 @@ def level_features(
     >>> video[::2, :, 2:] = 255
     >>> segments = np.array([np.repeat([[0, 0, 1, 1]], 4, axis=0), np.zeros((4, 4), int)])
     >>> [rows.shape for rows in level_features(video, None, segments)]
-    [(2, 20), (1, 20)]
+    [(2, 25), (1, 25)]
     """
     segments = np.asarray(segments)
     if segments.ndim != 3:
         raise ValueError(f"segments must have shape (levels, H, W); got {segments.shape}")
     video, visible, _ = _check_inputs(video, visible, segments[0])
-    stats = _pixel_statistics(video, visible)
+    stats = _window_statistics(video, visible)
     rows = []
     for labels in segments:
         _, _, labels = _check_inputs(video, visible, labels)
-        features = _features_from_statistics(stats, video, visible, labels)
+        features = _features_from_statistics(stats, video, visible, labels, min_segment_area)
         size = np.bincount(labels.ravel(), minlength=features.shape[0])
         features[size < min_segment_area] = np.nan
         rows.append(features)
     return rows
 
 
-def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-pixel sums over the visible frames, shape (H W,) or (H W, 3), float64.
+#: Frames per block of the per-pixel statistics (bounds the CIELAB scratch memory).
+_BLOCK_FRAMES = 8
+
+
+def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(:func:`_pixel_statistics`, :func:`_motion_maps`) of the window, the two side by side on Dask threads."""
+    parts = (dask.delayed(_pixel_statistics)(video, visible), dask.delayed(_motion_maps)(video, visible))
+    return dask.compute(*parts, scheduler="threads", num_workers=2)
+
+
+def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Per-pixel sums over the visible frames, (H W, 17) float64 (:data:`kernels.segment_statistics.PIXEL_COLUMNS`).
 
     They do not depend on the segmentation, so :func:`level_features`
-    computes them once for all levels.
+    computes them once for all levels: one pass over the window, its frame
+    ranges on Dask threads (CIELAB by OpenCV in blocks of frames, the sums by
+    a kernel that releases the GIL).
     """
-    n_frames, height, width = video.shape[:3]
-    n_pix = height * width
-    stats = {
-        name: np.zeros((n_pix, 3) if name in ("lab", "lab_sq", "rgb", "rgb_sq") else n_pix)
-        for name in ("n", "lab", "lab_sq", "sat", "val", "rgb", "rgb_sq", "diff", "n_diff")
-    }
-    previous = None
-    for t in range(n_frames):
-        rgb = video[t].reshape(-1, 3).astype(np.float64)
-        vis = visible[t].ravel()
-        lab = cv2.cvtColor((rgb / 255.0).astype(np.float32).reshape(height, width, 3), cv2.COLOR_RGB2Lab)
-        lab = lab.reshape(-1, 3).astype(np.float64)
-        # column-wise maxima: numpy reductions over a length-3 axis are slow
-        vmax = np.maximum(np.maximum(rgb[:, 0], rgb[:, 1]), rgb[:, 2])
-        vmin = np.minimum(np.minimum(rgb[:, 0], rgb[:, 1]), rgb[:, 2])
-        saturation = np.where(vmax > 0, (vmax - vmin) / np.where(vmax > 0, vmax, 1.0), 0.0)
-        w = vis.astype(np.float64)
-        stats["n"] += w
-        stats["lab"] += lab * w[:, None]
-        stats["lab_sq"] += lab**2 * w[:, None]
-        stats["sat"] += saturation * w
-        stats["val"] += vmax / 255.0 * w
-        stats["rgb"] += rgb * w[:, None]
-        stats["rgb_sq"] += rgb**2 * w[:, None]
-        if previous is not None:
-            prev_rgb, prev_vis = previous
-            both = (vis & prev_vis).astype(np.float64)
-            step = np.abs(rgb - prev_rgb)
-            stats["diff"] += (step[:, 0] + step[:, 1] + step[:, 2]) / 3.0 * both
-            stats["n_diff"] += both
-        previous = (rgb, vis)
-    return stats
+    n_frames = video.shape[0]
+    n_ranges = max(1, min(os.cpu_count() or 1, 4, n_frames // _BLOCK_FRAMES))
+    bounds = np.linspace(0, n_frames, n_ranges + 1).astype(int)
+    parts = [
+        dask.delayed(_pixel_statistics_range)(video, visible, a, b)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    if len(parts) == 1:
+        return parts[0].compute(scheduler="sync")
+    return sum(dask.compute(*parts, scheduler="threads", num_workers=n_ranges))
 
 
-def _features_from_statistics(stats, video, visible, labels) -> np.ndarray:
+def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, stop: int) -> np.ndarray:
+    """:func:`_pixel_statistics` of frames ``first .. stop-1`` (the change from frame ``first - 1`` included)."""
+    width = video.shape[2]
+    total = None
+    for start in range(first, stop, _BLOCK_FRAMES):
+        end = min(start + _BLOCK_FRAMES, stop)
+        block = video[start:end]
+        rgb = (block.reshape(-1, width, 3) / np.float32(255.0)).astype(np.float32)
+        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(block.shape)
+        previous = (video[start - 1], visible[start - 1]) if start > 0 else (None, None)
+        part = pixel_statistics(block, visible[start:end], lab, *previous)
+        if total is None:
+            total = part
+        else:
+            total += part
+    return total
+
+
+def _features_from_statistics(statistics, video, visible, labels, min_segment_area: int = 1) -> np.ndarray:
+    stats, motion = statistics
     n_frames, height, width = video.shape[:3]
     flat_labels = labels.ravel().astype(np.int64)
     n_segments = int(flat_labels.max()) + 1
     size = np.bincount(flat_labels, minlength=n_segments).astype(np.float64)
+    big = size >= max(min_segment_area, 1)
+    if not big.all():
+        # segments too small to classify share one extra label (its row is dropped), so
+        # every per-segment array below has a row per classified segment only
+        n_big = int(big.sum())
+        compact = np.cumsum(big) - 1
+        compact[~big] = n_big
+        rows = _features_from_statistics(statistics, video, visible, compact[labels])
+        features = np.full((n_segments, len(FEATURE_NAMES)), np.nan)
+        features[big] = rows[:n_big]
+        return features
+    column = {name: i for i, name in enumerate(PIXEL_COLUMNS)}
 
-    def total(values):
-        if values.ndim == 1:
-            return np.bincount(flat_labels, values, minlength=n_segments)
-        return np.stack([np.bincount(flat_labels, values[:, c], minlength=n_segments) for c in range(3)], 1)
+    def total(*names):
+        if len(names) == 1:
+            return np.bincount(flat_labels, stats[:, column[names[0]]], minlength=n_segments)
+        return np.stack([np.bincount(flat_labels, stats[:, column[n]], minlength=n_segments) for n in names], 1)
 
     # mean colour of each segment in each frame (visible pixels only)
-    colour_sum = np.zeros((n_segments, n_frames, 3))
-    vis_count = np.zeros((n_segments, n_frames))
-    for t in range(n_frames):
-        vis = visible[t].ravel()
-        seen = flat_labels[vis]
-        vis_count[:, t] = np.bincount(seen, minlength=n_segments)
-        rgb = video[t].reshape(-1, 3)[vis].astype(np.float64)
-        for c in range(3):
-            colour_sum[:, t, c] = np.bincount(seen, rgb[:, c], minlength=n_segments)
+    colour_sum, vis_count = segment_frame_sums(video, visible, labels.astype(np.int64), n_segments)
+    vis_count = vis_count.astype(np.float64)
 
-    n_samples = total(stats["n"])
+    n_samples = total("n")
     features = np.full((n_segments, len(FEATURE_NAMES)), np.nan)
     invisible_frac = 1.0 - vis_count / np.maximum(size, 1.0)[:, None]
     mostly_invisible = (invisible_frac > 0.5).sum(axis=1) > n_frames / 2
     usable = (size > 0) & ~mostly_invisible & (n_samples > 0)
 
-    pix_n = stats["n"]
+    pix_n = stats[:, column["n"]]
     has_std = pix_n >= 2
     safe_n = np.maximum(pix_n, 1.0)[:, None]
-    pixel_std = np.sqrt(np.maximum(stats["rgb_sq"] / safe_n - (stats["rgb"] / safe_n) ** 2, 0.0)).mean(axis=1)
+    rgb = stats[:, column["rgb_0"] : column["rgb_2"] + 1]
+    rgb_sq = stats[:, column["rgb_sq_0"] : column["rgb_sq_2"] + 1]
+    pixel_std = np.sqrt(np.maximum(rgb_sq / safe_n - (rgb / safe_n) ** 2, 0.0)).mean(axis=1)
     std_sum = np.bincount(flat_labels[has_std], pixel_std[has_std], minlength=n_segments)
     std_count = np.bincount(flat_labels[has_std], minlength=n_segments)
-    diff_sum = total(stats["diff"])
-    diff_count = total(stats["n_diff"])
+    diff_sum = total("diff")
+    diff_count = total("n_diff")
 
     safe_samples = np.maximum(n_samples, 1.0)
-    lab_mean = total(stats["lab"]) / safe_samples[:, None]
+    lab_mean = total("lab_0", "lab_1", "lab_2") / safe_samples[:, None]
     features[:, 0:3] = lab_mean
-    features[:, 3:6] = np.sqrt(np.maximum(total(stats["lab_sq"]) / safe_samples[:, None] - lab_mean**2, 0.0))
-    features[:, 6] = total(stats["sat"]) / safe_samples
-    features[:, 7] = total(stats["val"]) / safe_samples
+    lab_sq = total("lab_sq_0", "lab_sq_1", "lab_sq_2")
+    features[:, 3:6] = np.sqrt(np.maximum(lab_sq / safe_samples[:, None] - lab_mean**2, 0.0))
+    features[:, 6] = total("sat") / safe_samples
+    features[:, 7] = total("val") / safe_samples
     mean_colour = colour_sum / np.maximum(vis_count, 1.0)[:, :, None]
-    for k in np.flatnonzero(usable):
-        bits, valid, _ = region_descriptor(mean_colour[k], vis_count[k] > 0)
-        features[k, 8] = delta_fraction(bits, valid, n_frames, delta=1)
-        features[k, 9] = delta_fraction(bits, valid, n_frames, delta=2)
+    features[:, 8], features[:, 9] = _delta_fractions(mean_colour, vis_count > 0)
     features[:, 10] = np.where(diff_count > 0, diff_sum / np.maximum(diff_count, 1.0), 0.0)
     features[:, 11] = np.where(std_count > 0, std_sum / np.maximum(std_count, 1), 0.0)
     features[:, 12] = _aperiodic_change(mean_colour, vis_count > 0)
-    features[:, 13:20] = _shape_features(flat_labels, n_segments, height, width, size)
+    features[:, 13:20] = _shape_features(labels.astype(np.int64), n_segments, size, usable)
+    features[:, 20:25] = _motion_features(motion, labels.astype(np.int64), n_segments, size, usable)
     features[~usable] = np.nan
     return features
+
+
+def _delta_fractions(mean_colour: np.ndarray, seen: np.ndarray, theta: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction of ones among the valid bits of ``Delta1`` and ``Delta2`` of every segment's pattern.
+
+    The pattern of :func:`kernels.binary_patterns.region_descriptor` of the
+    segment's mean colour per frame, for all segments at once; 0 without a
+    valid bit (:func:`kernels.binary_patterns.delta_fraction`).
+    """
+    n_frames = seen.shape[1]
+    n1, n2, _ = descriptor_layout(n_frames)
+    out = []
+    for f0, shift in ((DELTA1_ALPHA * np.arange(n1), DELTA1_BETA), (DELTA2_ALPHA * np.arange(n2), n_frames // 2)):
+        f1 = f0 + shift
+        diff = mean_colour[:, f1] - mean_colour[:, f0]
+        d2 = diff[..., 0] * diff[..., 0] + diff[..., 1] * diff[..., 1] + diff[..., 2] * diff[..., 2]
+        valid = seen[:, f0] & seen[:, f1]
+        ones = ((d2 > theta * theta) & valid).sum(axis=1)
+        n_valid = valid.sum(axis=1)
+        out.append(np.where(n_valid > 0, ones / np.maximum(n_valid, 1), 0.0))
+    return out[0], out[1]
 
 
 def _aperiodic_change(mean_colour: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -340,29 +408,38 @@ def _aperiodic_change(mean_colour: np.ndarray, usable: np.ndarray) -> np.ndarray
     best = np.full(n_segments, np.inf)
     for lag in range(2, n_frames // 2 + 1):
         both = usable[:, lag:] & usable[:, :-lag]
-        dist = np.linalg.norm(mean_colour[:, lag:] - mean_colour[:, :-lag], axis=2)
+        diff = mean_colour[:, lag:] - mean_colour[:, :-lag]
+        dist = np.sqrt(diff[..., 0] ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
         count = both.sum(axis=1)
         mean = np.where(count > 0, (dist * both).sum(axis=1) / np.maximum(count, 1), np.inf)
         best = np.minimum(best, mean)
     return np.where(np.isfinite(best), best, 0.0)
 
 
-def _shape_features(flat_labels, n_segments, height, width, size) -> np.ndarray:
-    """area_fraction, bbox_fill, aspect_ratio, rectangularity, solidity, centroid_x, centroid_y."""
+def _shape_features(labels, n_segments, size, usable) -> np.ndarray:
+    """area_fraction, bbox_fill, aspect_ratio, rectangularity, solidity, centroid_x, centroid_y.
+
+    The convex hull of a segment's pixel squares is the hull of the squares of
+    its leftmost and rightmost pixel in each row, so only those enter OpenCV.
+    """
+    height, width = labels.shape
+    flat = labels.ravel()
     out = np.full((n_segments, 7), np.nan)
     ys, xs = np.divmod(np.arange(height * width), width)
-    order = np.argsort(flat_labels, kind="stable")
-    bounds = np.searchsorted(flat_labels[order], np.arange(n_segments + 1))
-    corners = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.int32)
-    for k in range(n_segments):
-        idx = order[bounds[k] : bounds[k + 1]]
-        if idx.size == 0:
-            continue
-        y, x = ys[idx], xs[idx]
-        area = float(idx.size)
-        bbox = float((y.max() - y.min() + 1) * (x.max() - x.min() + 1))
-        # corners of the pixel squares, as (x, y) points for OpenCV
-        points = (np.stack([x, y], axis=1)[:, None, :].astype(np.int32) + corners[None]).reshape(-1, 2)
+    safe = np.maximum(size, 1.0)
+    cx = (np.bincount(flat, xs, minlength=n_segments) / safe + 0.5) / width
+    cy = (np.bincount(flat, ys, minlength=n_segments) / safe + 0.5) / height
+    first, last = segment_row_extents(labels, n_segments)
+    rows = first >= 0
+    for k in np.flatnonzero(usable):
+        y = np.flatnonzero(rows[k])
+        x0, x1 = first[k, y], last[k, y]
+        area = float(size[k])
+        bbox = float((y[-1] - y[0] + 1) * (x1.max() - x0.min() + 1))
+        # corners of the end pixels' squares, as (x, y) points for OpenCV
+        points = np.concatenate(
+            [np.stack([x0, y], 1), np.stack([x0, y + 1], 1), np.stack([x1 + 1, y], 1), np.stack([x1 + 1, y + 1], 1)]
+        ).astype(np.int32)
         hull = cv2.convexHull(points)
         hull_area = float(cv2.contourArea(hull))
         (_, _), (rw, rh), _ = cv2.minAreaRect(hull)
@@ -373,9 +450,107 @@ def _shape_features(flat_labels, n_segments, height, width, size) -> np.ndarray:
             max(rw, rh) / max(min(rw, rh), 1e-12),
             min(1.0, area / rect_area) if rect_area > 0 else 1.0,
             min(1.0, area / hull_area) if hull_area > 0 else 1.0,
-            (x.mean() + 0.5) / width,
-            (y.mean() + 0.5) / height,
+            cx[k],
+            cy[k],
         )
+    return out
+
+
+#: Frame pairs of the motion features: ``(t, t + _PAIR_GAP)`` for ``t = 0, _PAIR_STRIDE, ...``.
+_PAIR_GAP = 2
+_PAIR_STRIDE = 4
+#: Flow speed (pixels per frame) below which a pixel's flow vector is left out of the coherence.
+_MOVING_SPEED = 0.5
+#: Channel-mean absolute change (0-255) above which a pixel changed between the two frames of a pair.
+_CHANGE_LEVEL = 25.0
+#: Sobel gradient magnitude (0-255 grey per pixel) above which a pixel is on an edge.
+_EDGE_LEVEL = 40.0
+
+
+def _motion_maps(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-pixel motion of the sampled frame pairs, shared by all levels.
+
+    Returns ``flow`` (P, H, W, 3) float32 (x, y flow and speed, pixels per
+    frame), ``change`` (P, H, W, 3) float32 (changed, and x, y where changed),
+    ``seen`` (P, H, W) bool (both frames visible) and ``edges`` (H, W) float64
+    (fraction of sampled frames with an edge within one pixel).
+    """
+    n_frames, height, width = video.shape[:3]
+    starts = np.arange(0, max(n_frames - _PAIR_GAP, 0), _PAIR_STRIDE)
+    grey = [None] * n_frames
+
+    def grey_of(t):
+        if grey[t] is None:
+            frame = np.clip(video[t], 0, 255).astype(np.uint8)
+            grey[t] = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        return grey[t]
+
+    small = (max(1, width // 2), max(1, height // 2))
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST) if min(small) >= 16 else None
+    flow = np.zeros((len(starts), height, width, 3), np.float32)
+    change = np.zeros((len(starts), height, width, 3), np.float32)
+    seen = np.zeros((len(starts), height, width), bool)
+    edges = np.zeros((height, width))
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    kernel = np.ones((3, 3), np.uint8)
+    for i, t in enumerate(starts):
+        a, b = grey_of(t), grey_of(t + _PAIR_GAP)
+        if dis is not None:
+            f = dis.calc(cv2.resize(a, small, interpolation=cv2.INTER_AREA), cv2.resize(b, small, interpolation=cv2.INTER_AREA), None)
+            f = cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) * (width / small[0] / _PAIR_GAP)
+            speed = np.sqrt(f[..., 0] ** 2 + f[..., 1] ** 2)
+            moving = speed > _MOVING_SPEED
+            flow[i, :, :, 0] = np.where(moving, f[..., 0], 0.0)
+            flow[i, :, :, 1] = np.where(moving, f[..., 1], 0.0)
+            flow[i, :, :, 2] = speed
+        step = np.abs(video[t + _PAIR_GAP].astype(np.float32) - video[t].astype(np.float32)).mean(axis=2)
+        changed = (step > _CHANGE_LEVEL).astype(np.float32)
+        change[i, :, :, 0] = changed
+        change[i, :, :, 1] = changed * xs
+        change[i, :, :, 2] = changed * ys
+        seen[i] = visible[t] & visible[t + _PAIR_GAP]
+        gx = cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(a, cv2.CV_32F, 0, 1, ksize=3)
+        on_edge = (np.sqrt(gx * gx + gy * gy) / 4.0 > _EDGE_LEVEL).astype(np.uint8)
+        edges += cv2.dilate(on_edge, kernel) > 0
+    if len(starts):
+        edges /= len(starts)
+    return {"flow": flow, "change": change, "seen": seen, "edges": edges}
+
+
+def _motion_features(motion, labels, n_segments, size, usable) -> np.ndarray:
+    """flow_speed, flow_coherence, change_coverage, change_travel, boundary_edges (module docstring)."""
+    out = np.zeros((n_segments, 5))
+    n_pairs = motion["flow"].shape[0]
+    if n_pairs:
+        flow, counts = segment_frame_sums(motion["flow"], motion["seen"], labels, n_segments)
+        samples = counts.sum(axis=1)
+        speed = flow[:, :, 2].sum(axis=1)
+        out[:, 0] = np.where(samples > 0, speed / np.maximum(samples, 1), 0.0)
+        net = np.sqrt(flow[:, :, 0] ** 2 + flow[:, :, 1] ** 2).sum(axis=1)
+        out[:, 1] = np.where(speed > 1e-6, net / np.maximum(speed, 1e-6), 0.0)
+        moved, _ = segment_frame_sums(motion["change"], motion["seen"], labels, n_segments)
+        n_changed = moved[:, :, 0]
+        fraction = n_changed / np.maximum(counts, 1)
+        active = fraction >= 0.02
+        n_active = active.sum(axis=1)
+        out[:, 2] = np.where(n_active > 0, (fraction * active).sum(axis=1) / np.maximum(n_active, 1), 0.0)
+        safe = np.maximum(n_changed, 1.0)
+        cx, cy = moved[:, :, 1] / safe, moved[:, :, 2] / safe
+        travel = np.zeros(n_segments)
+        for k in np.flatnonzero((n_active >= 2) & usable):
+            pick = active[k]
+            travel[k] = np.sqrt(cx[k, pick].var() + cy[k, pick].var()) / np.sqrt(max(size[k], 1.0))
+        out[:, 3] = travel
+    boundary = np.zeros(labels.shape, bool)
+    boundary[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    boundary[:, 1:] |= labels[:, :-1] != labels[:, 1:]
+    boundary[:-1] |= labels[:-1] != labels[1:]
+    boundary[1:] |= labels[:-1] != labels[1:]
+    flat = labels.ravel()[boundary.ravel()]
+    n_boundary = np.bincount(flat, minlength=n_segments)
+    edge_sum = np.bincount(flat, motion["edges"].ravel()[boundary.ravel()], minlength=n_segments)
+    out[:, 4] = np.where(n_boundary > 0, edge_sum / np.maximum(n_boundary, 1), 0.0)
     return out
 
 
@@ -502,6 +677,50 @@ def train_display_classifier(
     return model.fit(x, y)
 
 
+def out_of_fold_predictions(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    n_splits: int = 5,
+    n_estimators: int = 200,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each usable row's prediction by a forest that never saw its fold (its clip, with ``groups``).
+
+    Parameters
+    ----------
+    features, labels, groups, n_splits, n_estimators, seed
+        As for :func:`cross_validated_scores`.
+
+    Returns
+    -------
+    usable : ndarray of bool, shape (K,)
+        Rows that were not skipped (no NaN).
+    predicted : ndarray of bool, shape (usable.sum(),)
+        Out-of-fold display predictions of those rows.
+    """
+    x, y, keep = _training_rows(features, labels)
+    n_splits = int(n_splits)
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2; got {n_splits}")
+    if min(y.sum(), (~y).sum()) < n_splits:
+        raise ValueError(f"each class needs at least n_splits={n_splits} usable rows")
+    model = RandomForestClassifier(
+        n_estimators=int(n_estimators), class_weight="balanced", random_state=int(seed), n_jobs=1
+    )
+    if groups is None:
+        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=int(seed))
+        return keep, np.asarray(cross_val_predict(model, x, y, cv=cv)).astype(bool)
+    groups = np.asarray(groups)
+    if groups.shape != keep.shape:
+        raise ValueError(f"groups must have shape {keep.shape}; got {groups.shape}")
+    if np.unique(groups[keep]).size < n_splits:
+        raise ValueError(f"need at least n_splits={n_splits} distinct groups")
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=int(seed))
+    return keep, np.asarray(cross_val_predict(model, x, y, groups=groups[keep], cv=cv)).astype(bool)
+
+
 def cross_validated_scores(
     features: np.ndarray,
     labels: np.ndarray,
@@ -527,32 +746,18 @@ def cross_validated_scores(
     -------
     dict
         ``precision``, ``recall``, ``f1`` (display = positive class) over the
-        out-of-fold predictions, ``n_samples`` and ``n_positive`` used.
+        out-of-fold predictions, ``false_positive_rate`` (non-display rows
+        predicted display), ``n_samples`` and ``n_positive`` used.
     """
-    x, y, keep = _training_rows(features, labels)
-    n_splits = int(n_splits)
-    if n_splits < 2:
-        raise ValueError(f"n_splits must be >= 2; got {n_splits}")
-    if min(y.sum(), (~y).sum()) < n_splits:
-        raise ValueError(f"each class needs at least n_splits={n_splits} usable rows")
-    model = RandomForestClassifier(
-        n_estimators=int(n_estimators), class_weight="balanced", random_state=int(seed), n_jobs=1
+    keep, predicted = out_of_fold_predictions(
+        features, labels, groups=groups, n_splits=n_splits, n_estimators=n_estimators, seed=seed
     )
-    if groups is None:
-        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=int(seed))
-        predicted = cross_val_predict(model, x, y, cv=cv)
-    else:
-        groups = np.asarray(groups)
-        if groups.shape != keep.shape:
-            raise ValueError(f"groups must have shape {keep.shape}; got {groups.shape}")
-        if np.unique(groups[keep]).size < n_splits:
-            raise ValueError(f"need at least n_splits={n_splits} distinct groups")
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=int(seed))
-        predicted = cross_val_predict(model, x, y, groups=groups[keep], cv=cv)
+    y = np.asarray(labels)[keep].astype(bool)
     return {
         "precision": float(precision_score(y, predicted, zero_division=0)),
         "recall": float(recall_score(y, predicted, zero_division=0)),
         "f1": float(f1_score(y, predicted, zero_division=0)),
+        "false_positive_rate": float((predicted & ~y).sum() / max((~y).sum(), 1)),
         "n_samples": float(y.size),
         "n_positive": float(y.sum()),
     }

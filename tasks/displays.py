@@ -42,6 +42,7 @@ changes by that much, so it merges into the facade early.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 import zipfile
@@ -56,7 +57,7 @@ from prefect import task
 from scipy import ndimage
 from sklearn.ensemble import RandomForestClassifier
 
-from kernels.segmentation import hierarchical_segmentation
+from kernels.segmentation import hierarchical_segmentation, lab_bin_codes, tiled_hierarchical_segmentation
 from schemas import names as N
 from schemas.annotations import AnnotatedClip
 from schemas.config import PipelineConfig
@@ -96,6 +97,7 @@ __all__ = [
     "annotation_mask",
     "training_rows",
     "annotated_clip_rows",
+    "negative_clip_rows",
     "displays_digest",
     "find_displays",
     "find_displays_task",
@@ -172,18 +174,42 @@ def segment_window(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Kept levels of the hierarchical segmentation with ``params``: (segments, thresholds).
 
-    ``segments`` is (levels, H, W) int32, ``thresholds`` (levels,) float64; see
-    :func:`kernels.segmentation.hierarchical_segmentation`.
+    ``segments`` is (levels, H, W) int32, ``thresholds`` (levels,) float64.
+    With ``params.tile`` every level is merged tile by tile on Dask threads
+    first, then over the whole frame
+    (:func:`kernels.segmentation.tiled_hierarchical_segmentation`); with
+    ``tile=None`` it is the exact greedy merge from single pixels over the
+    whole frame (:func:`kernels.segmentation.hierarchical_segmentation`).
     """
-    return hierarchical_segmentation(
-        video,
-        visible,
+    options = dict(
         theta=params.theta,
         start_threshold=params.start_threshold,
         growth=params.growth,
         keep_levels=tuple(params.levels),
         colour_weight=params.colour_weight,
+        lab_codes=_lab_codes(video),
     )
+    height, width = video.shape[1:3]
+    if params.tile is None or (height <= params.tile and width <= params.tile):
+        return hierarchical_segmentation(video, visible, **options)
+    return tiled_hierarchical_segmentation(video, visible, tile=params.tile, map_tiles=_map_on_threads, **options)
+
+
+def _threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _map_on_threads(function, items) -> list:
+    """``[function(item) for item in items]`` on Dask's threaded scheduler (the kernels release the GIL)."""
+    parts = [dask.delayed(function, pure=False)(item) for item in items]
+    return list(dask.compute(*parts, scheduler="threads", num_workers=_threads()))
+
+
+def _lab_codes(video: np.ndarray) -> np.ndarray:
+    """The segmentation's packed LAB bins of every sample, in blocks of frames on Dask threads."""
+    n_frames = video.shape[0]
+    bounds = np.linspace(0, n_frames, min(_threads(), n_frames) + 1).astype(int)
+    return np.concatenate(_map_on_threads(lab_bin_codes, [video[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]))
 
 
 def classify_segments(
@@ -320,6 +346,52 @@ def annotated_clip_rows(
         return training_rows(video, visible.astype(bool), truth, config.displays)
     finally:
         remove_store(store)
+
+
+def negative_clip_rows(
+    clip: str | Path,
+    work_dir: str | Path,
+    config: PipelineConfig,
+    n_windows: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows of a real clip without displays: every segment of every window is a negative.
+
+    The clip is ingested (``config.ingest``) into a store under ``work_dir``,
+    once per window; ``n_windows`` windows of ``config.window``'s length are
+    taken with their references spread evenly over the clip (reference
+    ``n (i + 1) / (n_windows + 1)`` of ``n`` frames), each with the identity
+    alignment, and segmented and described as in :func:`training_rows`.
+    Walkers, dancers, cars and faces of footage nobody drew teach the
+    classifier what a display is not.  The stores are removed afterwards.
+
+    Returns
+    -------
+    features : ndarray, (K, F) float64
+    targets : ndarray, (K,) bool, all False
+    """
+    source = Path(clip)
+    if int(n_windows) < 1:
+        raise ValueError(f"n_windows must be >= 1; got {n_windows}")
+    rows, targets = [], []
+    n_frames = None
+    for i in range(int(n_windows)):
+        # one store per window: a shorter window cannot overwrite a longer one in place
+        store = Path(work_dir) / f"{source.stem}-negatives-{i}.zarr"
+        try:
+            ingest(source, store, config.ingest)
+            n_frames = open_store(store)[N.FRAMES].shape[0] if n_frames is None else n_frames
+            reference = min(int(n_frames * (i + 1) / (int(n_windows) + 1)), n_frames - 1)
+            window = config.window.model_copy(update={"reference_index": reference})
+            select_window(str(store), window, 2 * config.cyclicity.tau + 2)
+            ds = open_store(store)
+            video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
+            truth = np.zeros(video.shape[1:3], bool)
+            features, target = training_rows(video, visible.astype(bool), truth, config.displays)
+            rows.append(features)
+            targets.append(target)
+        finally:
+            remove_store(store)
+    return np.concatenate(rows), np.concatenate(targets)
 
 
 def displays_digest(store: str | Path, params: DisplayParams) -> str:

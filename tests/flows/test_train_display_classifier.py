@@ -95,3 +95,36 @@ def test_bad_annotation_files_are_named(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(AnnotationError, match=r"bad\.json: invalid annotations"):
         read_annotations(bad)
+
+
+def test_real_clips_without_displays_train_as_negatives_in_their_own_groups(prefect_harness, tmp_path):
+    from pathlib import Path
+
+    tree = Path("/usr/share/doc/opencv-doc/examples/data/tree.avi")
+    if not tree.is_file():
+        pytest.skip(f"{tree} not installed (Debian package opencv-doc)")
+    logger = logging.getLogger("prefect.flow_runs")
+    collect, level = _Collect(), logger.level
+    logger.addHandler(collect)
+    logger.setLevel(logging.INFO)
+    try:
+        result = train_display_classifier(
+            out_model=str(tmp_path / "with_real.skops"),
+            n_synthetic=3,
+            synthetic_size=(160, 96),
+            synthetic_frames=32,
+            n_estimators=10,
+            n_splits=3,
+            negative_clips=[str(tree)],
+            negative_groups=["tree"],
+            negative_windows=1,
+        )
+    finally:
+        logger.removeHandler(collect)
+        logger.setLevel(level)
+    assert result.n_clips == 4 and result.n_splits == 3
+    assert result.real_false_positive_rate is not None and 0 <= result.real_false_positive_rate <= 1
+    real = [m for m in collect.messages if m.startswith("real clips without displays")]
+    assert len(real) == 1 and f"({100 * result.real_false_positive_rate:.2f} %)" in real[0]
+    with pytest.raises(AnnotationError, match="negative clip not found"):
+        train_display_classifier(out_model=str(tmp_path / "x.skops"), n_synthetic=2, negative_clips=["/no/such.avi"])

@@ -210,3 +210,59 @@ def naive_hierarchy(video, visible=None, *, theta=100.0, start=0.2, growth=1.5, 
             break
         threshold *= growth
     return np.stack(levels), np.array(thresholds)
+
+
+def naive_region_distance(video, visible, members_a, members_b, *, theta=100.0, colour_weight=0.1) -> float:
+    """``D`` of two regions given as sets of (y, x) pixels, from scratch."""
+    bits_a, valid_a, hist_a = _region_stats(video, visible, members_a, theta)
+    bits_b, valid_b, hist_b = _region_stats(video, visible, members_b, theta)
+    return naive_hamming(bits_a, valid_a, bits_b, valid_b) + colour_weight * (1.0 - naive_ncc(hist_a, hist_b))
+
+
+# --------------------------------------------------------------------------
+# segment statistics (kernels.segment_statistics)
+# --------------------------------------------------------------------------
+
+
+def naive_pixel_statistics(video, visible, lab, previous=None, previous_visible=None):
+    """Rows of ``pixel_statistics``, one pixel and one frame at a time."""
+    n_frames, height, width = video.shape[:3]
+    out = np.zeros((height * width, 17))
+    for y in range(height):
+        for x in range(width):
+            row = out[y * width + x]
+            for t in range(n_frames):
+                rgb = [float(v) for v in video[t, y, x]]
+                if visible[t, y, x]:
+                    row[0] += 1
+                    for c in range(3):
+                        row[1 + c] += float(lab[t, y, x, c])
+                        row[4 + c] += float(lab[t, y, x, c]) ** 2
+                        row[9 + c] += rgb[c]
+                        row[12 + c] += rgb[c] ** 2
+                    row[7] += (max(rgb) - min(rgb)) / max(rgb) if max(rgb) > 0 else 0.0
+                    row[8] += max(rgb) / 255.0
+                if t == 0:
+                    if previous is None or not (previous_visible[y, x] and visible[t, y, x]):
+                        continue
+                    before = [float(v) for v in previous[y, x]]
+                elif visible[t, y, x] and visible[t - 1, y, x]:
+                    before = [float(v) for v in video[t - 1, y, x]]
+                else:
+                    continue
+                row[15] += sum(abs(a - b) for a, b in zip(rgb, before, strict=True)) / 3.0
+                row[16] += 1
+    return out
+
+
+def naive_segment_frame_sums(video, visible, labels, n_segments):
+    sums = np.zeros((n_segments, video.shape[0], 3))
+    counts = np.zeros((n_segments, video.shape[0]), np.int64)
+    for t in range(video.shape[0]):
+        for y in range(labels.shape[0]):
+            for x in range(labels.shape[1]):
+                if visible[t, y, x]:
+                    counts[labels[y, x], t] += 1
+                    for c in range(3):
+                        sums[labels[y, x], t, c] += float(video[t, y, x, c])
+    return sums, counts

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from kernels import segmentation
 from kernels.segmentation import hierarchical_segmentation, lab_histogram_bins, srgb_to_lab
-from tests.kernels.naive_segmentation import naive_bins, naive_hierarchy, naive_lab
+from tests.kernels.naive_segmentation import naive_bins, naive_hierarchy, naive_lab, naive_region_distance
 
 
 def _all_levels(video, visible=None, **kwargs):
@@ -252,3 +252,95 @@ def test_validation_errors():
         hierarchical_segmentation(video, np.ones((6, 3, 2), bool))
     with pytest.raises(TypeError, match="uint8 or float"):
         hierarchical_segmentation(video.astype(np.int32))
+
+
+# --------------------------------------------------------------------------
+# starting from regions, one level at a time, and the tiled hierarchy
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_initial_labels_of_the_first_level_and_merge_below_match_naive(seed):
+    rng = np.random.default_rng(40 + seed)
+    video = _patterned_video(rng, 9, 5, 6, n_patterns=3, noise=25)
+    visible = rng.random(video.shape[:3]) > 0.15
+    levels, thresholds = naive_hierarchy(video, visible, theta=60.0)
+    first = segmentation.first_level_segments(video, visible, theta=60.0, threshold=0.2)
+    np.testing.assert_array_equal(first, levels[0])
+    keep = tuple((i + 1) / len(levels) for i in range(len(levels)))
+    got, got_thresholds = hierarchical_segmentation(
+        video, visible, theta=60.0, keep_levels=keep, initial_labels=first * 7 + 3
+    )
+    np.testing.assert_array_equal(got, levels)
+    np.testing.assert_allclose(got_thresholds, thresholds)
+    for i in range(1, len(levels)):  # one level from the previous one
+        np.testing.assert_array_equal(
+            segmentation.merge_below(video, visible, levels[i - 1], thresholds[i], theta=60.0), levels[i]
+        )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tiled_hierarchy_with_one_tile_is_the_exact_one(seed):
+    rng = np.random.default_rng(50 + seed)
+    video = _patterned_video(rng, 10, 6, 7, n_patterns=3, noise=30)
+    visible = rng.random(video.shape[:3]) > 0.1
+    levels, thresholds = naive_hierarchy(video, visible, theta=60.0)
+    keep = tuple((i + 1) / len(levels) for i in range(len(levels)))
+    got, got_thresholds = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=8, theta=60.0, keep_levels=keep
+    )
+    np.testing.assert_array_equal(got, levels)
+    np.testing.assert_allclose(got_thresholds, thresholds)
+
+
+@pytest.mark.parametrize("tile", [2, 3, 5])
+def test_tiled_levels_are_nested_connected_and_have_no_close_neighbours(tile):
+    rng = np.random.default_rng(60 + tile)
+    video = _patterned_video(rng, 8, 7, 9, n_patterns=3, noise=30)
+    visible = rng.random(video.shape[:3]) > 0.1
+    keep = (0.2, 0.4, 0.6, 0.8, 1.0)
+    segments, thresholds = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=tile, theta=60.0, keep_levels=keep, map_tiles=lambda f, items: [f(i) for i in items]
+    )
+    for level, threshold in zip(segments, thresholds, strict=True):
+        labels = np.unique(level)
+        np.testing.assert_array_equal(labels, np.arange(labels.size))
+        members = {k: set(zip(*np.nonzero(level == k), strict=True)) for k in labels}
+        for k in labels:
+            assert ndimage.label(level == k)[1] == 1
+        pairs = {
+            tuple(sorted((level[y, x], level[yy, xx])))
+            for y in range(level.shape[0])
+            for x in range(level.shape[1])
+            for yy, xx in ((y, x + 1), (y + 1, x))
+            if yy < level.shape[0] and xx < level.shape[1] and level[y, x] != level[yy, xx]
+        }
+        for a, b in pairs:  # a level is a partition in which no two neighbours are closer than its threshold
+            d = naive_region_distance(video, visible, members[a], members[b], theta=60.0)
+            assert d >= threshold - 1e-12
+    for finer, coarser in zip(segments[:-1], segments[1:], strict=True):
+        for k in np.unique(finer):
+            assert np.unique(coarser[finer == k]).size == 1
+
+
+def test_initial_labels_and_tiles_are_validated():
+    video = np.zeros((4, 3, 3, 3), np.uint8)
+    with pytest.raises(ValueError, match="4-connected"):
+        hierarchical_segmentation(video, initial_labels=np.array([[0, 1, 0], [1, 1, 1], [1, 1, 1]]))
+    with pytest.raises(ValueError, match="initial_labels must have shape"):
+        hierarchical_segmentation(video, initial_labels=np.zeros((2, 2), int))
+    with pytest.raises(ValueError, match="tile must be"):
+        segmentation.tiled_hierarchical_segmentation(video, tile=1)
+    with pytest.raises(ValueError, match="lab_codes must be"):
+        hierarchical_segmentation(video, lab_codes=np.zeros((4, 3, 3), np.int32))
+
+
+def test_lab_bin_codes_pack_the_histogram_bins():
+    rng = np.random.default_rng(70)
+    video = rng.integers(0, 256, (3, 4, 5, 3)).astype(np.uint8)
+    bins = lab_histogram_bins(srgb_to_lab(video))
+    expected = bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2]
+    np.testing.assert_array_equal(segmentation.lab_bin_codes(video), expected)
+    big = rng.integers(0, 256, (20, 240, 240, 3)).astype(np.uint8)  # through the colour memo
+    bins = lab_histogram_bins(srgb_to_lab(big[:2]))
+    np.testing.assert_array_equal(segmentation.lab_bin_codes(big)[:2], bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2])

@@ -301,3 +301,28 @@ def test_annotation_schema():
         DisplayAnnotations(clips=[AnnotatedClip(clip="a.mp4", mask="m.png")] * 2)
     corpus = DisplayAnnotations(clips=[clip])
     assert DisplayAnnotations.model_validate_json(corpus.model_dump_json()) == corpus
+
+
+def test_motion_features_tell_a_moving_object_from_a_screen():
+    """A block sliding across a static background vs a fixed block whose content changes."""
+    rng = np.random.default_rng(3)
+    n_frames, height, width = 40, 64, 96
+    background = cv2.resize(rng.integers(0, 256, (8, 12, 3)).astype(np.uint8), (width, height))
+    video = np.repeat(background[None], n_frames, axis=0)
+    walker = rng.integers(60, 200, (14, 10, 3)).astype(np.uint8)
+    for t in range(n_frames):  # a textured object walking right along a lane, 1.5 px per frame
+        x = 2 + int(1.5 * t)
+        video[t, 6:20, x : x + 10] = walker
+        if t % 6 == 0:  # the screen shows a new picture every 6 frames
+            picture = cv2.resize(rng.integers(0, 256, (4, 5, 3)).astype(np.uint8), (30, 24))
+        video[t, 34:58, 40:70] = picture
+    labels = np.zeros((height, width), np.int64)
+    labels[6:20, 2 : 2 + 10 + int(1.5 * (n_frames - 1))] = 1  # the lane the object sweeps
+    labels[34:58, 40:70] = 2
+    features, _ = segment_features(video, None, labels)
+    static, lane, screen = features
+    assert lane[F["flow_speed"]] > 2 * static[F["flow_speed"]]
+    assert 0 <= min(features[:, F["flow_coherence"]]) and max(features[:, F["flow_coherence"]]) <= 1
+    assert lane[F["change_travel"]] > 2 * screen[F["change_travel"]]
+    assert screen[F["change_coverage"]] > 2 * lane[F["change_coverage"]]
+    assert screen[F["boundary_edges"]] > lane[F["boundary_edges"]]
