@@ -739,15 +739,18 @@ def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
     still = ~animated
     # largest change from the first frame outside the animated region
     diff0 = da.absolute(lp - lp[:1]).max(axis=(0, 3))
-    stillness = float(da.where(da.from_array(still, chunks=diff0.chunks), diff0, 0).max().compute())
+    stillness_graph = da.where(da.from_array(still, chunks=diff0.chunks), diff0, 0).max()
     if not animated.any():
-        return LoopQuality(seam=None, stillness=stillness)
+        return LoopQuality(seam=None, stillness=float(stillness_graph.compute()))
     m = da.from_array(animated, chunks=lp.chunks[1:3])
     step = da.absolute(lp[1:] - lp[:-1]).mean(axis=3)  # (T-1, y, x)
     seam_step = da.absolute(lp[-1] - lp[0]).mean(axis=2)  # (y, x)
     n_anim = animated.sum()
-    consecutive = float((step * m[None]).sum().compute()) / (n_anim * step.shape[0])
-    seam = float((seam_step * m).sum().compute()) / n_anim
+    # one computation, so the stored loop is read and decompressed once for all three figures
+    stillness, step_sum, seam_sum = dask.compute(stillness_graph, (step * m[None]).sum(), (seam_step * m).sum())
+    stillness = float(stillness)
+    consecutive = float(step_sum) / (n_anim * step.shape[0])
+    seam = float(seam_sum) / n_anim
     return LoopQuality(
         seam=seam / consecutive if consecutive > 0 else (0.0 if seam == 0 else float("inf")),
         stillness=stillness,
