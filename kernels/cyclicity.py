@@ -21,10 +21,9 @@ squared; the square root is taken once per interval.
 Where the time goes, and what keeps it short (all in float64, so the scores
 match the per-interval FFT to rounding):
 
-* the first interval of each length is transformed for a batch of signals at
-  once as a matrix product with the length's (half x L) cosine and sine
-  tables, which is faster than an FFT of these short, often prime, lengths
-  and lands directly in the (frequency, signal) layout the slide wants;
+* the first interval of each length is transformed by one FFT for a batch
+  of signals (a matrix product with the DFT tables was faster on one thread
+  but its BLAS threads oversubscribed the cores under Dask's threads);
 * the slide updates a frequency and folds its squared magnitude into the
   slow-band or cyclic-band maximum in the same pass (no second sweep over the
   spectra), with signals innermost so that the loop vectorises;
@@ -168,13 +167,14 @@ def dft_cyclicity(
     for s0 in range(0, n_pad, _BATCH):
         s1 = s0 + _BATCH
         xt = np.ascontiguousarray(x[s0:s1].T)  # (N, batch): pixels innermost, so the updates vectorise
-        for length, (cos_k, sin_k, cos_kt, msin_kt) in zip(lengths, tables, strict=True):
+        for length, (cos_k, sin_k) in zip(lengths, tables, strict=True):
             # DFT of the first interval of this length (k = 1..L//2), for the batch at once; the kernel slides it
-            head = xt[:length]
+            # (an FFT, not a BLAS product: BLAS threads inside Dask's threads oversubscribe the cores)
+            spectrum = np.fft.rfft(x[s0:s1, :length], axis=1)[:, 1 : length // 2 + 1].T
             _slide_length(
                 xt,
-                cos_kt @ head,
-                msin_kt @ head,
+                np.ascontiguousarray(spectrum.real),
+                np.ascontiguousarray(spectrum.imag),
                 cos_k,
                 sin_k,
                 length,
@@ -195,11 +195,10 @@ def dft_cyclicity(
 
 
 def _dft_tables(length: int):
-    """Twiddles ``e^{2 pi j k / L}`` (k = 1..L//2) and the (L//2, L) DFT matrix ``e^{-2 pi j k t / L}``."""
+    """Twiddles ``e^{2 pi j k / L}`` (k = 1..L//2) as (cos, sin)."""
     k = np.arange(1, length // 2 + 1)
     step = 2.0 * np.pi * k / length
-    angle = 2.0 * np.pi * np.outer(k, np.arange(length)) / length
-    return np.cos(step), np.sin(step), np.cos(angle), -np.sin(angle)
+    return np.cos(step), np.sin(step)
 
 
 @jit
