@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from flows.execution import runs_on_cluster
+from flows.stage_meter import StageMeter
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.results import CinemagraphResult, LoopQuality, MaskSizes
@@ -77,11 +78,13 @@ def make_cinemagraph(
     store = str(out / N.STORE_NAME)
     timings: dict[str, float] = {}
     skipped: list[str] = []
+    meter = StageMeter()
 
     def run(stage: str, task, *args):
         before = (stage_record(store, stage) or {}).get("finished")
         t0 = time.perf_counter()
-        value = task.submit(*args).result()
+        with meter.measure(stage):
+            value = task.submit(*args).result()
         timings[stage] = round(time.perf_counter() - t0, 3)
         after = (stage_record(store, stage) or {}).get("finished")
         if before is not None and before == after:
@@ -129,7 +132,8 @@ def make_cinemagraph(
         displays = run("displays", find_displays_task, store, config.displays)
         rendered = run("render", render_loop_task, store, config.render, config.cyclicity)
     t0 = time.perf_counter()
-    outputs = encode_outputs_task.submit(store, str(out), config.render).result()
+    with meter.measure("encode"):
+        outputs = encode_outputs_task.submit(store, str(out), config.render).result()
     timings["encode"] = round(time.perf_counter() - t0, 3)
     render3d = None
     if config.render3d.enabled:
@@ -179,6 +183,7 @@ def make_cinemagraph(
         video_loop=looped,
         timings=timings,
         skipped_stages=skipped,
+        usage=meter.usage,
         warnings=warnings,
         outcome=judged.outcome,
         outcome_reasons=judged.reasons,

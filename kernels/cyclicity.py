@@ -16,7 +16,18 @@ signal with the exact recurrence of the sliding DFT,
 
 so that every interval of length ``L`` costs O(1) per frequency after the
 first, and no array is allocated inside the loops.  Magnitudes are compared
-squared; the square root is taken once per pixel.
+squared; the square root is taken once per interval.
+
+Where the time goes, and what keeps it short (all in float64, so the scores
+match the per-interval FFT to rounding):
+
+* the first interval of each length is transformed by one FFT for a batch
+  of signals (a matrix product with the DFT tables was faster on one thread
+  but its BLAS threads oversubscribed the cores under Dask's threads);
+* the slide updates a frequency and folds its squared magnitude into the
+  slow-band or cyclic-band maximum in the same pass (no second sweep over the
+  spectra), with signals innermost so that the loop vectorises;
+* signals go through in batches whose spectra stay in cache.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from kernels._jit import jit
 __all__ = ["dft_cyclicity", "min_interval_length"]
 
 #: Signals processed together: their spectra (frequencies x batch, float64) stay in cache.
-_BATCH = 128
+_BATCH = 256
 
 
 def min_interval_length(n_frames: int, fraction: float = 0.5) -> int:
@@ -136,21 +147,30 @@ def dft_cyclicity(
     # constant signal at exactly zero and the sliding sums well scaled.
     x = np.ascontiguousarray(x - x.mean(axis=1, keepdims=True))
     n_sig = x.shape[0]
-    score = np.full(n_sig, -1.0, np.float64)
-    start = np.zeros(n_sig, np.int64)
-    stop = np.full(n_sig, n, np.int64)
-    peak = np.zeros(n_sig, np.float64)
+    # Every batch is exactly _BATCH signals wide (zero rows pad the last one; a zero signal scores 0
+    # and is dropped): the matrix products below then have one shape whatever the number of
+    # signals, so that a signal's spectrum, and its score, never depend on which batch or tile
+    # it came in (a BLAS product's rounding may depend on the operands' shapes).
+    n_pad = -(-n_sig // _BATCH) * _BATCH
+    if n_pad != n_sig:
+        x = np.concatenate([x, np.zeros((n_pad - n_sig, n), np.float64)])
+    score = np.full(n_pad, -1.0, np.float64)
+    start = np.zeros(n_pad, np.int64)
+    stop = np.full(n_pad, n, np.int64)
+    peak = np.zeros(n_pad, np.float64)
     lengths = [m for m in range(min_length, n + 1) if m // 2 > tau]
-    angles = [2.0 * np.pi * np.arange(1, m // 2 + 1) / m for m in lengths]
-    twiddles = [(np.cos(a), np.sin(a)) for a in angles]
-    # Signals go through in small batches so that a batch's spectra stay in cache.
-    for s0 in range(0, n_sig, _BATCH):
-        s1 = min(s0 + _BATCH, n_sig)
-        xb = x[s0:s1]
-        xt = np.ascontiguousarray(xb.T)  # (N, batch): pixels innermost, so the updates vectorise
-        for length, (cos_k, sin_k) in zip(lengths, twiddles, strict=True):
-            # DFT of the first interval of this length, for the batch at once; the kernel slides it
-            spectrum = np.fft.rfft(xb[:, :length], axis=1)[:, 1 : length // 2 + 1].T
+    tables = [_dft_tables(m) for m in lengths]
+    d = np.empty(_BATCH, np.float64)
+    lo = np.empty(_BATCH, np.float64)
+    hi = np.empty(_BATCH, np.float64)
+    # Signals go through in batches so that a batch's spectra stay in cache.
+    for s0 in range(0, n_pad, _BATCH):
+        s1 = s0 + _BATCH
+        xt = np.ascontiguousarray(x[s0:s1].T)  # (N, batch): pixels innermost, so the updates vectorise
+        for length, (cos_k, sin_k) in zip(lengths, tables, strict=True):
+            # DFT of the first interval of this length (k = 1..L//2), for the batch at once; the kernel slides it
+            # (an FFT, not a BLAS product: BLAS threads inside Dask's threads oversubscribe the cores)
+            spectrum = np.fft.rfft(x[s0:s1, :length], axis=1)[:, 1 : length // 2 + 1].T
             _slide_length(
                 xt,
                 np.ascontiguousarray(spectrum.real),
@@ -164,49 +184,75 @@ def dft_cyclicity(
                 start[s0:s1],
                 stop[s0:s1],
                 peak[s0:s1],
+                d,
+                lo,
+                hi,
             )
+    score, start, stop, peak = score[:n_sig], start[:n_sig], stop[:n_sig], peak[:n_sig]
     np.maximum(score, 0.0, out=score)
     interval = np.stack([start, stop], axis=1).astype(np.int32)
     return score.astype(np.float32), interval, peak.astype(np.float32)
 
 
+def _dft_tables(length: int):
+    """Twiddles ``e^{2 pi j k / L}`` (k = 1..L//2) as (cos, sin)."""
+    k = np.arange(1, length // 2 + 1)
+    step = 2.0 * np.pi * k / length
+    return np.cos(step), np.sin(step)
+
+
 @jit
-def _slide_length(xt, re, im, cos_k, sin_k, length, tau, eps, score, start, stop, peak):
+def _slide_length(xt, re, im, cos_k, sin_k, length, tau, eps, score, start, stop, peak, d, lo, hi):
     """Slide the length-``length`` DFT along a batch of signals; keep the best interval.
 
     ``xt`` is (N, P), time-major.  ``re, im`` (half, P) hold ``X_k`` for
     k = 1..half of the interval starting at 0 and are updated in place.
     ``score, start, stop, peak`` (P,) are updated where an interval of this
     length beats the best so far (ties: earlier start, then shorter interval --
-    lengths arrive in increasing order).
+    lengths arrive in increasing order).  ``d, lo, hi`` (P,) are scratch.
     """
     n, n_sig = xt.shape
     half = re.shape[0]
-    d = np.empty(n_sig, np.float64)
-    lo = np.empty(n_sig, np.float64)
-    hi = np.empty(n_sig, np.float64)
     for i in range(n - length + 1):
-        if i > 0:
-            # X_k(i) = e^{+j 2 pi k / L} (X_k(i-1) - x[i-1] + x[i-1+L])
+        for s in range(n_sig):
+            lo[s] = 0.0
+            hi[s] = 0.0
+        if i == 0:
+            for k in range(half):
+                for s in range(n_sig):
+                    m = re[k, s] * re[k, s] + im[k, s] * im[k, s]
+                    if k < tau:
+                        lo[s] = m if m > lo[s] else lo[s]
+                    else:
+                        hi[s] = m if m > hi[s] else hi[s]
+        else:
+            # X_k(i) = e^{+j 2 pi k / L} (X_k(i-1) - x[i-1] + x[i-1+L]), its |.|^2 folded into the band maximum
             for s in range(n_sig):
                 d[s] = xt[i + length - 1, s] - xt[i - 1, s]
-            for k in range(half):
+            for k in range(tau):
                 c = cos_k[k]
                 sn = sin_k[k]
                 for s in range(n_sig):
                     r = re[k, s] + d[s]
                     q = im[k, s]
-                    re[k, s] = r * c - q * sn
-                    im[k, s] = r * sn + q * c
-        for s in range(n_sig):
-            lo[s] = 0.0
-            hi[s] = 0.0
-        for k in range(tau):
-            for s in range(n_sig):
-                lo[s] = max(lo[s], re[k, s] * re[k, s] + im[k, s] * im[k, s])
-        for k in range(tau, half):
-            for s in range(n_sig):
-                hi[s] = max(hi[s], re[k, s] * re[k, s] + im[k, s] * im[k, s])
+                    a = r * c - q * sn
+                    b = r * sn + q * c
+                    re[k, s] = a
+                    im[k, s] = b
+                    m = a * a + b * b
+                    lo[s] = m if m > lo[s] else lo[s]
+            for k in range(tau, half):
+                c = cos_k[k]
+                sn = sin_k[k]
+                for s in range(n_sig):
+                    r = re[k, s] + d[s]
+                    q = im[k, s]
+                    a = r * c - q * sn
+                    b = r * sn + q * c
+                    re[k, s] = a
+                    im[k, s] = b
+                    m = a * a + b * b
+                    hi[s] = m if m > hi[s] else hi[s]
         for s in range(n_sig):
             h = math.sqrt(hi[s])
             sc = h / (math.sqrt(lo[s]) + eps)

@@ -166,6 +166,38 @@ def _svt_full(G, tau, out):
     return r
 
 
+def _svt_gram(G, tau, out):
+    """Exact SVT through the eigendecomposition of the small Gram matrix; returns the number of kept values.
+
+    For a wide ``G`` (m <= n), ``G G^T = U diag(s^2) U^T`` and
+    ``SVT_tau(G) = U diag(max(1 - tau / s, 0)) U^T G``: one (m x m) symmetric
+    eigenproblem and two matrix products, instead of a bidiagonalisation of
+    ``G``.  The thresholded matrix is a continuous function of ``G G^T``, so
+    clustered singular values do not make it ill-defined.  Squaring costs
+    precision only for singular values far below ``s_1``: a value near the
+    threshold is off by about ``1e-16 s_1^2 / tau``, i.e. ``1e-12 s_1`` when
+    ``tau = 1e-4 s_1`` (the render stage's floor).  Tall matrices use
+    ``G^T G`` alike.
+    """
+    m, n = G.shape
+    wide = m <= n
+    gram = G @ G.T if wide else G.T @ G
+    w, U = np.linalg.eigh(gram)
+    s = np.sqrt(np.maximum(w, 0.0))
+    keep = s > tau
+    r = int(np.count_nonzero(keep))
+    if r == 0:
+        out[...] = 0.0
+        return 0
+    Uk = U[:, keep]
+    shrink = (Uk * (1.0 - tau / s[keep])) @ Uk.T
+    if wide:
+        np.matmul(shrink, G, out=out)
+    else:
+        np.matmul(G, shrink, out=out)
+    return r
+
+
 class _PartialSVD:
     """Warm-started randomised subspace iteration for SVT of a stream of
     slowly changing matrices.
@@ -309,11 +341,15 @@ def rpca_apg(
         Stopping tolerance, default 1e-7 (see Notes).
     max_iter : int, optional
         Maximum number of iterations, default 1000.
-    svd : {"auto", "full", "partial"}, optional
+    svd : {"auto", "full", "gram", "partial"}, optional
         How the singular value thresholding is computed.  "full" uses an
-        exact thin SVD every iteration; "partial" a warm-started randomised
-        subspace iteration of growing rank (see Notes); "auto" (default) takes
-        "partial" when ``min(m, n) >= 100`` and "full" otherwise.
+        exact thin SVD every iteration; "gram" the eigendecomposition of the
+        small Gram matrix (``G G^T`` for a wide matrix), exact up to the
+        precision lost by squaring and about ten times faster for a frames x
+        pixels matrix of a display segment (see Notes); "partial" a
+        warm-started randomised subspace iteration of growing rank (see
+        Notes); "auto" (default) takes "partial" when ``min(m, n) >= 100``
+        and "full" otherwise.
     eta : float, optional
         Continuation factor in (0, 1), default 0.9.
     mu_ratio : float, optional
@@ -380,7 +416,14 @@ def rpca_apg(
     gap) or the block exceeds half of ``min(m, n)``, that iteration uses the
     exact SVD instead.  The tests check that "partial" and "full" agree to
     1e-7 relative on the standard set-up and on 60 x 3000 and 150 x 160
-    matrices.  No tiling is done: a segment matrix is frames x pixels with at
+    matrices.
+
+    Gram SVT: for ``m <= n`` the SVT is ``U diag(max(1 - tau / s, 0)) U^T G``
+    with ``G G^T = U diag(s^2) U^T``; it costs two (m x m x n) matrix products
+    and an (m x m) eigenproblem per iteration instead of an SVD of ``G``, and
+    squaring the singular values loses precision only far below ``s_1``
+    (about ``1e-16 s_1^2 / s`` absolute on a value ``s``).  The tests check it
+    against the exact SVD and the naive reference.  No tiling is done: a segment matrix is frames x pixels with at
     most a few hundred rows, so the cost per iteration grows linearly with
     the number of pixels (memory: about seven float64 copies of ``P``).
 
@@ -417,8 +460,8 @@ def rpca_apg(
     max_iter = int(max_iter)
     if max_iter < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
-    if svd not in ("auto", "full", "partial"):
-        raise ValueError(f"svd must be 'auto', 'full' or 'partial', got {svd!r}")
+    if svd not in ("auto", "full", "gram", "partial"):
+        raise ValueError(f"svd must be 'auto', 'full', 'gram' or 'partial', got {svd!r}")
     eta = float(eta)
     if not 0.0 < eta < 1.0:
         raise ValueError(f"eta must lie in (0, 1), got {eta}")
@@ -442,6 +485,8 @@ def rpca_apg(
         svt = _PartialSVD(
             (m, n), rank_guess, oversample=10, svd_tol=svd_tol, max_power=20, max_fraction=0.5, seed=seed
         )
+    elif svd == "gram":
+        svt = _svt_gram
     else:
         svt = _svt_full
 

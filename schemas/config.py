@@ -352,11 +352,13 @@ class RenderParams(_Model):
         "entry of P - A - E is at most lambda mu_bar (about 0.1 grey level at the default for a 100 x 20 000 "
         "segment); smaller is closer to the exact solution and slower (about log(ratio) / log(0.9) iterations).",
     )
-    rpca_svd: Literal["auto", "full", "partial"] = Field(
-        "full",
-        description="Singular value thresholding of APG: exact thin SVD (full), the kernel's warm-started "
-        "randomised partial SVD with Ritz residual <= 1e-10 s_1 (partial), or partial from 100 frames and "
-        "pixels on (auto).  Display content keeps tens of singular values, where partial is not faster.",
+    rpca_svd: Literal["auto", "full", "gram", "partial"] = Field(
+        "gram",
+        description="Singular value thresholding of APG: exact thin SVD (full), the eigendecomposition of the "
+        "frames x frames Gram matrix (gram: the same result to about 1e-12 of the largest singular value, "
+        "about 10x faster on a segment of 100 frames x 20 000 pixels), the kernel's warm-started randomised "
+        "partial SVD with Ritz residual <= 1e-10 s_1 (partial), or partial from 100 frames and pixels on "
+        "(auto).  Display content keeps tens of singular values, where partial is not faster.",
     )
     rpca_tile_pixels: int = Field(
         20000,

@@ -282,6 +282,20 @@ class MaskSizes(_Result):
     animated_fraction: float = Field(description="animated / (height * width).")
 
 
+class StageUsage(_Result):
+    """What one stage cost: wall time, CPU time and peak memory of the processes that ran it."""
+
+    wall_s: float = Field(description="Wall-clock time of the stage (seconds).")
+    cpu_s: float = Field(
+        description="User + system CPU time of the flow's process and its child processes (local Dask "
+        "worker processes) during the stage (CPU-seconds); work on a remote cluster is not counted."
+    )
+    peak_rss_mb: float = Field(
+        description="Peak resident memory during the stage (MiB): the sum over those processes of each one's "
+        "peak, the peak counter being reset when the stage starts (Linux; 0 where unavailable)."
+    )
+
+
 class CinemagraphResult(_Result):
     """``result.json`` of one item."""
 
@@ -308,6 +322,9 @@ class CinemagraphResult(_Result):
     )
     skipped_stages: list[str] = Field(
         default_factory=list, description="Stages found complete in the store and not rerun."
+    )
+    usage: dict[str, StageUsage] = Field(
+        default_factory=dict, description="Wall time, CPU time and peak memory of each stage that ran."
     )
     warnings: list[str] = Field(default_factory=list)
     outcome: Literal["animated", "still", "degraded"] = Field(

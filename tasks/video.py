@@ -47,6 +47,12 @@ class VideoSource:
     ----------
     path : path-like
         Any container and codec FFmpeg decodes.
+    frame_threads : bool, default False
+        Decode with FFmpeg's frame threads as well as slice threads (several
+        frames in flight, one per core: 2-3x faster on H.264 from a single
+        encoder slice).  Only for a decode that runs to the end of the
+        stream: closing a frame-threaded decoder that stopped mid-stream was
+        seen to hang.
 
     Examples
     --------
@@ -57,6 +63,7 @@ class VideoSource:
 
     path: Path
     warnings: list[str] = field(default_factory=list)
+    frame_threads: bool = False
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -76,7 +83,7 @@ class VideoSource:
         self._stream = self._container.streams.video[0]
         # Slice threading only: with frame threading ("AUTO"), closing a decoder that stopped
         # mid-stream (a frame range, a preflight check) was seen to hang in avcodec_free_context.
-        self._stream.thread_type = "SLICE"
+        self._stream.thread_type = "AUTO" if self.frame_threads else "SLICE"
         ctx = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         fps = float(rate) if rate else 0.0

@@ -94,6 +94,11 @@ def test_outputs_and_result_json(run):
         xr.open_zarr(out / N.STORE_NAME, consolidated=False)[N.ANIMATED_MASK].sum()
     )
     assert set(parsed.timings) >= {"ingest", "window", "cyclicity", "render", "encode"}
+    # per-stage usage: every stage that ran, its wall time as in timings, CPU spent, a memory peak
+    assert set(parsed.usage) == set(parsed.timings)
+    for stage, u in parsed.usage.items():
+        assert u.wall_s <= parsed.timings[stage] + 0.05 and u.peak_rss_mb > 0
+    assert parsed.usage["cyclicity"].cpu_s > 0 and parsed.usage["render"].cpu_s > 0
     attrs = read_attrs(out / N.STORE_NAME)
     assert attrs["reference_index"] == parsed.reference_index == 36
     assert set(attrs["stages"]) == {

@@ -112,6 +112,30 @@ def test_wide_frames_by_pixels_matrix():
     assert rel(res.low_rank, full.low_rank) < 1e-7
 
 
+def test_gram_svt_matches_full_on_wide_and_tall_matrices():
+    # frames x pixels (the render stage's shape) and its transpose
+    A, E = low_rank_plus_sparse(60, 3000, 3, 0.05, seed=4, magnitude=100.0)
+    for P, truth in ((A + E, A), ((A + E).T, A.T)):
+        gram = rpca_apg(P, svd="gram")
+        full = rpca_apg(P, svd="full")
+        assert gram.converged and gram.n_iter == full.n_iter
+        assert rel(gram.low_rank, truth) < 1e-5
+        assert rel(gram.low_rank, full.low_rank) < 1e-7
+        assert rel(gram.sparse, full.sparse) < 1e-6
+
+
+def test_gram_svt_on_display_like_matrix_with_many_kept_values():
+    # tens of kept singular values (slideshow content) and the render stage's settings
+    rng = np.random.default_rng(7)
+    P = np.clip(rng.standard_normal((100, 30)) @ rng.standard_normal((30, 2000)) * 20 + 128, 0, 255)
+    P[rng.random(P.shape) < 0.02] = 255.0  # flashes
+    kw = dict(tol=1e-5, max_iter=300, mu_ratio=1e-4)
+    gram = rpca_apg(P, display_lambda(), svd="gram", **kw)
+    full = rpca_apg(P, display_lambda(), svd="full", **kw)
+    assert gram.n_iter == full.n_iter
+    assert np.abs(gram.low_rank - full.low_rank).max() < 1e-6 * np.abs(P).max()
+
+
 # ------------------------------------------------ agreement with the naive
 
 
@@ -129,6 +153,11 @@ def test_agrees_with_naive_reference(shape, rank, fraction, seed):
     scale = np.abs(P).max()
     np.testing.assert_allclose(res.low_rank, a, rtol=0, atol=1e-9 * scale)
     np.testing.assert_allclose(res.sparse, e, rtol=0, atol=1e-9 * scale)
+    # the Gram-matrix SVT: the same iterations, to the precision squaring leaves (see rpca_apg's Notes)
+    gram = rpca_apg(P, svd="gram")
+    assert gram.n_iter == k and gram.converged == conv
+    np.testing.assert_allclose(gram.low_rank, a, rtol=0, atol=1e-7 * scale)
+    np.testing.assert_allclose(gram.sparse, e, rtol=0, atol=1e-7 * scale)
 
 
 def test_agrees_with_naive_on_gaussian_noise_with_other_parameters():
