@@ -181,15 +181,18 @@ def still_item_plan(item_id: str, path: str, options: dict | None = None):
                     options=dict(options or {}))
 
 
-def make_still_item(plan, out_root: str, overwrite: bool, config: EndlessLoopConfig | None = None):
-    """Run ``make_endless_loop`` as a subflow for an image item; every error becomes a recorded failure."""
+def make_still_item(
+    plan, out_root: str, overwrite: bool, config: EndlessLoopConfig | None = None, lease_timeout: float = 300.0
+):
+    """Run ``make_endless_loop`` as a subflow for an image item, holding the item's lease (as video
+    items do: a lease left by a dead run is taken over); every error becomes a recorded failure."""
     import json
 
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from schemas.corpus import ItemOutcome
-    from tasks.locks import ItemLock, ItemLocked
-    from tasks.runtime import seceded, stage_logger
+    from tasks.locks import ItemLease, ItemLocked, crash_abandoned_runs
+    from tasks.runtime import stage_logger
 
     config = config or EndlessLoopConfig()
     t0 = time.perf_counter()
@@ -207,11 +210,13 @@ def make_still_item(plan, out_root: str, overwrite: bool, config: EndlessLoopCon
             loop_frames=result.loop_frames,
             animated_fraction=sum(r.area for r in result.regions) / (result.height * result.width),
             warnings=result.warnings,
-            outputs=result.outputs.model_dump(),
+            outputs={k: getattr(result.outputs, k) for k in ("mp4", "gif", "webp")},  # the paths
         )
 
     try:
-        with ItemLock(folder), seceded():
+        with ItemLease(folder, timeout=lease_timeout) as lease:
+            if lease.taken_over is not None:
+                crash_abandoned_runs(lease.taken_over, lease.stale_reason or "")
             done = folder / N.RESULT_NAME
             if not overwrite and done.exists():
                 previous = json.loads(done.read_text())
@@ -223,7 +228,7 @@ def make_still_item(plan, out_root: str, overwrite: bool, config: EndlessLoopCon
             result = subflow(source=plan.source, out_dir=str(folder), config=config, existing="overwrite")
             return from_result("succeeded", result)
     except ItemLocked as exc:
-        return outcome("skipped", reason=str(exc))
+        return outcome("skipped", reason=f"in progress elsewhere: {exc}")
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         stage_logger("corpus").error("item %s failed: %s", plan.item_id, reason)

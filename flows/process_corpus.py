@@ -154,7 +154,7 @@ def make_item(
     it Running); the item's finished stages are kept and only the rest is computed.
     """
     if is_image_path(plan.source):
-        return make_still_item(plan, out_root, overwrite)
+        return make_still_item(plan, out_root, overwrite, lease_timeout=lease_timeout)
     t0 = time.perf_counter()
     folder = Path(out_root) / plan.item_id
     log = stage_logger("corpus")

@@ -119,7 +119,7 @@ def render_3d(store: str, out_dir: str, params: Render3dParams, fps: float | Non
     fps = fps or float(read_attrs(store).get("fps", 25.0))
     out = Path(out_dir)
     mp4 = write_mp4(out / N.MP4_3D_NAME, out_frames, fps, params.crf)
-    gif = write_gif(out / N.GIF_3D_NAME, out_frames, fps) if params.write_gif else None
+    gif = write_gif(out / N.GIF_3D_NAME, out_frames, fps).path if params.write_gif else None
     fractions = [float(f) for f in holes.reshape(n_out, -1).mean(axis=1)]
     result = Render3dResult(
         path=path_name,

@@ -252,7 +252,7 @@ def encode_loop(store: str, out_dir: str, config: EndlessLoopConfig) -> dict:
     p = config.encode
     result = {"mp4": str(write_mp4(out / N.MP4_NAME, loop, p.fps, p.crf)), "gif": None, "webp": None}
     if p.write_gif:
-        result["gif"] = str(write_gif(out / N.GIF_NAME, loop, p.fps, p.gif_max_long_side))
+        result["gif"] = str(write_gif(out / N.GIF_NAME, loop, p.fps, p.gif_max_long_side).path)
     _log("encode", "%s", ", ".join(v for v in result.values() if v))
     return result
 

@@ -6,6 +6,7 @@ z-buffer warp.  The store is then checked against the truth, stage by stage.
 """
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -170,6 +171,7 @@ def test_flow_writes_the_3d_loop_and_reports_it(moving_run):
     np.testing.assert_allclose(ds[N.CAMERA_PATH].values, np.array(r3.camera_path))
     saved = json.loads((out / N.RESULT_NAME).read_text())["render3d"]
     assert len(saved["inpainted_fraction"]) == r3.frames and saved["path"] == "swing"
+    assert Path(saved["mp4"]) == out / N.MP4_3D_NAME and Path(saved["gif"]) == out / N.GIF_3D_NAME
     filled = ds[N.LOOP_3D_FILLED].values
     np.testing.assert_allclose(filled.reshape(r3.frames, -1).mean(1), r3.inpainted_fraction)
     assert r3.n_back_points > 0
