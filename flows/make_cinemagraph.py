@@ -29,7 +29,7 @@ from tasks.displays import find_displays_task
 from tasks.encode import encode_outputs_task
 from tasks.ingest import ingest_video
 from tasks.outcome import declared_length_warning, judge_outcome
-from tasks.outputs import Existing, prepare_output_dir, write_result_task
+from tasks.outputs import Existing, prepare_output_dir, publish_summary, write_result_task
 from tasks.render import render_loop_task
 from tasks.render3d import read_path_file, refusal, render_3d_task
 from tasks.store import stage_record
@@ -194,6 +194,7 @@ def make_cinemagraph(
         config=config.model_dump(mode="json"),
     )
     write_result_task.submit(result, str(out)).result()
+    publish_summary(result, str(out))  # in the flow's process: its API client is the live one
     return result
 
 

@@ -141,18 +141,27 @@ def summary_markdown(result: CinemagraphResult, thumbnail: str | None = None) ->
 
 @task(name="write_result")
 def write_result_task(result: CinemagraphResult, out_dir: str) -> str:
-    """Prefect task: write result.json and a markdown summary artifact for the UI."""
-    path = write_result(result, out_dir)
+    """Prefect task: write result.json (the UI summary is published by the flow: :func:`publish_summary`)."""
+    return str(write_result(result, out_dir))
+
+
+def publish_summary(result: CinemagraphResult, out_dir: str) -> bool:
+    """Create the run's markdown summary artifact (stable key per item); call it from the flow's own process.
+
+    A task on a local Dask worker *process* found Prefect's API client of that process already
+    closed for some items ("Cannot send a request, as the client has been closed"), so the summary is
+    created where the flow run lives.  Returns whether it was created; a failure is logged, never
+    raised (result.json is already written).
+    """
     try:
         create_markdown_artifact(
             markdown=summary_markdown(result, mask_thumbnail(result.store)),
             key=artifact_key(out_dir),
             description=f"Cinemagraph summary ({outcome_line(result)})",
         )
+        return True
     except RuntimeError as exc:
-        # seen in local worker processes: Prefect's API client of the process already closed;
-        # result.json is written, so the item is not failed for its UI summary
         from tasks.runtime import stage_logger
 
         stage_logger("result").warning("summary artifact of %s not created: %s", out_dir, exc)
-    return str(path)
+        return False
