@@ -246,6 +246,15 @@ class CyclicityParams(_Model):
         description="Farthest a region grows from its cleaned mask (pixels); 0 = no growth.  Generous: a light "
         "found only in part (a dim colour below the intensity test) grows back to its whole extent and glow.",
     )
+    motion_veto: float | None = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="A grown cyclic region is dropped when optical flow between consecutive window frames, both "
+        "ways, explains at least this share of its change (ratio, 0-1: 1 - motion-compensated / static absolute "
+        "residual, summed over the frame pairs): a blinking light changes in place (measured 0.00-0.02), a "
+        "passing car, a limb or misaligned texture moves (0.26-0.49 on bikes.mp4); None = no veto.",
+    )
 
 
 class RenderParams(_Model):

@@ -140,7 +140,17 @@ class CyclicityResult(_Result):
     )
     n_regions: int = Field(description="8-connected regions of `cyclic_mask`.")
     grown_pixels: int = Field(
-        0, description="Pixels added to the cleaned mask by growing over correlated neighbours (included above)."
+        0, description="Pixels added to the cleaned mask by growing over correlated neighbours (before the motion veto)."
+    )
+    cleaned_pixels: int = Field(0, description="Pixels of the cleaned mask (after opening and area tests, before growth).")
+    vetoed_regions: int = Field(
+        0, description="Grown regions dropped by the motion veto (optical flow explains their change: moving objects)."
+    )
+    vetoed_pixels: int = Field(0, description="Pixels of the regions dropped by the motion veto.")
+    motion_explained: list[float] = Field(
+        default_factory=list,
+        description="Share of each grown region's change that optical flow explains (ratio, label order, before the "
+        "veto; empty when the veto is off).",
     )
 
 

@@ -19,6 +19,10 @@ edge blink with it; without growth they stay frozen in the reference frame's
 state, a ring of lit colour around a dark light.  Correlation, not a fixed
 dilation: the halo's width follows the light, and the unrelated wall next to
 it stays frozen.
+
+Last, the motion veto (:mod:`tasks.cyclic_veto`, ``motion_veto``) drops every grown region
+whose change optical flow explains: a passing car, a limb, a wheel or misaligned texture moves,
+a light blinks in place.  ``cyclic_mask`` is the mask after the veto.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from kernels.cyclicity import dft_cyclicity, min_interval_length
 from schemas import names as N
 from schemas.config import CyclicityParams
 from schemas.results import CyclicityResult
+from tasks.cyclic_veto import CROP_PAD, RegionCrop, Veto, veto_moving_regions
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.store import (
     aligned_digest,
@@ -204,31 +209,54 @@ def grow_correlated(
     return np.isin(labels, keep[keep > 0]) | core, corr
 
 
+def region_crops(ds: xr.Dataset, labels: np.ndarray, n: int, pad: int) -> list[tuple[slice, slice, RegionCrop]]:
+    """Each region 1..``n`` of ``labels`` on a crop of the window, ``pad`` pixels around its box.
+
+    Returns ``(ys, xs, RegionCrop)`` per region, in label order: the crop's luminance (T, h, w)
+    float32, where invisible samples are the pixel's mean visible luminance; the crop's
+    visibility (None when the store has none); and the region's pixels in the crop.
+    """
+    height, width = labels.shape
+    boxes = []
+    for ys, xs in ndimage.find_objects(labels, max_label=n):
+        ys = slice(max(ys.start - pad, 0), min(ys.stop + pad, height))
+        xs = slice(max(xs.start - pad, 0), min(xs.stop + pad, width))
+        vis = ds[N.VISIBLE].data[:, ys, xs] if N.VISIBLE in ds else None
+        boxes.append((ys, xs, ds[N.WARPED].data[:, ys, xs, :], vis))
+    data = dask.compute(*[(w, v) for _, _, w, v in boxes])
+    out = []
+    for r, ((ys, xs, _, _), (video, vis)) in enumerate(zip(boxes, data, strict=True), start=1):
+        lum = luminance(video)
+        if vis is not None and not vis.all():
+            counts = np.maximum(vis.sum(axis=0), 1)
+            fill = np.where(vis, lum, 0).sum(axis=0) / counts
+            lum = np.where(vis, lum, fill[None])
+        out.append((ys, xs, RegionCrop(lum, vis, labels[ys, xs] == r)))
+    return out
+
+
 def grow_mask(ds: xr.Dataset, mask: np.ndarray, params: CyclicityParams) -> np.ndarray:
     """:func:`grow_correlated` applied to every connected region of ``mask`` (on crops of ``warped``;
     invisible samples count as the pixel's mean visible luminance)."""
     if params.grow_max_px == 0 or not mask.any():
         return mask
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    height, width = mask.shape
-    pad = params.grow_max_px
-    crops = []
-    for ys, xs in ndimage.find_objects(labels):
-        ys = slice(max(ys.start - pad, 0), min(ys.stop + pad, height))
-        xs = slice(max(xs.start - pad, 0), min(xs.stop + pad, width))
-        vis = ds[N.VISIBLE].data[:, ys, xs] if N.VISIBLE in ds else None
-        crops.append((ys, xs, ds[N.WARPED].data[:, ys, xs, :], vis))
-    data = dask.compute(*[(w, v) for _, _, w, v in crops])
     out = mask.copy()
-    for r, ((ys, xs, _, _), (video, vis)) in enumerate(zip(crops, data, strict=True), start=1):
-        lum = luminance(video)
-        if vis is not None and not vis.all():
-            counts = np.maximum(vis.sum(axis=0), 1)
-            fill = np.where(vis, lum, 0).sum(axis=0) / counts
-            lum = np.where(vis, lum, fill[None])
-        grown, _ = grow_correlated(lum, labels[ys, xs] == r, params.grow_correlation, params.grow_max_px)
+    for ys, xs, crop in region_crops(ds, labels, n, params.grow_max_px):
+        grown, _ = grow_correlated(crop.lum, crop.region, params.grow_correlation, params.grow_max_px)
         out[ys, xs] |= grown
     return out
+
+
+def veto_mask(ds: xr.Dataset, mask: np.ndarray, params: CyclicityParams) -> tuple[np.ndarray, Veto]:
+    """``mask`` without its regions that move rather than blink (:mod:`tasks.cyclic_veto`)."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if params.motion_veto is None or n == 0:
+        return mask, Veto(np.zeros(n, bool), np.zeros(n))
+    crops = region_crops(ds, labels, n, CROP_PAD)
+    veto = veto_moving_regions([c for _, _, c in crops], params.motion_veto)
+    keep = np.concatenate([[False], ~veto.vetoed])
+    return mask & keep[labels], veto
 
 
 def cyclicity_digest(store, params: CyclicityParams) -> str:
@@ -245,7 +273,8 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
         fields = build_cyclicity(ds, params).compute()
     candidate, cleaned = cyclic_mask(fields, params)
     with cluster_compute():
-        mask = grow_mask(ds, cleaned, params)
+        grown = grow_mask(ds, cleaned, params)
+        mask, veto = veto_mask(ds, grown, params)
     dims = (N.Y, N.X)
     chunks = {N.Y: ds[N.WARPED].chunks[1][0], N.X: ds[N.WARPED].chunks[2][0]}
     out = xr.Dataset(
@@ -262,7 +291,11 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
         cyclic_pixels=int(mask.sum()),
         candidate_pixels=int(candidate.sum()),
         n_regions=n_regions,
-        grown_pixels=int(mask.sum() - cleaned.sum()),
+        grown_pixels=int(grown.sum() - cleaned.sum()),
+        cleaned_pixels=int(cleaned.sum()),
+        vetoed_regions=int(veto.vetoed.sum()),
+        vetoed_pixels=int(grown.sum() - mask.sum()),
+        motion_explained=[round(float(e), 3) for e in veto.explained],
     )
     record_stage(store, STAGE, cyclicity_digest(store, params), time.perf_counter() - t0, result.model_dump())
     return result

@@ -8,7 +8,8 @@ Rules (documented in the README's output contract):
 
 * ``still``: no pixel animates.  The reasons name the tests that removed the candidates:
   the cyclicity score/intensity/amplitude tests, the cleaning (opening, ``min_region_area``),
-  the display classifier, and the render's sample-range fallback.
+  the motion veto of moving regions (:mod:`tasks.cyclic_veto`), the display classifier, and the
+  render's sample-range fallback.  A degraded run also names what the motion veto removed.
 * ``degraded``: something animates but the result is compromised: the loop is shorter than
   :data:`MIN_LOOP_FRAMES` frames; alignment left fewer than :data:`MIN_VISIBLE_FRACTION` of the
   window's samples visible, or frames without a transform; the window crosses a shot
@@ -97,6 +98,16 @@ def declared_length_warning(source: str | Path, n_frames: int, params: IngestPar
     )
 
 
+def veto_reason(cyclic: CyclicityResult, cyclicity: CyclicityParams) -> str:
+    """What the motion veto of the cyclicity stage removed (:mod:`tasks.cyclic_veto`)."""
+    vetoed = sorted((e for e in cyclic.motion_explained if e >= (cyclicity.motion_veto or 0)), reverse=True)
+    shares = ", ".join(f"{e:.2f}" for e in vetoed)
+    return (
+        f"cyclicity: {cyclic.vetoed_regions} regions ({cyclic.vetoed_pixels} px) vetoed as moving objects "
+        f"(optical flow explains >= {cyclicity.motion_veto} of their change: {shares})"
+    )
+
+
 def still_reasons(
     cyclic: CyclicityResult | None,
     cyclicity: CyclicityParams,
@@ -111,12 +122,14 @@ def still_reasons(
                 f"cyclicity: no pixel passed the score (>= {cyclicity.score_threshold}), intensity and amplitude "
                 f"(>= {cyclicity.min_amplitude}) tests"
             )
-        elif cyclic.cyclic_pixels == 0:
+        elif cyclic.cyclic_pixels == 0 and cyclic.vetoed_regions == 0:
             reasons.append(
                 f"cyclicity: {cyclic.candidate_pixels} candidate pixels passed the score tests but none survived "
                 f"the cleaning (opening radius {cyclicity.opening_radius}, regions >= {cyclicity.min_region_area} "
                 "pixels)"
             )
+        if cyclic.vetoed_regions:
+            reasons.append(veto_reason(cyclic, cyclicity))
     if displays is not None:
         if not displays.enabled:
             reasons.append("displays: the display stage is switched off")
@@ -184,6 +197,8 @@ def judge_outcome(
         )
     if fallback_pixels:
         degraded.append(f"{fallback_pixels} animated pixels fell back to the reference frame")
+    if degraded and cyclic is not None and cyclic.vetoed_regions and animated_pixels:
+        degraded.append(veto_reason(cyclic, cyclicity))
     warnings.extend(render_warnings or [])
     if animated_pixels == 0:
         return Outcome("still", reasons + degraded, warnings)

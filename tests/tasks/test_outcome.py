@@ -54,6 +54,24 @@ def test_still_after_cleaning_names_the_size_filter():
     assert any("37 candidate pixels" in r and "min_region_area" not in r and "regions >=" in r for r in out.reasons)
 
 
+def test_still_after_the_motion_veto_says_what_it_removed():
+    vetoed = CyclicityResult(
+        cyclic_pixels=0, candidate_pixels=531, n_regions=0, cleaned_pixels=191, grown_pixels=8194,
+        vetoed_regions=2, vetoed_pixels=4311, motion_explained=[0.26, 0.49],
+    )
+    out = judge(animated_pixels=0, loop_frames=2, cyclic=vetoed)
+    assert out.outcome == "still"
+    assert "cyclicity: 2 regions (4311 px) vetoed as moving objects" in out.reasons[0]
+    assert "0.49, 0.26" in out.reasons[0] and ">= 0.15" in out.reasons[0]
+    assert not any("survived the cleaning" in r for r in out.reasons)
+    assert any("vetoed as moving objects" in w for w in out.warnings)
+    # something else animates: an animated run keeps no reasons; a degraded one also names the veto
+    kept = vetoed.model_copy(update={"cyclic_pixels": 500, "n_regions": 1, "motion_explained": [0.26, 0.05, 0.49]})
+    assert judge(cyclic=kept).reasons == []
+    out = judge(cyclic=kept, loop_frames=MIN_LOOP_FRAMES - 1)
+    assert out.outcome == "degraded" and any("2 regions (4311 px) vetoed" in r and "0.05" not in r for r in out.reasons)
+
+
 def test_short_loop_is_degraded():
     out = judge(loop_frames=MIN_LOOP_FRAMES - 1)
     assert out.outcome == "degraded"
