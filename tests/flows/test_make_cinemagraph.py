@@ -1,7 +1,6 @@
 """A real Prefect flow run (test harness) on a real LocalCluster, over a real Zarr store, on real video."""
 
 import json
-from pathlib import Path
 
 import av
 import numpy as np
@@ -11,16 +10,12 @@ from scipy import ndimage
 
 from flows.make_cinemagraph import make_cinemagraph, run_make_cinemagraph
 from schemas import names as N
-from schemas.annotations import FootageAnnotation
 from schemas.config import IngestParams, PipelineConfig, WindowParams
 from schemas.results import CinemagraphResult
-from tasks.display_features import rasterise_polygons
 from tasks.outputs import OutputExistsError
 from tasks.store import read_attrs
 from tests.conftest import installed_package_file
 from tests.range_check import assert_loop_within_window_range
-
-REAL_FOOTAGE = Path(__file__).resolve().parents[2] / "benchmarks" / "real_footage"
 
 
 @pytest.fixture(scope="module")
@@ -178,21 +173,6 @@ def test_real_video_from_an_installed_package(prefect_harness, tmp_path):
     else:  # pixels that fell back to the reference may split a region; the run says so
         assert result.outcome == "degraded"
     assert set(np.unique(ds["loop_regions"].values[animated])) <= {r.label for r in result.regions}
-    # issue 12: nothing animates inside the annotated must-stay-frozen polygons (cyclist, cars) of the window;
-    # before the motion veto of cyclic regions the cyclist's arm and bicycle looped here
-    frozen = frozen_polygons(REAL_FOOTAGE / "bikes.json", tuple(result.window), animated.shape)
-    assert frozen.sum() > 0.3 * frozen.size
-    assert (animated & frozen).sum() <= 0.005 * frozen.sum(), result.outcome_reasons
-
-
-def frozen_polygons(annotation_file, window, shape):
-    """Union of an annotation's must-stay-frozen polygons holding in ``window`` (ingested frames = source
-    frames here), scaled to ``shape``."""
-    annotation = FootageAnnotation.model_validate_json(annotation_file.read_text())
-    scale = shape[1] / annotation.size[0]
-    polygons = [np.asarray(p.polygon, float) * scale for p in annotation.frozen
-                if p.frames[0] < window[1] and window[0] < p.frames[1]]
-    return rasterise_polygons(polygons, shape)
 
 
 def test_video_loop_method_through_the_flow(prefect_harness, blinking_clip, tmp_path):
