@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._jit import jit
+from kernels._jit import jit, jit_with
 
 __all__ = ["splat_points", "fill_pinholes", "NEAR"]
 
@@ -217,9 +217,17 @@ def _project_points(points, radii, K, pose):
     return u, v, z, r
 
 
-@jit
-def _footprint(u, v, r, height, width):
-    """Pixel box (i0, i1, j0, j1), inclusive, of a point's disc and its nearest pixel."""
+@jit_with(inline="always")
+def _footprint(u, v, z, r, height, width):
+    """Pixel box (i0, i1, j0, j1), inclusive, of a point's disc and its nearest pixel.
+
+    A point behind the camera, not finite, or whose disc misses the image gets an empty box
+    (i0 > i1), so callers loop over nothing.
+    """
+    if not (z > 0.0) or not (np.isfinite(u) and np.isfinite(v)):
+        return 0, -1, 0, -1, 0, 0
+    if u < -r - 1.0 or u > width + r or v < -r - 1.0 or v > height + r:
+        return 0, -1, 0, -1, 0, 0
     ic = int(np.floor(v + 0.5))
     jc = int(np.floor(u + 0.5))
     i0 = min(ic, int(np.ceil(v - r)))
@@ -229,21 +237,24 @@ def _footprint(u, v, r, height, width):
     return max(i0, 0), min(i1, height - 1), max(j0, 0), min(j1, width - 1), ic, jc
 
 
+@jit_with(inline="always")
+def _covered(i, j, u, v, r, ic, jc):
+    """Squared distance of pixel (i, j) to the point when the disc covers it, else -1."""
+    d2 = (j - u) ** 2 + (i - v) ** 2
+    if d2 <= r * r or (i == ic and j == jc):
+        return d2
+    return -1.0
+
+
 @jit
 def _zbuffer(u, v, z, r, height, width):
     zbuf = np.full((height, width), np.inf)
     for p in range(u.shape[0]):
-        zz = z[p]
-        if not (zz > 0.0) or not (np.isfinite(u[p]) and np.isfinite(v[p])):
-            continue
-        rr = r[p]
-        if u[p] < -rr - 1.0 or u[p] > width + rr or v[p] < -rr - 1.0 or v[p] > height + rr:
-            continue
-        i0, i1, j0, j1, ic, jc = _footprint(u[p], v[p], rr, height, width)
+        up, vp, zz, rr = u[p], v[p], z[p], r[p]
+        i0, i1, j0, j1, ic, jc = _footprint(up, vp, zz, rr, height, width)
         for i in range(i0, i1 + 1):
             for j in range(j0, j1 + 1):
-                d2 = (j - u[p]) ** 2 + (i - v[p]) ** 2
-                if (d2 <= rr * rr or (i == ic and j == jc)) and zz < zbuf[i, j]:
+                if _covered(i, j, up, vp, rr, ic, jc) >= 0.0 and zz < zbuf[i, j]:
                     zbuf[i, j] = zz
     return zbuf
 
@@ -253,17 +264,12 @@ def _blend(u, v, z, r, colours, zbuf, tolerance, acc, wsum):
     height, width = zbuf.shape
     channels = colours.shape[1]
     for p in range(u.shape[0]):
-        zz = z[p]
-        if not (zz > 0.0) or not (np.isfinite(u[p]) and np.isfinite(v[p])):
-            continue
-        rr = r[p]
-        if u[p] < -rr - 1.0 or u[p] > width + rr or v[p] < -rr - 1.0 or v[p] > height + rr:
-            continue
-        i0, i1, j0, j1, ic, jc = _footprint(u[p], v[p], rr, height, width)
+        up, vp, zz, rr = u[p], v[p], z[p], r[p]
+        i0, i1, j0, j1, ic, jc = _footprint(up, vp, zz, rr, height, width)
         for i in range(i0, i1 + 1):
             for j in range(j0, j1 + 1):
-                d2 = (j - u[p]) ** 2 + (i - v[p]) ** 2
-                if not (d2 <= rr * rr or (i == ic and j == jc)):
+                d2 = _covered(i, j, up, vp, rr, ic, jc)
+                if d2 < 0.0:
                     continue
                 front = zbuf[i, j]
                 band = tolerance * front
