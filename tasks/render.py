@@ -23,9 +23,10 @@ channel for RPCA -- with BLAS pinned to one thread inside each task:
 2. *stabilisation* (``stabilise``, display segments):
    :func:`tasks.stabilise.stabilise_segment` maps every frame onto the
    reference frame by a homography fitted to static KLT tracks in and around
-   the segment; samples the warp leaves without data are in-painted again
-   when some of them lie in the segment (otherwise, or with in-painting off,
-   they keep their unstabilised values: only the segment's pixels are used);
+   the segment; samples the warp leaves without data inside the segment are
+   in-painted again, on a box around them (:func:`gap_box`); the others (or all
+   of them with in-painting off) keep their unstabilised values, since only the
+   segment's pixels are used;
 3. *robust PCA* (``rpca``, display segments): per colour channel the matrix
    ``P`` (a row per frame, a column per segment pixel) is split by
    :func:`kernels.rpca.rpca_apg` into low-rank plus sparse parts and the
@@ -355,16 +356,38 @@ def prepare_region(
         if res.stabilised:
             gap = ~res.visible if holes is None else (~res.visible & ~holes)
             t0 = time.perf_counter()
-            # only the region's pixels are used downstream, and in-painting keeps every sample that has
-            # data: when the warp left samples without data only outside the region (in the crop's
-            # context margin), filling them would not change the result, so they are not filled
-            if params.inpaint and gap[:, mask].any() and not gap.all():
-                filled = inpaint_spacetime(res.video.astype(np.float32), ~gap, tol=params.inpaint_tol)
-                video = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+            # samples without data keep their unstabilised values, except those in the region (only its
+            # pixels are used downstream): they are in-painted on the box around them (see gap_box)
+            video = np.where(gap[..., None], video, res.video)
+            box = gap_box(gap, mask) if params.inpaint else None
+            if box is not None and not gap[box].all():
+                filled = inpaint_spacetime(res.video[box].astype(np.float32), ~gap[box], tol=params.inpaint_tol)
+                video[box] = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
                 seconds["inpaint"] += time.perf_counter() - t0
-            else:  # no data after the warp (or none needed): keep the unstabilised samples there
-                video = np.where(gap[..., None], video, res.video)
     return ChainOutput(video, inpainted, n_tracks, None, None, None, None, seconds)
+
+
+#: Margin (frames, pixels, pixels) around a region's samples that the stabilising warp left without data,
+#: of the box in-painted to fill them (see :func:`gap_box`).
+GAP_MARGIN = (2, 8, 8)
+
+
+def gap_box(gap: np.ndarray, mask: np.ndarray, margin: tuple[int, int, int] = GAP_MARGIN):
+    """Slices (t, y, x) of the part of the crop in-painted after stabilisation, or None when none is needed.
+
+    ``gap`` (T, h, w) marks the samples the warp left without data, ``mask`` (h, w) the region.  Only the
+    gap samples inside the region matter; the box is theirs widened by ``margin`` (and clipped to the
+    crop), whose samples with data are the in-painting's boundary values.  A warp by a few pixels leaves
+    gaps along the crop's border, in its context margin and at most at the region's edge, so the box is
+    small; in-painting the whole crop (as before) cost seconds per display segment for a few samples.
+    """
+    need = gap & mask[None]
+    if not need.any():
+        return None
+    box = ndimage.find_objects(need.astype(np.uint8))[0]
+    return tuple(
+        slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margin, gap.shape, strict=True)
+    )
 
 
 def region_gamma(prepared: ChainOutput, mask: np.ndarray, params: RenderParams) -> float:
