@@ -106,6 +106,14 @@ def run_clip(name: str, source: Path, out: Path, window: int) -> float:
               f"{100 * u.wall_s / wall:7.1f}%")
     print(f"  {'stages':<11}{wall:9.2f}{cpu:9.2f}{cpu / wall:9.2f}")
     print(f"  {'total':<11}{total:9.2f}   (flow call incl. Prefect start-up)")
+    from tasks.store import stage_record
+
+    render = (stage_record(result.store, "render") or {}).get("summary", {})
+    if render.get("steps"):
+        display = [r for r in render.get("regions", []) if r.get("kind") == "display"]
+        print(f"  render: {len(render.get('regions', []))} regions ({len(display)} display, "
+              f"{sum(r['area'] for r in display)} px); steps (s; in-paint, stabilise, rpca summed over tasks): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in render["steps"].items()))
     return total
 
 
@@ -116,6 +124,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=120, help="length of the synthetic clips (frames)")
     ap.add_argument("--window", type=int, default=100, help="analysis window (frames)")
     ap.add_argument("--quick", action="store_true", help="320x180, 60 frames, 40-frame window")
+    ap.add_argument("--keep", type=Path, help="write clips and outputs (stores included) here and keep them")
     args = ap.parse_args()
     height, width = (180, 320) if args.quick else (360, 640)
     n_frames, window = (60, 40) if args.quick else (args.frames, args.window)
@@ -123,7 +132,8 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}  ({os.cpu_count()} cores)")
     totals = {}
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
-        tmp = Path(tmp)
+        tmp = Path(tmp) if args.keep is None else args.keep
+        tmp.mkdir(parents=True, exist_ok=True)
         if args.source is not None:
             clips = [("source", args.source)]
         else:

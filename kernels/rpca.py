@@ -190,7 +190,16 @@ def _svt_gram(G, tau, out):
         out[...] = 0.0
         return 0
     Uk = U[:, keep]
-    shrink = (Uk * (1.0 - tau / s[keep])) @ Uk.T
+    scaled = Uk * (1.0 - tau / s[keep])
+    if 2 * r < min(m, n):
+        # few kept values: apply U_k D U_k^T as two thin products (2 r min(m, n) max(m, n) flops
+        # instead of min(m, n)^2 max(m, n)); the same matrix up to rounding
+        if wide:
+            np.matmul(scaled, Uk.T @ G, out=out)
+        else:
+            np.matmul(G @ Uk, scaled.T, out=out)
+        return r
+    shrink = scaled @ Uk.T
     if wide:
         np.matmul(shrink, G, out=out)
     else:
@@ -290,14 +299,24 @@ class _PartialSVD:
         return False
 
 
+#: Up to this many rows (or columns) ``||P||_2`` comes from the eigenvalues of the small Gram matrix.
+_GRAM_NORM_MAX = 512
+
+
 def _spectral_norm(P, rng, n_iter=30):
-    """Largest singular value of ``P`` to about 1e-3 relative accuracy.
+    """Largest singular value of ``P``: exact (to rounding) when ``min(m, n) <= 512``, else to about
+    1e-3 relative accuracy by power iteration.
 
     Only used for the continuation's starting value ``mu_0``, which need not
     be exact."""
     m, n = P.shape
     if min(m, n) <= 64:
         return float(np.linalg.norm(P, 2))
+    if min(m, n) <= _GRAM_NORM_MAX:
+        # exact: the largest eigenvalue of the small Gram matrix (one product, one small eigenproblem;
+        # cheaper than the power iteration below for frames x pixels matrices)
+        gram = P @ P.T if m <= n else P.T @ P
+        return float(math.sqrt(max(np.linalg.eigvalsh(gram)[-1], 0.0)))
     k = 4
     Y = P @ rng.standard_normal((n, k))
     for _ in range(n_iter):
@@ -505,11 +524,12 @@ def rpca_apg(
         # E_prev becomes E_{k+1}; A_prev becomes A_{k+1}.
         _gradient_and_shrink(P, A, A_prev, E, E_prev, beta, lam * mu / 2.0, G)
         svt(G, mu / 2.0, A_prev)
-        s2, x2 = _stopping_norms(P, G, A_prev, E_prev)
+        at_floor = mu <= mu_bar
+        if at_floor:  # the test applies only at the floor: no pass over the matrices before
+            s2, x2 = _stopping_norms(P, G, A_prev, E_prev)
         A, A_prev = A_prev, A
         E, E_prev = E_prev, E
         k += 1
-        at_floor = mu <= mu_bar
         if at_floor and math.sqrt(s2) <= 2.0 * tol * max(1.0, math.sqrt(x2)):
             converged = True
             break

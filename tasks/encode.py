@@ -152,6 +152,19 @@ def _index(frame: np.ndarray, palette_im: Image.Image, dither: bool) -> np.ndarr
     return idx
 
 
+def _nearest_colours(palette: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Index of the nearest ``palette`` colour of every row of ``pixels`` (n, 3) uint8.
+
+    The nearest colour is a function of the colour alone, so each distinct colour is looked up once
+    (a loop repeats its colours many times: a forward-backward display shows every frame twice).
+    """
+    key = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8) | pixels[:, 2]
+    colours, inverse = np.unique(key, return_inverse=True)
+    rgb = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1).astype(np.float64)
+    _, nearest = cKDTree(palette.astype(np.float64)).query(rgb)
+    return nearest[inverse.ravel()]
+
+
 def _abs_error(palette: np.ndarray, idx: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     """Mean absolute error of the indexed image ``idx`` against ``truth`` inside ``mask`` (0-255)."""
     return float(np.abs(palette[idx[mask]].astype(np.int16) - truth[mask]).mean())
@@ -225,7 +238,7 @@ def write_gif(
     if changed.any():
         # the animated pixels: exact nearest colours, or Floyd-Steinberg on the animated part's box when
         # that lowers their error (measured on up to 8 frames spread over the loop)
-        _, nearest = cKDTree(palette.astype(np.float64)).query(small[:, changed].reshape(-1, 3))
+        nearest = _nearest_colours(palette, small[:, changed].reshape(-1, 3))
         indices[:, changed] = nearest.reshape(len(small), -1).astype(np.uint8)
         ys, xs = ndimage.find_objects(changed.astype(np.uint8))[0]
         inside = changed[ys, xs]

@@ -23,8 +23,10 @@ channel for RPCA -- with BLAS pinned to one thread inside each task:
 2. *stabilisation* (``stabilise``, display segments):
    :func:`tasks.stabilise.stabilise_segment` maps every frame onto the
    reference frame by a homography fitted to static KLT tracks in and around
-   the segment; samples the warp leaves without data are in-painted again
-   (or, with in-painting off, keep their unstabilised values);
+   the segment; samples the warp leaves without data inside the segment are
+   in-painted again, on a box around them (:func:`gap_box`); the others (or all
+   of them with in-painting off) keep their unstabilised values, since only the
+   segment's pixels are used;
 3. *robust PCA* (``rpca``, display segments): per colour channel the matrix
    ``P`` (a row per frame, a column per segment pixel) is split by
    :func:`kernels.rpca.rpca_apg` into low-rank plus sparse parts and the
@@ -354,13 +356,38 @@ def prepare_region(
         if res.stabilised:
             gap = ~res.visible if holes is None else (~res.visible & ~holes)
             t0 = time.perf_counter()
-            if params.inpaint and gap.any() and not gap.all():
-                filled = inpaint_spacetime(res.video.astype(np.float32), ~gap, tol=params.inpaint_tol)
-                video = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+            # samples without data keep their unstabilised values, except those in the region (only its
+            # pixels are used downstream): they are in-painted on the box around them (see gap_box)
+            video = np.where(gap[..., None], video, res.video)
+            box = gap_box(gap, mask) if params.inpaint else None
+            if box is not None and not gap[box].all():
+                filled = inpaint_spacetime(res.video[box].astype(np.float32), ~gap[box], tol=params.inpaint_tol)
+                video[box] = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
                 seconds["inpaint"] += time.perf_counter() - t0
-            else:  # no data after the warp: keep the unstabilised samples there
-                video = np.where(gap[..., None], video, res.video)
     return ChainOutput(video, inpainted, n_tracks, None, None, None, None, seconds)
+
+
+#: Margin (frames, pixels, pixels) around a region's samples that the stabilising warp left without data,
+#: of the box in-painted to fill them (see :func:`gap_box`).
+GAP_MARGIN = (2, 8, 8)
+
+
+def gap_box(gap: np.ndarray, mask: np.ndarray, margin: tuple[int, int, int] = GAP_MARGIN):
+    """Slices (t, y, x) of the part of the crop in-painted after stabilisation, or None when none is needed.
+
+    ``gap`` (T, h, w) marks the samples the warp left without data, ``mask`` (h, w) the region.  Only the
+    gap samples inside the region matter; the box is theirs widened by ``margin`` (and clipped to the
+    crop), whose samples with data are the in-painting's boundary values.  A warp by a few pixels leaves
+    gaps along the crop's border, in its context margin and at most at the region's edge, so the box is
+    small; in-painting the whole crop (as before) cost seconds per display segment for a few samples.
+    """
+    need = gap & mask[None]
+    if not need.any():
+        return None
+    box = ndimage.find_objects(need.astype(np.uint8))[0]
+    return tuple(
+        slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margin, gap.shape, strict=True)
+    )
 
 
 def region_gamma(prepared: ChainOutput, mask: np.ndarray, params: RenderParams) -> float:
@@ -759,24 +786,47 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
     return result
 
 
-def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
-    """Seam and stillness figures of a stored loop (see :class:`schemas.results.LoopQuality`)."""
-    lp = loop.astype(np.int16)
-    still = ~animated
-    # largest change from the first frame outside the animated region
-    diff0 = da.absolute(lp - lp[:1]).max(axis=(0, 3))
-    stillness_graph = da.where(da.from_array(still, chunks=diff0.chunks), diff0, 0).max()
+def _step_tile(loop: np.ndarray, animated: np.ndarray) -> np.ndarray:
+    """Sums over the animated pixels of a tile of ``|L[t+1] - L[t]|`` (all t, channels) and of ``|L[-1] - L[0]|``."""
     if not animated.any():
-        return LoopQuality(seam=None, stillness=float(stillness_graph.compute()))
-    m = da.from_array(animated, chunks=lp.chunks[1:3])
-    step = da.absolute(lp[1:] - lp[:-1]).mean(axis=3)  # (T-1, y, x)
-    seam_step = da.absolute(lp[-1] - lp[0]).mean(axis=2)  # (y, x)
+        return np.zeros(2, np.int64)
+    lp = loop[:, animated].astype(np.int16)  # (T, n, C)
+    step = np.abs(lp[1:] - lp[:-1]).sum(dtype=np.int64)
+    seam = np.abs(lp[-1] - lp[0]).sum(dtype=np.int64)
+    return np.array([step, seam], np.int64)
+
+
+def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
+    """Seam and stillness figures of a stored loop (see :class:`schemas.results.LoopQuality`).
+
+    One read of the loop: stillness from its per-pixel minimum and maximum over time (the largest change
+    from the first frame is ``max(max_t L - L[0], L[0] - min_t L)``), the step and seam sums from the
+    tiles that hold animated pixels (integer sums, so exact).
+    """
+    lp = da.asarray(loop).rechunk({0: -1, 3: -1})
+    n_frames, channels = lp.shape[0], lp.shape[3]
+    y_edges = np.cumsum((0, *lp.chunks[1]))
+    x_edges = np.cumsum((0, *lp.chunks[2]))
+    blocks = lp.to_delayed()
+    parts = []
+    for by in range(len(lp.chunks[1])):
+        for bx in range(len(lp.chunks[2])):
+            m = animated[y_edges[by] : y_edges[by + 1], x_edges[bx] : x_edges[bx + 1]]
+            if m.any():
+                parts.append(dask.delayed(_step_tile)(blocks[0, by, bx, 0], m))
+    lo, hi, first, sums = dask.compute(
+        lp.min(axis=0), lp.max(axis=0), lp[0], dask.delayed(sum)(parts) if parts else np.zeros(2, np.int64)
+    )
+    first = np.asarray(first).astype(np.int16)
+    diff0 = np.maximum(np.asarray(hi).astype(np.int16) - first, first - np.asarray(lo).astype(np.int16)).max(axis=2)
+    still = ~animated
+    stillness = float(diff0[still].max(initial=0))
+    if not animated.any():
+        return LoopQuality(seam=None, stillness=stillness)
     n_anim = animated.sum()
-    # one computation, so the stored loop is read and decompressed once for all three figures
-    stillness, step_sum, seam_sum = dask.compute(stillness_graph, (step * m[None]).sum(), (seam_step * m).sum())
-    stillness = float(stillness)
-    consecutive = float(step_sum) / (n_anim * step.shape[0])
-    seam = float(seam_sum) / n_anim
+    # the original figures are means over channels: divide the integer sums by the channel count
+    consecutive = float(sums[0]) / channels / (n_anim * (n_frames - 1))
+    seam = float(sums[1]) / channels / n_anim
     return LoopQuality(
         seam=seam / consecutive if consecutive > 0 else (0.0 if seam == 0 else float("inf")),
         stillness=stillness,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -122,10 +123,11 @@ def check_loop_range(
     if radius > 0:
         size = (2 * radius + 1, 2 * radius + 1, 1)
         lo, hi = ndimage.minimum_filter(lo, size=size), ndimage.maximum_filter(hi, size=size)
-    lp = da.asarray(loop).astype(np.int16)
-    below = (lo[None] - lp).max(axis=(0, 3))
-    above = (lp - hi[None]).max(axis=(0, 3))
-    excess = np.asarray(da.maximum(below, above).compute())
+    # max over t of (lo - loop_t) is lo - min_t loop_t (likewise above): two uint8 reductions over time,
+    # then small (y, x, C) arithmetic, instead of int16 differences of every loop sample
+    lp = da.asarray(loop)
+    lp_lo, lp_hi = (np.asarray(a).astype(np.int16) for a in dask.compute(lp.min(axis=0), lp.max(axis=0)))
+    excess = np.maximum(lo - lp_lo, lp_hi - hi).max(axis=2)
     excess = np.where(animated, excess, 0)
     return RangeCheck(bad=excess > tol, worst=int(max(excess.max(initial=0), 0)))
 

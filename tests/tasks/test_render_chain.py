@@ -20,6 +20,7 @@ from schemas import names as N
 from schemas.config import CyclicityParams, RenderParams
 from tasks.render import (
     display_interval,
+    gap_box,
     loop_tables,
     playback_sequence,
     region_kinds,
@@ -335,3 +336,17 @@ def test_stabilisation_removes_known_jitter(tmp_path):
     # aligned: only resampling error remains; jittering: edges of the photo move by up to 2 px
     assert errors[True] < 0.35 * errors[False], errors
     assert errors[True] < 4.0, errors
+
+
+def test_gap_box_covers_the_region_s_gap_samples_only():
+    gap = np.zeros((10, 30, 40), bool)
+    mask = np.zeros((30, 40), bool)
+    mask[10:20, 10:30] = True
+    gap[:, :2] = True  # a warp's strip along the crop's border, outside the region: nothing to fill
+    assert gap_box(gap, mask) is None
+    gap[4, 10:12, 10] = True  # two samples at the region's edge in frame 4
+    gap[0, 25:30, 0:3] = True  # outside the region again
+    box = gap_box(gap, mask, margin=(2, 8, 8))
+    assert box == (slice(2, 7), slice(2, 20), slice(2, 19))
+    # clipped to the crop
+    assert gap_box(gap, mask, margin=(9, 99, 99)) == (slice(0, 10), slice(0, 30), slice(0, 40))
