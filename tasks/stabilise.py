@@ -20,6 +20,7 @@ import numpy as np
 __all__ = [
     "StabiliseResult",
     "fit_homography_dlt",
+    "homography_is_plausible",
     "select_static_tracks",
     "stabilise_segment",
     "track_features",
@@ -310,7 +311,13 @@ def stabilise_segment(
     :func:`select_static_tracks`.  For frame ``t`` the kept tracks present
     in ``t`` (all are present in the reference) give correspondences; RANSAC
     (``cv2.findHomography``) rejects outliers and :func:`fit_homography_dlt`
-    refits the inliers by linear least squares.  Frames are resampled with
+    refits the inliers by linear least squares.  A fit that moves a corner
+    of the tracked region's box farther than the farthest inlier track moved,
+    plus ``2 * max_track_std``, is rejected and the frame keeps the identity:
+    static tracks need only a small correction, so a larger one is an
+    extrapolation from tracks bunched in one part of the region (on a tripod
+    clip's billboard such fits moved the box corners by 16-61 px and put
+    colours no input frame had into the loop).  Frames are resampled with
     ``cv2.warpPerspective`` (bilinear); an output pixel is visible when all
     the input pixels it interpolates are.
 
@@ -382,6 +389,11 @@ def stabilise_segment(
         return StabiliseResult(video.copy(), visible.copy(), homographies, n_tracks, False, fitted)
 
     ref_points = tracks[reference_index]
+    rows, cols = np.nonzero(region)
+    box = np.array(
+        [[cols.min(), rows.min()], [cols.max(), rows.min()], [cols.min(), rows.max()], [cols.max(), rows.max()]],
+        dtype=np.float64,
+    )
     for t in range(T):
         if t == reference_index:
             continue
@@ -398,7 +410,10 @@ def stabilise_segment(
         inliers = inliers.ravel().astype(bool)
         if inliers.sum() < min_points:
             continue
-        homographies[t] = fit_homography_dlt(src[inliers], dst[inliers])
+        fit = fit_homography_dlt(src[inliers], dst[inliers])
+        if not homography_is_plausible(fit, box, src[inliers], dst[inliers], max_track_std):
+            continue
+        homographies[t] = fit
         fitted[t] = True
 
     out = np.empty_like(video)
@@ -428,3 +443,40 @@ def stabilise_segment(
         )
         out_visible[t] = warped_mask == 255
     return StabiliseResult(out, out_visible, homographies, n_tracks, True, fitted)
+
+
+
+def homography_is_plausible(homography, corners, src, dst, max_track_std):
+    """Whether a fitted homography moves the region no farther than its tracks moved.
+
+    Parameters
+    ----------
+    homography : ndarray, shape (3, 3)
+        Maps frame ``t`` pixel coordinates to the reference frame.
+    corners : ndarray, shape (K, 2), float64
+        ``(x, y)`` corners of the tracked region's box.
+    src, dst : ndarray, shape (N, 2)
+        The inlier tracks in frame ``t`` and in the reference frame.
+    max_track_std : float
+        The static-track rule's largest standard deviation (px).
+
+    Returns
+    -------
+    bool
+        False when some corner moves farther than ``max |src - dst| + 2 * max_track_std``:
+        a correction larger than any static track needs is an extrapolation.
+
+    Examples
+    --------
+    >>> box = np.array([[0, 0], [99, 0], [0, 99], [99, 99]], float)
+    >>> pts = np.array([[10, 10], [20, 10], [10, 20], [20, 20]], float)
+    >>> homography_is_plausible(np.eye(3), box, pts, pts, 2.0)
+    True
+    >>> tilt = np.array([[1, 0, 0], [0, 1, 0], [0.004, 0, 1.0]])  # tracks move <= 1.5 px, far corner ~40 px
+    >>> homography_is_plausible(tilt, box, pts, pts, 2.0)
+    False
+    """
+    moved = cv2.perspectiveTransform(np.asarray(corners, np.float64)[None], homography)[0]
+    box_shift = float(np.linalg.norm(moved - corners, axis=1).max())
+    track_shift = float(np.linalg.norm(np.asarray(src, np.float64) - np.asarray(dst, np.float64), axis=1).max())
+    return box_shift <= track_shift + 2.0 * float(max_track_std)

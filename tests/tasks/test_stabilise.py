@@ -9,6 +9,7 @@ import pytest
 from tasks.stabilise import (
     StabiliseResult,
     fit_homography_dlt,
+    homography_is_plausible,
     select_static_tracks,
     stabilise_segment,
 )
@@ -158,6 +159,44 @@ def test_too_short_video_gives_identity():
 
 
 # ------------------------------------------------------------ building blocks
+
+
+def test_plausibility_rule_bounds_the_correction_by_the_tracks_motion():
+    box = np.array([[0, 0], [159, 0], [0, 119], [159, 119]], float)
+    pts = np.array([[10, 10], [30, 10], [10, 30], [30, 30], [20, 20]], float)
+    shift = np.array([[1, 0, 3.0], [0, 1, -1.0], [0, 0, 1]])
+    moved = project(shift, pts)
+    assert homography_is_plausible(np.eye(3), box, pts, pts, 2.0)
+    assert homography_is_plausible(shift, box, moved, pts, 2.0)  # 3.2 px, as the tracks moved
+    assert not homography_is_plausible(shift, box, pts, pts, 1.0)  # 3.2 px > 0 + 2 * 1.0
+    tilt = np.array([[1, 0, 0], [0, 1, 0], [0.003, 0.002, 1.0]])
+    assert not homography_is_plausible(tilt, box, project(tilt, pts), pts, 2.0)
+
+
+def test_fits_from_tracks_bunched_in_a_corner_are_not_extrapolated_over_the_region():
+    """Texture only in a 36 px corner of a flat segment, frames seen through a
+    homography that moves that corner by about a pixel but the far corner by
+    tens of pixels: the tracks cannot justify such a correction, so the frame
+    keeps the identity instead of being warped far (what put colours no input
+    had into a billboard's loop)."""
+    rng = np.random.default_rng(5)
+    scene = np.full((H, W), 128, np.uint8)
+    scene[4:40, 4:40] = texture(36, 36, 11)
+    scene = np.repeat(scene[..., None], 3, axis=2)
+    frames = []
+    for _ in range(T):
+        g = rng.normal(0.0, 1.0, 2) * 4e-4
+        tilt = np.array([[1, 0, 0], [0, 1, 0], [g[0], g[1], 1.0]])
+        frames.append(cv2.warpPerspective(scene, tilt, (W, H), flags=cv2.INTER_CUBIC))
+    frames = np.stack(frames)
+    mask = np.zeros((H, W), bool)
+    mask[0:110, 0:150] = True
+    res = stabilise_segment(frames, mask, 0, margin=0)
+    assert res.stabilised
+    corners = np.array([[0, 0], [149, 0], [0, 109], [149, 109]], float)
+    for t in range(T):
+        shift = np.linalg.norm(project(res.homographies[t], corners) - corners, axis=1).max()
+        assert shift < 8.0, (t, shift)
 
 
 def test_select_static_tracks_applies_length_and_std_rules():
