@@ -35,7 +35,7 @@ from schemas.still import EndlessLoopConfig
 from tasks.still.direction import find_directions
 from tasks.still.features import pixel_features
 from tasks.still.flow import dense_fields, inversion_error, sparse_vectors
-from tasks.still.frames import FrameRenderer, step_sizes
+from tasks.still.frames import FrameRenderer, end_frame_errors, step_sizes
 from tasks.still.labels import assign_labels, region_problem, solve_labels
 from tasks.still.mask import automatic_mask, split_regions
 from tasks.still.repetitions import find_repetitions
@@ -89,15 +89,14 @@ def run_steps(image, config, n_frames, clock):
     def quality():
         steps, wrap = step_sizes(loop, mask)
         inv = inversion_error(fwd, bwd, mask, margin)
-        first = np.abs(renderer.frame(-1.0).astype(int) - image).max()
-        last = np.abs(renderer.frame(1.0).astype(int) - image).max()
+        first, last = end_frame_errors(renderer, loop, image)
         return steps, wrap, inv, first, last
 
     steps, wrap, inv, first, last = clock("quality", quality)
     return {"direction": d, "votes": found[0].votes, "regions": [int(r.sum()) for r in regions],
             "periods": [r.period for r in reps], "loop": loop, "mask": mask, "wrap": wrap,
             "max_step": float(steps.max()), "inv_mean": float(inv.mean()), "inv_p95": float(np.percentile(inv, 95)),
-            "first": first, "last": last, "fwd": fwd, "margin": margin}
+            "first": first, "last": last, "fwd": fwd, "bwd": bwd, "margin": margin}
 
 
 def bench_steps(width, height, n_frames):

@@ -21,9 +21,10 @@ from scipy.interpolate import RBFInterpolator
 from scipy.ndimage import distance_transform_edt
 
 from schemas.still import FlowParams
+from tasks.still.mask import mask_points
 
 #: The spline is evaluated on at most about this many samples along the image's longer side.
-COARSE_LONG_SIDE = 192
+COARSE_LONG_SIDE = 128
 
 
 @dataclass
@@ -192,9 +193,12 @@ def remap_points(array, xs, ys, border=cv2.BORDER_REFLECT):
     return out.reshape(rows * 1024, channels)[:n]
 
 
-def inversion_error(fwd, bwd, mask, margin):
-    """|F1(x) + F2(x + F1(x))| at the masked pixels (pixels)."""
-    ys, xs = np.nonzero(mask)
+def inversion_error(fwd, bwd, mask, margin, max_points=250_000):
+    """|F1(x) + F2(x + F1(x))| at the masked pixels (pixels).
+
+    A statistic: large masks are sampled on a regular grid of at most about ``max_points`` pixels.
+    """
+    ys, xs = mask_points(mask, max_points)
     f1 = fwd[ys + margin, xs + margin]
     f2 = sample(bwd, xs + f1[:, 0], ys + f1[:, 1], margin)
     return np.linalg.norm(f1 + f2, axis=1)

@@ -77,8 +77,8 @@ class FrameRenderer:
         my = cv2.scaleAdd(field[1], a, self.base_y)
         return cv2.remap(self.extended, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
-    def frame(self, t):
-        """frame(t), t in [-1, 1]: (H, W, 3) uint8."""
+    def frame(self, t, out=None):
+        """frame(t), t in [-1, 1]: (H, W, 3) uint8, written into ``out`` when given."""
         if not -1.0 <= t <= 1.0:
             raise ValueError(f"t must lie in [-1, 1], got {t}")
         u = (t + 1.0) / 2.0
@@ -89,11 +89,13 @@ class FrameRenderer:
             blend = self.moved(u - 1.0)
         else:
             blend = cv2.addWeighted(self.moved(u), 1.0 - al, self.moved(u - 1.0), al, 0.0)
-        out = self.image.copy()
+        if out is None:
+            out = self.image.copy()
+        else:
+            np.copyto(out, self.image)
         y0, y1, x0, x1 = self.box
         if y1 > y0:
-            orig = np.ascontiguousarray(self.image[y0:y1, x0:x1])
-            out[y0:y1, x0:x1] = cv2.blendLinear(blend, orig, self.soft, self.still)
+            out[y0:y1, x0:x1] = cv2.blendLinear(blend, self.image[y0:y1, x0:x1], self.soft, self.still)
         return out
 
     def times(self, n_frames):
@@ -107,7 +109,7 @@ class FrameRenderer:
 
         def render(k_t):
             k, t = k_t
-            out[k] = self.frame(float(t))
+            self.frame(float(t), out[k])
 
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             list(pool.map(render, enumerate(self.times(n_frames))))
@@ -125,3 +127,11 @@ def step_sizes(loop, mask):
 
     steps = np.array([step(loop[k], loop[k + 1]) for k in range(len(loop) - 1)])
     return steps, step(loop[-1], loop[0])
+
+
+def end_frame_errors(renderer, loop, image):
+    """Largest |frame(t=-1) - input| and |frame(t=1) - input| (levels): the loop's first frame is frame(-1)."""
+    def err(frame):
+        return float(cv2.absdiff(frame, image).max())
+
+    return err(loop[0]), err(renderer.frame(1.0))

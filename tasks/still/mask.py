@@ -83,3 +83,10 @@ def split_regions(mask, min_fraction=0.0, max_regions=None):
         if max_regions is not None and len(out) >= max_regions:
             break
     return out
+
+
+def mask_points(mask, max_points):
+    """(ys, xs) of the masked pixels, on every k-th row and column so that about ``max_points`` at most remain."""
+    stride = max(1, int(np.ceil(np.sqrt(np.count_nonzero(mask) / max_points))))
+    ys, xs = np.nonzero(mask[::stride, ::stride])
+    return ys * stride, xs * stride

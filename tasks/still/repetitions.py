@@ -19,9 +19,12 @@ import numpy as np
 
 from kernels.still.repetitions import min_cost_path, reflect_indices, self_similarity
 from schemas.still import RepetitionParams
+from tasks.still.mask import mask_points
 
 #: Samples along the line at most; longer lines are sampled every ceil(length / this) pixels.
 MAX_SAMPLES = 400
+#: The line's extent and the band's width are measured on at most about this many mask pixels.
+MAX_MASK_POINTS = 250_000
 
 
 class NoRepetitionError(ValueError):
@@ -43,7 +46,7 @@ class Repetition:
 
 def line_extent(mask: np.ndarray, centre, direction, half_width):
     """(t_min, t_max) of the masked pixels within ``half_width`` of the line, along the direction."""
-    ys, xs = np.nonzero(mask)
+    ys, xs = mask_points(mask, MAX_MASK_POINTS)
     dx, dy = direction
     rx, ry = xs - centre[0], ys - centre[1]
     t = rx * dx + ry * dy
@@ -55,7 +58,7 @@ def line_extent(mask: np.ndarray, centre, direction, half_width):
 
 
 def perpendicular_half_width(mask: np.ndarray, centre, direction, limit: float) -> float:
-    ys, xs = np.nonzero(mask)
+    ys, xs = mask_points(mask, MAX_MASK_POINTS)
     dx, dy = direction
     s = -(xs - centre[0]) * dy + (ys - centre[1]) * dx
     # the band keeps to the region: its extent across the line, at most the limit

@@ -21,7 +21,7 @@ from tasks.runtime import retry_on_io_only, stage_logger
 from tasks.still.direction import find_directions
 from tasks.still.features import pixel_features
 from tasks.still.flow import dense_fields, inversion_error, sparse_vectors
-from tasks.still.frames import FrameRenderer, step_sizes
+from tasks.still.frames import FrameRenderer, end_frame_errors, step_sizes
 from tasks.still.image import read_image, read_mask
 from tasks.still.labels import RegionLabels, assign_labels
 from tasks.still.mask import automatic_mask, split_regions
@@ -226,11 +226,10 @@ def render_frames(store: str, config: EndlessLoopConfig) -> dict:
     renderer = FrameRenderer(image, mask, extended, fwd, bwd, margin, config.frames)
     loop = renderer.loop(config.frames.n_frames)
     steps, wrap = step_sizes(loop, mask)
-    first = renderer.frame(-1.0)
-    last = renderer.frame(1.0)
+    first, last = end_frame_errors(renderer, loop, image)
     quality = {
-        "first_frame_error": float(np.abs(first.astype(np.int16) - image).max()),
-        "last_frame_error": float(np.abs(last.astype(np.int16) - image).max()),
+        "first_frame_error": first,
+        "last_frame_error": last,
         "wrap_step": wrap,
         "max_ordinary_step": float(steps.max()) if len(steps) else 0.0,
     }
