@@ -111,6 +111,7 @@ def make_endless_loop(
             area=regions["areas"][k] if k < len(regions["areas"]) else 0,
             period=rep["period"],
             cost_ratio=rep["cost_ratio"],
+            strength=rep.get("strength", 0.0),
             n_labels=labels["n_labels"][k],
             crf_energy=labels["energies"][k],
             mean_displacement=tuple(flows["mean_displacements"][k]),

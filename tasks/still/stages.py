@@ -18,14 +18,14 @@ from schemas import names as N
 from schemas import still as S
 from schemas.still import EndlessLoopConfig
 from tasks.runtime import retry_on_io_only, stage_logger
-from tasks.still.direction import find_directions
+from tasks.still.direction import candidate_directions, find_directions
 from tasks.still.features import pixel_features
 from tasks.still.flow import dense_fields, inversion_error, sparse_vectors
 from tasks.still.frames import FrameRenderer, end_frame_errors, step_sizes
 from tasks.still.image import read_image, read_mask
 from tasks.still.labels import RegionLabels, assign_labels
 from tasks.still.mask import automatic_mask, split_regions
-from tasks.still.repetitions import NoRepetitionError, Repetition, find_repetitions
+from tasks.still.repetitions import NoRepetitionError, Repetition, find_repetitions, first_repeating
 from tasks.still.store import create_store, read_arrays, read_attrs, update_attrs, write_arrays
 from tasks.still.texture import extend_texture
 
@@ -76,17 +76,19 @@ def choose_direction(store: str, config: EndlessLoopConfig, source: str) -> dict
     if config.direction is not None:
         d = np.asarray(config.direction, np.float64)
         d /= np.linalg.norm(d)
-        out = {"direction": d.tolist(), "direction_source": "given", "directions": []}
+        out = {"direction": d.tolist(), "direction_source": "given", "directions": [], "direction_check": None}
     else:
         image, features = _features(store, config)
         mask = read_arrays(store, [S.MASK])[S.MASK] if attrs.get("mask_path") else None
         found = find_directions(image, features, mask, config.auto_direction)
-        if not found:
-            raise NoRepetitionError(
-                f"{source}: no repeating structure found: no pair of corners repeats (automatic direction)"
-            )
+        # each voted direction (then the image axes) is checked by the 1-D repetition strength
+        candidates = candidate_directions(found, config.auto_direction.suppress_degrees)
+        area = mask if mask is not None else np.ones(image.shape[:2], bool)
+        k, rep = first_repeating(features, area, candidates, config.repetitions, source=source)
         votes = [{"direction": s.direction.tolist(), "angle": s.angle, "votes": s.votes} for s in found]
-        out = {"direction": found[0].direction.tolist(), "direction_source": "automatic", "directions": votes}
+        out = {"direction": np.asarray(candidates[k]).tolist(), "direction_source": "automatic", "directions": votes,
+               "direction_check": {"candidate": k, "period": rep.period, "strength": rep.strength,
+                                   "whole_image": mask is None}}
     update_attrs(store, out)
     _log("direction", "(%.3f, %.3f) %s", out["direction"][0], out["direction"][1], out["direction_source"])
     return out
@@ -108,15 +110,20 @@ def find_regions(store: str, config: EndlessLoopConfig, source: str) -> dict:
         mask_source, period = "given", None
     else:
         image, features = _features(store, config)
-        whole = find_repetitions(features, np.ones(image.shape[:2], bool), d, config.repetitions, source=source)
-        mask_all, _ = automatic_mask(features, d, whole.period, config.mask)
+        check = attrs.get("direction_check") or {}
+        if check.get("whole_image"):  # the direction stage measured the whole image's period already
+            period = float(check["period"])
+        else:
+            ones = np.ones(image.shape[:2], bool)
+            period = find_repetitions(features, ones, d, config.repetitions, source=source).period
+        mask_all, _ = automatic_mask(features, d, period, config.mask)
         kept = split_regions(mask_all, config.mask.min_region_fraction, config.mask.max_regions)
         if not kept:
             raise NoRepetitionError(
                 f"{source}: no repeating structure found along direction ({d[0]:.3f}, {d[1]:.3f}): "
-                f"no area repeats with the period {whole.period:.1f} px"
+                f"no area repeats with the period {period:.1f} px"
             )
-        mask_source, period = "automatic", whole.period
+        mask_source = "automatic"
     mask = np.zeros_like(kept[0])
     for r in kept:
         mask |= r
@@ -130,12 +137,12 @@ def find_regions(store: str, config: EndlessLoopConfig, source: str) -> dict:
 def _rep_to_attrs(rep: Repetition) -> dict:
     return {"centre": rep.centre.tolist(), "direction": rep.direction.tolist(), "positions": rep.positions.tolist(),
             "displacements": rep.displacements.tolist(), "period": rep.period, "cost_ratio": rep.cost_ratio,
-            "step": rep.step}
+            "step": rep.step, "strength": rep.strength}
 
 
 def _rep_from_attrs(a: dict) -> Repetition:
     return Repetition(np.asarray(a["centre"]), np.asarray(a["direction"]), np.asarray(a["positions"]),
-                      np.asarray(a["displacements"]), a["period"], a["cost_ratio"], a["step"])
+                      np.asarray(a["displacements"]), a["period"], a["cost_ratio"], a["step"], a.get("strength", 0.0))
 
 
 def region_repetitions(store: str, config: EndlessLoopConfig, source: str) -> dict:
