@@ -314,7 +314,10 @@ class EndlessLoopResult(_Result):
     loop_frames: int
     fps: float
     quality: StillQuality
-    timings: dict[str, float] = Field(description="Seconds per stage.")
+    timings: dict[str, float] = Field(description="Seconds per stage; 0 for a stage skipped on rerun.")
+    skipped_stages: list[str] = Field(
+        default_factory=list, description="Stages found complete in the store (same inputs) and not rerun."
+    )
     warnings: list[str] = Field(default_factory=list)
     outcome: Literal["animated", "still", "degraded"]
     outcome_reasons: list[str] = Field(default_factory=list)

@@ -11,6 +11,11 @@ call the same code without Prefect.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import time
+from pathlib import Path
+
 import numpy as np
 from prefect import task
 
@@ -28,6 +33,7 @@ from tasks.still.mask import automatic_mask, split_regions
 from tasks.still.repetitions import NoRepetitionError, Repetition, find_repetitions, first_repeating
 from tasks.still.store import create_store, read_arrays, read_attrs, update_attrs, write_arrays
 from tasks.still.texture import extend_texture
+from tasks.store import digest, record_stage, stage_done, stage_record
 
 #: Given-mask components smaller than this are ignored (pixels).
 MIN_REGION_PIXELS = 64
@@ -249,8 +255,6 @@ def render_frames(store: str, config: EndlessLoopConfig) -> dict:
 
 def encode_loop(store: str, out_dir: str, config: EndlessLoopConfig) -> dict:
     """cinemagraph.mp4 and .gif with the project's writers."""
-    from pathlib import Path
-
     from tasks.encode import write_gif, write_mp4
 
     loop = read_arrays(store, [N.LOOP])[N.LOOP]
@@ -263,12 +267,79 @@ def encode_loop(store: str, out_dir: str, config: EndlessLoopConfig) -> dict:
     return result
 
 
+# --------------------------------------------------------------------------
+# resume: each stage records itself in the store (tasks.store.record_stage) with a digest of
+# its inputs (the upstream stage's digest and the config sections it reads); a rerun with the
+# same inputs skips it and hands on the recorded summary
+# --------------------------------------------------------------------------
+
+#: stage -> (upstream stage, EndlessLoopConfig fields it reads)
+STAGE_INPUTS = {
+    "load": (None, ("max_long_side",)),
+    "direction": ("load", ("direction", "features", "auto_direction", "repetitions")),
+    "regions": ("direction", ("features", "repetitions", "mask")),
+    "repetitions": ("regions", ("features", "repetitions")),
+    "labels": ("repetitions", ("features", "crf")),
+    "flow": ("labels", ("flow",)),
+    "frames": ("flow", ("texture", "frames", "encode")),
+    "encode": ("frames", ("encode",)),
+}
+
+
+def _file_stamp(path):
+    if path is None:
+        return None
+    p = Path(path)
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def stage_digest(store: str, stage: str, config: EndlessLoopConfig, extra=None) -> str:
+    """Digest of what ``stage`` reads: the upstream stage's record, its config fields and ``extra``."""
+    upstream, fields = STAGE_INPUTS[stage]
+    up = (stage_record(store, upstream) or {}).get("digest") if upstream else None
+    dumped = config.model_dump(mode="json")
+    return digest("still_" + stage, up, {f: dumped[f] for f in fields}, extra)
+
+
+def _resumable(stage, fn, extra=lambda arguments: None, outputs=lambda arguments: ()):
+    """``fn`` skipped when the store records ``stage`` with the same inputs (and its ``outputs`` files exist)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        arguments = signature.bind(*args, **kwargs).arguments
+        store, config = arguments["store"], arguments["config"]
+        key = stage_digest(store, stage, config, extra(arguments))
+        if stage_done(store, stage, key) and all(Path(f).exists() for f in outputs(arguments)):
+            stage_logger(stage).info("stage %s already complete; skipped", stage)
+            return stage_record(store, stage)["summary"]
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        record_stage(store, stage, key, time.perf_counter() - t0, out)
+        return out
+
+    return run
+
+
+def _load_stamps(arguments):
+    return {"source": _file_stamp(arguments["source"]), "mask": _file_stamp(arguments.get("mask_path"))}
+
+
+def _encoded_files(arguments):
+    p = arguments["config"].encode
+    out = Path(arguments["out_dir"])
+    return [out / N.MP4_NAME] + ([out / N.GIF_NAME] if p.write_gif else [])
+
+
 _retry = {"retries": 1, "retry_delay_seconds": 2, "retry_condition_fn": retry_on_io_only}
-load_still_task = task(name="still_load", **_retry)(load_still)
-choose_direction_task = task(name="still_direction")(choose_direction)
-find_regions_task = task(name="still_regions")(find_regions)
-region_repetitions_task = task(name="still_repetitions")(region_repetitions)
-label_regions_task = task(name="still_labels")(label_regions)
-compute_flows_task = task(name="still_flow")(compute_flows)
-render_frames_task = task(name="still_frames")(render_frames)
-encode_loop_task = task(name="still_encode", **_retry)(encode_loop)
+load_still_task = task(name="still_load", **_retry)(_resumable("load", load_still, extra=_load_stamps))
+choose_direction_task = task(name="still_direction")(_resumable("direction", choose_direction))
+find_regions_task = task(name="still_regions")(_resumable("regions", find_regions))
+region_repetitions_task = task(name="still_repetitions")(_resumable("repetitions", region_repetitions))
+label_regions_task = task(name="still_labels")(_resumable("labels", label_regions))
+compute_flows_task = task(name="still_flow")(_resumable("flow", compute_flows))
+render_frames_task = task(name="still_frames")(_resumable("frames", render_frames))
+encode_loop_task = task(name="still_encode", **_retry)(
+    _resumable("encode", encode_loop, extra=lambda a: str(Path(a["out_dir"]).resolve()), outputs=_encoded_files)
+)
