@@ -99,7 +99,7 @@ def make_endless_loop(
     frames = run("frames", render_frames_task, store, config)
     outputs = run("encode", encode_loop_task, store, str(out), config)
     attrs = read_attrs(store)
-    warnings = loaded["warnings"] + regions["warnings"] + reps["warnings"]
+    warnings = loaded["warnings"] + direction.get("warnings", []) + regions["warnings"] + reps["warnings"]
     figures = {**frames, **flows}
     quality = StillQuality(**{name: figures[name] for name in StillQuality.model_fields})
     reasons = []

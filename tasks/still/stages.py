@@ -95,7 +95,13 @@ def choose_direction(store: str, config: EndlessLoopConfig, source: str) -> dict
         out = {"direction": np.asarray(candidates[k]).tolist(), "direction_source": "automatic", "directions": votes,
                "direction_check": {"candidate": k, "period": rep.period, "strength": rep.strength,
                                    "whole_image": mask is None}}
-    update_attrs(store, out)
+        if k > 0:
+            out["warnings"] = [
+                f"direction ({candidates[k][0]:.3f}, {candidates[k][1]:.3f}) used: the most voted one does not "
+                f"repeat (repetition strength under {config.repetitions.min_strength:.2f}); this one repeats "
+                f"every {rep.period:.1f} px (strength {rep.strength:.2f})"
+            ]
+    update_attrs(store, {k: v for k, v in out.items() if k != "warnings"})
     _log("direction", "(%.3f, %.3f) %s", out["direction"][0], out["direction"][1], out["direction_source"])
     return out
 
