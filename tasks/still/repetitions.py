@@ -84,10 +84,8 @@ def sample_band(features, mask, centre, direction, positions, half_width, step):
 def path_displacements(cost_ext, n, pad, exclusion, max_offset, max_run):
     """Run the DP on the extended matrix; per original sample: mean j - i on the path, and the path's cells."""
     big = cost_ext.copy()
-    ii, jj = np.indices(big.shape)
-    off = jj - ii
-    big[(off <= exclusion) | (off > max_offset)] = np.inf
     size = big.shape[0]
+    big[~_offset_band(size, exclusion, max_offset)] = np.inf
     start = (0, exclusion + 1)
     end = (size - 1 - (exclusion + 1), size - 1)
     total, path = min_cost_path(big, start, end, max_run=max_run)
@@ -163,8 +161,7 @@ def find_repetitions(
     mid = (rows >= 0) & (rows < n)
     ri, rj = r[path[mid, 0]], r[path[mid, 1]]
     path_cost = float(dmat[ri, rj].mean())
-    ii, jj = np.indices(dmat.shape)
-    band = ((jj - ii) > e) & ((jj - ii) <= max_offset)
+    band = _offset_band(len(dmat), e, max_offset)
     typical = float(np.median(dmat[band])) if band.any() else 0.0
     ratio = path_cost / typical if typical > 0 else 1.0
     disp = _fill_nan(disp) * step
@@ -224,6 +221,11 @@ def repetition_strength(profile):
         return peak, n - 1, 0.0
     dip = peak + 1 + int(np.argmin(c[peak + 1 : last + 1]))
     return peak, dip, float(1.0 - c[dip] / c[peak])
+
+
+def _offset_band(size, exclusion, max_offset):
+    """(size, size) bool: exclusion < j - i <= max_offset."""
+    return np.tri(size, size, max_offset, dtype=bool) & ~np.tri(size, size, exclusion, dtype=bool)
 
 
 def _fill_nan(values):
