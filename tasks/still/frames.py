@@ -58,6 +58,9 @@ class FrameRenderer:
         soft = soft_mask(mask, self.params.feather)[y0:y1, x0:x1]
         self.soft = np.ascontiguousarray(soft)
         self.still = np.ascontiguousarray(1.0 - soft)
+        # where the box is not fully inside the mask (its feathered edge and the outside): blended per pixel
+        self.edge = np.nonzero(soft < 1.0)
+        self.edge_soft = soft[self.edge][:, None]
         self.extended = extended
         gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         self.base_x = gx + margin
@@ -70,7 +73,7 @@ class FrameRenderer:
         y0, y1, x0, x1 = self.box
         m = self.margin
         if s == 0:
-            return np.ascontiguousarray(self.extended[y0 + m : y1 + m, x0 + m : x1 + m])
+            return self.extended[y0 + m : y1 + m, x0 + m : x1 + m].copy()
         field = self.bwd if s > 0 else self.fwd
         a = abs(float(s))
         mx = cv2.scaleAdd(field[0], a, self.base_x)
@@ -94,8 +97,16 @@ class FrameRenderer:
         else:
             np.copyto(out, self.image)
         y0, y1, x0, x1 = self.box
-        if y1 > y0:
-            out[y0:y1, x0:x1] = cv2.blendLinear(blend, self.image[y0:y1, x0:x1], self.soft, self.still)
+        if y1 <= y0:
+            return out
+        orig = self.image[y0:y1, x0:x1]
+        if len(self.edge[0]) > 0.25 * self.soft.size:
+            out[y0:y1, x0:x1] = cv2.blendLinear(blend, orig, self.soft, self.still)
+        else:  # mostly inside the mask: the moved image, then its edge blended with the input
+            w = self.edge_soft
+            mixed = w * blend[self.edge] + (1.0 - w) * orig[self.edge]
+            blend[self.edge] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+            out[y0:y1, x0:x1] = blend
         return out
 
     def times(self, n_frames):
