@@ -109,7 +109,8 @@ class RepetitionParams(_Model):
         lt=1,
         description="No repetition when the dip of the band's self-difference at the period is shallower than "
         "this: strength = 1 - c(period) / c(first peak), c(k) the mean feature difference at shift k (ratio; "
-        "calibrated on scikit-image pictures: periodic ones 0.36-0.78, non-periodic ones at most 0.26).",
+        "measured: brick 0.44, checkerboard 0.76, synthetic patterns 0.63-0.74, non-periodic scikit-image "
+        "pictures 0.05-0.25).",
     )
 
 
