@@ -200,8 +200,6 @@ def _print_summary(result, console) -> None:
     table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
     if result.skipped_stages:
         table.add_row("resumed", "skipped " + ", ".join(result.skipped_stages))
-    if result.skipped_stages:
-        table.add_row("resumed", "skipped " + ", ".join(result.skipped_stages))
     for w in result.warnings:
         table.add_row("warning", w)
     console.print(table)
@@ -516,6 +514,8 @@ def still(
                   f"{q.first_frame_error:g}/{q.last_frame_error:g}; wrap step {q.wrap_step:.2f} "
                   f"(largest ordinary {q.max_ordinary_step:.2f}); inversion error {q.inversion_error_mean:.3f} px")
     table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    if result.skipped_stages:
+        table.add_row("resumed", "skipped " + ", ".join(result.skipped_stages))
     for w in result.warnings:
         table.add_row("warning", w)
     Console(stderr=True).print(table)
