@@ -32,13 +32,13 @@ import numpy as np
 from kernels.alpha_expansion import grid_energy
 from kernels.still.crf import label_compatibility
 from schemas.still import EndlessLoopConfig
-from tasks.still.direction import find_directions
+from tasks.still.direction import candidate_directions, find_directions
 from tasks.still.features import pixel_features
 from tasks.still.flow import dense_fields, inversion_error, sparse_vectors
-from tasks.still.frames import FrameRenderer, step_sizes
+from tasks.still.frames import FrameRenderer, end_frame_errors, step_sizes
 from tasks.still.labels import assign_labels, region_problem, solve_labels
 from tasks.still.mask import automatic_mask, split_regions
-from tasks.still.repetitions import find_repetitions
+from tasks.still.repetitions import find_repetitions, first_repeating
 from tasks.still.synthetic import GENERATORS, rotated_lattice, window_grid
 from tasks.still.texture import extend_texture
 
@@ -57,12 +57,17 @@ class Clock:
 def run_steps(image, config, n_frames, clock):
     """The method end to end in memory, each step timed; returns figures."""
     f = clock("features", pixel_features, image, config.features)
-    found = clock("direction", find_directions, image, f, None, config.auto_direction)
-    d = found[0].direction
     ones = np.ones(image.shape[:2], bool)
 
+    def direction_step():  # the vote, then each suggestion checked by its 1-D repetition strength
+        found = find_directions(image, f, None, config.auto_direction)
+        candidates = candidate_directions(found, config.auto_direction.suppress_degrees)
+        k, whole = first_repeating(f, ones, candidates, config.repetitions)
+        return found, candidates[k], whole
+
+    found, d, whole = clock("direction", direction_step)
+
     def regions_step():
-        whole = find_repetitions(f, ones, d, config.repetitions)
         mask, _ = automatic_mask(f, d, whole.period, config.mask)
         return split_regions(mask, config.mask.min_region_fraction, config.mask.max_regions)
 
@@ -89,15 +94,14 @@ def run_steps(image, config, n_frames, clock):
     def quality():
         steps, wrap = step_sizes(loop, mask)
         inv = inversion_error(fwd, bwd, mask, margin)
-        first = np.abs(renderer.frame(-1.0).astype(int) - image).max()
-        last = np.abs(renderer.frame(1.0).astype(int) - image).max()
+        first, last = end_frame_errors(renderer, loop, image)
         return steps, wrap, inv, first, last
 
     steps, wrap, inv, first, last = clock("quality", quality)
-    return {"direction": d, "votes": found[0].votes, "regions": [int(r.sum()) for r in regions],
+    return {"direction": d, "votes": found[0].votes if found else 0, "regions": [int(r.sum()) for r in regions],
             "periods": [r.period for r in reps], "loop": loop, "mask": mask, "wrap": wrap,
             "max_step": float(steps.max()), "inv_mean": float(inv.mean()), "inv_p95": float(np.percentile(inv, 95)),
-            "first": first, "last": last, "fwd": fwd, "margin": margin}
+            "first": first, "last": last, "fwd": fwd, "bwd": bwd, "margin": margin}
 
 
 def bench_steps(width, height, n_frames):

@@ -453,6 +453,9 @@ def still(
         typer.Option("--config", "-c", help="TOML or YAML shaped like schemas.still.EndlessLoopConfig."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Keep the stages an earlier run in --out completed with the same inputs.")
+    ] = False,
 ) -> None:
     """Make an endless loop of IMAGE's repeating structure in --out (Halperin et al., SIGGRAPH 2021)."""
     _quiet_environment()
@@ -470,7 +473,7 @@ def still(
             cfg.direction = parse_direction(direction)
         except ValueError as exc:
             raise _fail(f"--direction: {exc}") from None
-    existing = _existing(overwrite, False)
+    existing = _existing(overwrite, resume)
     from flows.make_endless_loop import run_make_endless_loop
     from tasks.outputs import prepare_output_dir
 
@@ -511,6 +514,8 @@ def still(
                   f"{q.first_frame_error:g}/{q.last_frame_error:g}; wrap step {q.wrap_step:.2f} "
                   f"(largest ordinary {q.max_ordinary_step:.2f}); inversion error {q.inversion_error_mean:.3f} px")
     table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    if result.skipped_stages:
+        table.add_row("resumed", "skipped " + ", ".join(result.skipped_stages))
     for w in result.warnings:
         table.add_row("warning", w)
     Console(stderr=True).print(table)

@@ -42,6 +42,7 @@ from tasks.still.stages import (
     render_frames_task,
 )
 from tasks.still.store import read_attrs
+from tasks.store import stage_record
 
 #: Stage names in order (the CLI's progress bar counts them).
 STAGES = ("load", "direction", "regions", "repetitions", "labels", "flow", "frames", "encode", "result")
@@ -68,7 +69,8 @@ def make_endless_loop(
     mask : str, optional
         A PNG of the image's size, white where things may move; None = found automatically.
     existing : {"refuse", "overwrite", "resume"}
-        What to do when ``out_dir`` is not empty ("resume" recomputes every stage).
+        What to do when ``out_dir`` is not empty: "resume" keeps the stages its store records as
+        complete with the same inputs (image, mask, the config fields each stage reads) and runs the rest.
     """
     config = config or EndlessLoopConfig()
     validate_inputs(source, mask)  # bad input fails here, before anything is written
@@ -76,10 +78,16 @@ def make_endless_loop(
     store = str(out / N.STORE_NAME)
     timings: dict[str, float] = {}
 
+    skipped: list[str] = []
+
     def run(stage, task, *args):
+        before = (stage_record(store, stage) or {}).get("finished")
         t0 = time.perf_counter()
         value = task.submit(*args).result()
         timings[stage] = round(time.perf_counter() - t0, 3)
+        if before is not None and before == (stage_record(store, stage) or {}).get("finished"):
+            skipped.append(stage)  # found complete in the store with the same inputs
+            timings[stage] = 0.0
         return value
 
     loaded = run("load", load_still_task, str(source), store, config, mask)
@@ -91,7 +99,7 @@ def make_endless_loop(
     frames = run("frames", render_frames_task, store, config)
     outputs = run("encode", encode_loop_task, store, str(out), config)
     attrs = read_attrs(store)
-    warnings = loaded["warnings"] + regions["warnings"] + reps["warnings"]
+    warnings = loaded["warnings"] + direction.get("warnings", []) + regions["warnings"] + reps["warnings"]
     figures = {**frames, **flows}
     quality = StillQuality(**{name: figures[name] for name in StillQuality.model_fields})
     reasons = []
@@ -111,6 +119,7 @@ def make_endless_loop(
             area=regions["areas"][k] if k < len(regions["areas"]) else 0,
             period=rep["period"],
             cost_ratio=rep["cost_ratio"],
+            strength=rep.get("strength", 0.0),
             n_labels=labels["n_labels"][k],
             crf_energy=labels["energies"][k],
             mean_displacement=tuple(flows["mean_displacements"][k]),
@@ -137,6 +146,7 @@ def make_endless_loop(
         fps=config.encode.fps,
         quality=quality,
         timings=timings,
+        skipped_stages=skipped,
         warnings=warnings,
         outcome="degraded" if reasons else "animated",
         outcome_reasons=reasons,
@@ -225,7 +235,8 @@ def make_still_item(
             subflow = make_endless_loop.with_options(
                 task_runner=ThreadPoolTaskRunner(max_workers=1), flow_run_name=plan.item_id
             )
-            result = subflow(source=plan.source, out_dir=str(folder), config=config, existing="overwrite")
+            result = subflow(source=plan.source, out_dir=str(folder), config=config,
+                             existing="overwrite" if overwrite else "resume")
             return from_result("succeeded", result)
     except ItemLocked as exc:
         return outcome("skipped", reason=f"in progress elsewhere: {exc}")

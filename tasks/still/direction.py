@@ -108,3 +108,18 @@ def find_directions(image, features, mask=None, params: DirectionParams | None =
     if len(pairs) == 0:
         return []
     return vote_directions(pts[pairs[:, 1]] - pts[pairs[:, 0]], params)
+
+
+#: Directions also tried when none of the voted ones repeats: the image axes (walls and facades are
+#: often photographed square to their rows or columns).
+AXES = ((1.0, 0.0), (0.0, 1.0))
+
+
+def candidate_directions(suggestions: list[DirectionSuggestion], suppress_degrees: float) -> list[np.ndarray]:
+    """The voted directions in order, then the image axes that are not within ``suppress_degrees`` of one."""
+    out = [s.direction for s in suggestions]
+    for axis in AXES:
+        a = np.asarray(axis)
+        if all(np.degrees(np.arccos(min(1.0, abs(float(a @ d))))) > suppress_degrees for d in out):
+            out.append(a)
+    return out

@@ -6,8 +6,8 @@ polyharmonic spline with phi(r) = r (SciPy's ``RBFInterpolator(kernel="linear")`
 The backward field interpolates the inverted sparse vectors: the point
 x + F1(x) carries -F1(x).  With ``fade_to_border`` anchor points of zero
 displacement on the region's border make the motion fade out towards it.
-A few fixed-point steps F2(y) <- -F1(y + F2(y)) then sharpen the inverse
-(``refine_inverse``, our addition).  Fields are evaluated on a coarse grid (every ``grid_step`` pixels) over the
+A few fixed-point steps F2(y) <- -F1(y + F2(y)) at the coarse grid's nodes then sharpen the
+inverse (``refine_inverse``, our addition).  Fields are evaluated on a coarse grid (every ``grid_step`` pixels) over the
 image and a margin around it, then resized bilinearly.
 """
 
@@ -21,9 +21,10 @@ from scipy.interpolate import RBFInterpolator
 from scipy.ndimage import distance_transform_edt
 
 from schemas.still import FlowParams
+from tasks.still.mask import mask_points
 
 #: The spline is evaluated on at most about this many samples along the image's longer side.
-COARSE_LONG_SIDE = 192
+COARSE_LONG_SIDE = 128
 
 
 @dataclass
@@ -119,15 +120,18 @@ def coarse_grid(shape, margin, step):
     return xs, ys, (ph, pw)
 
 
-def refine_inverse(fwd, bwd, iterations):
-    """Fixed-point steps F2(y) <- -F1(y + F2(y)) on the padded fields (ours, after the paper's sparse inversion)."""
+def refine_inverse(fwd, bwd_coarse, xs, ys, margin, iterations):
+    """Fixed-point steps F2(y) <- -F1(y + F2(y)) at the coarse grid's nodes (ours, after the paper's sparse
+    inversion); ``fwd`` is the dense padded forward field, ``bwd_coarse`` (len(ys), len(xs), 2) the backward
+    field at the nodes (x = xs, y = ys in image pixels).  The nodes' values are then resized like the
+    forward field, so the dense inverse is exact at the nodes and smooth between them."""
     if iterations <= 0:
-        return bwd
-    h, w = fwd.shape[:2]
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        return bwd_coarse
+    gx, gy = np.meshgrid(xs, ys)
+    bwd = bwd_coarse.reshape(-1, 2).astype(np.float32)
     for _ in range(iterations):
-        bwd = -cv2.remap(fwd, gx + bwd[..., 0], gy + bwd[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return bwd
+        bwd = -sample(fwd, gx.ravel() + bwd[:, 0], gy.ravel() + bwd[:, 1], margin)
+    return bwd.reshape(bwd_coarse.shape)
 
 
 def dense_fields(sparse: list[SparseFlow], region_masks, shape, margin, step, refine=0):
@@ -152,11 +156,11 @@ def dense_fields(sparse: list[SparseFlow], region_masks, shape, margin, step, re
             continue
         fwd.reshape(-1, 2)[sel] = _spline(sp.points, sp.vectors, sp.anchors)(q[sel])
         bwd.reshape(-1, 2)[sel] = _spline(sp.points + sp.vectors, -sp.vectors, sp.anchors)(q[sel])
-    fwd = cv2.resize(fwd, (pw, ph), interpolation=cv2.INTER_LINEAR)
-    bwd = cv2.resize(bwd, (pw, ph), interpolation=cv2.INTER_LINEAR)
     h, w = shape  # the coarse grid may reach past the padded image at the bottom right: cut it
-    fwd, bwd = fwd[: h + 2 * margin, : w + 2 * margin], bwd[: h + 2 * margin, : w + 2 * margin]
-    return fwd, np.ascontiguousarray(refine_inverse(np.ascontiguousarray(fwd), np.ascontiguousarray(bwd), refine))
+    fwd = np.ascontiguousarray(cv2.resize(fwd, (pw, ph), interpolation=cv2.INTER_LINEAR)[: h + 2 * margin, : w + 2 * margin])
+    bwd = refine_inverse(fwd, bwd, xs, ys, margin, refine)
+    bwd = cv2.resize(bwd, (pw, ph), interpolation=cv2.INTER_LINEAR)[: h + 2 * margin, : w + 2 * margin]
+    return fwd, np.ascontiguousarray(bwd)
 
 
 def nearest_region(region_masks, shape, margin, step, grid_shape):
@@ -192,9 +196,12 @@ def remap_points(array, xs, ys, border=cv2.BORDER_REFLECT):
     return out.reshape(rows * 1024, channels)[:n]
 
 
-def inversion_error(fwd, bwd, mask, margin):
-    """|F1(x) + F2(x + F1(x))| at the masked pixels (pixels)."""
-    ys, xs = np.nonzero(mask)
+def inversion_error(fwd, bwd, mask, margin, max_points=250_000):
+    """|F1(x) + F2(x + F1(x))| at the masked pixels (pixels).
+
+    A statistic: large masks are sampled on a regular grid of at most about ``max_points`` pixels.
+    """
+    ys, xs = mask_points(mask, max_points)
     f1 = fwd[ys + margin, xs + margin]
     f2 = sample(bwd, xs + f1[:, 0], ys + f1[:, 1], margin)
     return np.linalg.norm(f1 + f2, axis=1)

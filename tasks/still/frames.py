@@ -58,6 +58,9 @@ class FrameRenderer:
         soft = soft_mask(mask, self.params.feather)[y0:y1, x0:x1]
         self.soft = np.ascontiguousarray(soft)
         self.still = np.ascontiguousarray(1.0 - soft)
+        # where the box is not fully inside the mask (its feathered edge and the outside): blended per pixel
+        self.edge = np.nonzero(soft < 1.0)
+        self.edge_soft = soft[self.edge][:, None]
         self.extended = extended
         gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         self.base_x = gx + margin
@@ -70,15 +73,15 @@ class FrameRenderer:
         y0, y1, x0, x1 = self.box
         m = self.margin
         if s == 0:
-            return np.ascontiguousarray(self.extended[y0 + m : y1 + m, x0 + m : x1 + m])
+            return self.extended[y0 + m : y1 + m, x0 + m : x1 + m].copy()
         field = self.bwd if s > 0 else self.fwd
         a = abs(float(s))
         mx = cv2.scaleAdd(field[0], a, self.base_x)
         my = cv2.scaleAdd(field[1], a, self.base_y)
         return cv2.remap(self.extended, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
-    def frame(self, t):
-        """frame(t), t in [-1, 1]: (H, W, 3) uint8."""
+    def frame(self, t, out=None):
+        """frame(t), t in [-1, 1]: (H, W, 3) uint8, written into ``out`` when given."""
         if not -1.0 <= t <= 1.0:
             raise ValueError(f"t must lie in [-1, 1], got {t}")
         u = (t + 1.0) / 2.0
@@ -89,11 +92,21 @@ class FrameRenderer:
             blend = self.moved(u - 1.0)
         else:
             blend = cv2.addWeighted(self.moved(u), 1.0 - al, self.moved(u - 1.0), al, 0.0)
-        out = self.image.copy()
+        if out is None:
+            out = self.image.copy()
+        else:
+            np.copyto(out, self.image)
         y0, y1, x0, x1 = self.box
-        if y1 > y0:
-            orig = np.ascontiguousarray(self.image[y0:y1, x0:x1])
+        if y1 <= y0:
+            return out
+        orig = self.image[y0:y1, x0:x1]
+        if len(self.edge[0]) > 0.25 * self.soft.size:
             out[y0:y1, x0:x1] = cv2.blendLinear(blend, orig, self.soft, self.still)
+        else:  # mostly inside the mask: the moved image, then its edge blended with the input
+            w = self.edge_soft
+            mixed = w * blend[self.edge] + (1.0 - w) * orig[self.edge]
+            blend[self.edge] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+            out[y0:y1, x0:x1] = blend
         return out
 
     def times(self, n_frames):
@@ -107,7 +120,7 @@ class FrameRenderer:
 
         def render(k_t):
             k, t = k_t
-            out[k] = self.frame(float(t))
+            self.frame(float(t), out[k])
 
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             list(pool.map(render, enumerate(self.times(n_frames))))
@@ -125,3 +138,11 @@ def step_sizes(loop, mask):
 
     steps = np.array([step(loop[k], loop[k + 1]) for k in range(len(loop) - 1)])
     return steps, step(loop[-1], loop[0])
+
+
+def end_frame_errors(renderer, loop, image):
+    """Largest |frame(t=-1) - input| and |frame(t=1) - input| (levels): the loop's first frame is frame(-1)."""
+    def err(frame):
+        return float(cv2.absdiff(frame, image).max())
+
+    return err(loop[0]), err(renderer.frame(1.0))

@@ -17,6 +17,13 @@ from scipy.ndimage import binary_fill_holes
 
 from schemas.still import MaskParams
 
+#: Shifts (fractions of the period) whose largest feature difference is the score's reference: a pattern
+#: that nearly repeats at half its period (a running bond of bricks) is still unlike itself a quarter
+#: period away.
+REFERENCE_FRACTIONS = (0.25, 1.0 / 3.0, 0.5)
+#: A pixel repeats when it matches itself one of these multiples of the period away (perspective
+#: makes the period of a facade or a wall change across the picture).
+PERIOD_FACTORS = (0.85, 0.92, 1.0, 1.08, 1.15)
 #: The periodicity score is computed on the features scaled to at most this longer side (pixels).
 WORK_LONG_SIDE = 384
 
@@ -36,12 +43,13 @@ def _shift_error(features, direction, shift, sigma, combine=np.minimum):
 
 
 def periodicity_score(features, direction, period):
-    """1 - err(p) / mean(err(p/2), err(p/3)): near 1 where the image repeats with period p along d."""
+    """1 - err(p) / max(err(p/4), err(p/3), err(p/2)): near 1 where the image repeats with period p along d."""
     d = np.asarray(direction, np.float64)
     d = d / np.linalg.norm(d)
     sigma = max(2.0, period / 4.0)
-    at_period = _shift_error(features, d, period, sigma)
-    ref = 0.5 * (_shift_error(features, d, period / 2.0, sigma) + _shift_error(features, d, period / 3.0, sigma))
+    # the period may change across the image (perspective): the best of a few periods around it
+    at_period = np.minimum.reduce([_shift_error(features, d, period * f, sigma) for f in PERIOD_FACTORS])
+    ref = np.maximum.reduce([_shift_error(features, d, period * f, sigma) for f in REFERENCE_FRACTIONS])
     return 1.0 - at_period / np.maximum(ref, 1e-6)
 
 
@@ -83,3 +91,10 @@ def split_regions(mask, min_fraction=0.0, max_regions=None):
         if max_regions is not None and len(out) >= max_regions:
             break
     return out
+
+
+def mask_points(mask, max_points):
+    """(ys, xs) of the masked pixels, on every k-th row and column so that about ``max_points`` at most remain."""
+    stride = max(1, int(np.ceil(np.sqrt(np.count_nonzero(mask) / max_points))))
+    ys, xs = np.nonzero(mask[::stride, ::stride])
+    return ys * stride, xs * stride

@@ -11,6 +11,11 @@ call the same code without Prefect.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import time
+from pathlib import Path
+
 import numpy as np
 from prefect import task
 
@@ -18,16 +23,17 @@ from schemas import names as N
 from schemas import still as S
 from schemas.still import EndlessLoopConfig
 from tasks.runtime import retry_on_io_only, stage_logger
-from tasks.still.direction import find_directions
+from tasks.still.direction import candidate_directions, find_directions
 from tasks.still.features import pixel_features
 from tasks.still.flow import dense_fields, inversion_error, sparse_vectors
-from tasks.still.frames import FrameRenderer, step_sizes
+from tasks.still.frames import FrameRenderer, end_frame_errors, step_sizes
 from tasks.still.image import read_image, read_mask
 from tasks.still.labels import RegionLabels, assign_labels
 from tasks.still.mask import automatic_mask, split_regions
-from tasks.still.repetitions import NoRepetitionError, Repetition, find_repetitions
+from tasks.still.repetitions import NoRepetitionError, Repetition, find_repetitions, first_repeating
 from tasks.still.store import create_store, read_arrays, read_attrs, update_attrs, write_arrays
 from tasks.still.texture import extend_texture
+from tasks.store import digest, record_stage, stage_done, stage_record
 
 #: Given-mask components smaller than this are ignored (pixels).
 MIN_REGION_PIXELS = 64
@@ -76,18 +82,26 @@ def choose_direction(store: str, config: EndlessLoopConfig, source: str) -> dict
     if config.direction is not None:
         d = np.asarray(config.direction, np.float64)
         d /= np.linalg.norm(d)
-        out = {"direction": d.tolist(), "direction_source": "given", "directions": []}
+        out = {"direction": d.tolist(), "direction_source": "given", "directions": [], "direction_check": None}
     else:
         image, features = _features(store, config)
         mask = read_arrays(store, [S.MASK])[S.MASK] if attrs.get("mask_path") else None
         found = find_directions(image, features, mask, config.auto_direction)
-        if not found:
-            raise NoRepetitionError(
-                f"{source}: no repeating structure found: no pair of corners repeats (automatic direction)"
-            )
+        # each voted direction (then the image axes) is checked by the 1-D repetition strength
+        candidates = candidate_directions(found, config.auto_direction.suppress_degrees)
+        area = mask if mask is not None else np.ones(image.shape[:2], bool)
+        k, rep = first_repeating(features, area, candidates, config.repetitions, source=source)
         votes = [{"direction": s.direction.tolist(), "angle": s.angle, "votes": s.votes} for s in found]
-        out = {"direction": found[0].direction.tolist(), "direction_source": "automatic", "directions": votes}
-    update_attrs(store, out)
+        out = {"direction": np.asarray(candidates[k]).tolist(), "direction_source": "automatic", "directions": votes,
+               "direction_check": {"candidate": k, "period": rep.period, "strength": rep.strength,
+                                   "whole_image": mask is None}}
+        if k > 0:
+            out["warnings"] = [
+                f"direction ({candidates[k][0]:.3f}, {candidates[k][1]:.3f}) used: the most voted one does not "
+                f"repeat (repetition strength under {config.repetitions.min_strength:.2f}); this one repeats "
+                f"every {rep.period:.1f} px (strength {rep.strength:.2f})"
+            ]
+    update_attrs(store, {k: v for k, v in out.items() if k != "warnings"})
     _log("direction", "(%.3f, %.3f) %s", out["direction"][0], out["direction"][1], out["direction_source"])
     return out
 
@@ -108,15 +122,20 @@ def find_regions(store: str, config: EndlessLoopConfig, source: str) -> dict:
         mask_source, period = "given", None
     else:
         image, features = _features(store, config)
-        whole = find_repetitions(features, np.ones(image.shape[:2], bool), d, config.repetitions, source=source)
-        mask_all, _ = automatic_mask(features, d, whole.period, config.mask)
+        check = attrs.get("direction_check") or {}
+        if check.get("whole_image"):  # the direction stage measured the whole image's period already
+            period = float(check["period"])
+        else:
+            ones = np.ones(image.shape[:2], bool)
+            period = find_repetitions(features, ones, d, config.repetitions, source=source).period
+        mask_all, _ = automatic_mask(features, d, period, config.mask)
         kept = split_regions(mask_all, config.mask.min_region_fraction, config.mask.max_regions)
         if not kept:
             raise NoRepetitionError(
                 f"{source}: no repeating structure found along direction ({d[0]:.3f}, {d[1]:.3f}): "
-                f"no area repeats with the period {whole.period:.1f} px"
+                f"no area repeats with the period {period:.1f} px"
             )
-        mask_source, period = "automatic", whole.period
+        mask_source = "automatic"
     mask = np.zeros_like(kept[0])
     for r in kept:
         mask |= r
@@ -130,12 +149,12 @@ def find_regions(store: str, config: EndlessLoopConfig, source: str) -> dict:
 def _rep_to_attrs(rep: Repetition) -> dict:
     return {"centre": rep.centre.tolist(), "direction": rep.direction.tolist(), "positions": rep.positions.tolist(),
             "displacements": rep.displacements.tolist(), "period": rep.period, "cost_ratio": rep.cost_ratio,
-            "step": rep.step}
+            "step": rep.step, "strength": rep.strength}
 
 
 def _rep_from_attrs(a: dict) -> Repetition:
     return Repetition(np.asarray(a["centre"]), np.asarray(a["direction"]), np.asarray(a["positions"]),
-                      np.asarray(a["displacements"]), a["period"], a["cost_ratio"], a["step"])
+                      np.asarray(a["displacements"]), a["period"], a["cost_ratio"], a["step"], a.get("strength", 0.0))
 
 
 def region_repetitions(store: str, config: EndlessLoopConfig, source: str) -> dict:
@@ -226,11 +245,10 @@ def render_frames(store: str, config: EndlessLoopConfig) -> dict:
     renderer = FrameRenderer(image, mask, extended, fwd, bwd, margin, config.frames)
     loop = renderer.loop(config.frames.n_frames)
     steps, wrap = step_sizes(loop, mask)
-    first = renderer.frame(-1.0)
-    last = renderer.frame(1.0)
+    first, last = end_frame_errors(renderer, loop, image)
     quality = {
-        "first_frame_error": float(np.abs(first.astype(np.int16) - image).max()),
-        "last_frame_error": float(np.abs(last.astype(np.int16) - image).max()),
+        "first_frame_error": first,
+        "last_frame_error": last,
         "wrap_step": wrap,
         "max_ordinary_step": float(steps.max()) if len(steps) else 0.0,
     }
@@ -243,8 +261,6 @@ def render_frames(store: str, config: EndlessLoopConfig) -> dict:
 
 def encode_loop(store: str, out_dir: str, config: EndlessLoopConfig) -> dict:
     """cinemagraph.mp4 and .gif with the project's writers."""
-    from pathlib import Path
-
     from tasks.encode import write_gif, write_mp4
 
     loop = read_arrays(store, [N.LOOP])[N.LOOP]
@@ -257,12 +273,79 @@ def encode_loop(store: str, out_dir: str, config: EndlessLoopConfig) -> dict:
     return result
 
 
+# --------------------------------------------------------------------------
+# resume: each stage records itself in the store (tasks.store.record_stage) with a digest of
+# its inputs (the upstream stage's digest and the config sections it reads); a rerun with the
+# same inputs skips it and hands on the recorded summary
+# --------------------------------------------------------------------------
+
+#: stage -> (upstream stage, EndlessLoopConfig fields it reads)
+STAGE_INPUTS = {
+    "load": (None, ("max_long_side",)),
+    "direction": ("load", ("direction", "features", "auto_direction", "repetitions")),
+    "regions": ("direction", ("features", "repetitions", "mask")),
+    "repetitions": ("regions", ("features", "repetitions")),
+    "labels": ("repetitions", ("features", "crf")),
+    "flow": ("labels", ("flow",)),
+    "frames": ("flow", ("texture", "frames", "encode")),
+    "encode": ("frames", ("encode",)),
+}
+
+
+def _file_stamp(path):
+    if path is None:
+        return None
+    p = Path(path)
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def stage_digest(store: str, stage: str, config: EndlessLoopConfig, extra=None) -> str:
+    """Digest of what ``stage`` reads: the upstream stage's record, its config fields and ``extra``."""
+    upstream, fields = STAGE_INPUTS[stage]
+    up = (stage_record(store, upstream) or {}).get("digest") if upstream else None
+    dumped = config.model_dump(mode="json")
+    return digest("still_" + stage, up, {f: dumped[f] for f in fields}, extra)
+
+
+def _resumable(stage, fn, extra=lambda arguments: None, outputs=lambda arguments: ()):
+    """``fn`` skipped when the store records ``stage`` with the same inputs (and its ``outputs`` files exist)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        arguments = signature.bind(*args, **kwargs).arguments
+        store, config = arguments["store"], arguments["config"]
+        key = stage_digest(store, stage, config, extra(arguments))
+        if stage_done(store, stage, key) and all(Path(f).exists() for f in outputs(arguments)):
+            stage_logger(stage).info("stage %s already complete; skipped", stage)
+            return stage_record(store, stage)["summary"]
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        record_stage(store, stage, key, time.perf_counter() - t0, out)
+        return out
+
+    return run
+
+
+def _load_stamps(arguments):
+    return {"source": _file_stamp(arguments["source"]), "mask": _file_stamp(arguments.get("mask_path"))}
+
+
+def _encoded_files(arguments):
+    p = arguments["config"].encode
+    out = Path(arguments["out_dir"])
+    return [out / N.MP4_NAME] + ([out / N.GIF_NAME] if p.write_gif else [])
+
+
 _retry = {"retries": 1, "retry_delay_seconds": 2, "retry_condition_fn": retry_on_io_only}
-load_still_task = task(name="still_load", **_retry)(load_still)
-choose_direction_task = task(name="still_direction")(choose_direction)
-find_regions_task = task(name="still_regions")(find_regions)
-region_repetitions_task = task(name="still_repetitions")(region_repetitions)
-label_regions_task = task(name="still_labels")(label_regions)
-compute_flows_task = task(name="still_flow")(compute_flows)
-render_frames_task = task(name="still_frames")(render_frames)
-encode_loop_task = task(name="still_encode", **_retry)(encode_loop)
+load_still_task = task(name="still_load", **_retry)(_resumable("load", load_still, extra=_load_stamps))
+choose_direction_task = task(name="still_direction")(_resumable("direction", choose_direction))
+find_regions_task = task(name="still_regions")(_resumable("regions", find_regions))
+region_repetitions_task = task(name="still_repetitions")(_resumable("repetitions", region_repetitions))
+label_regions_task = task(name="still_labels")(_resumable("labels", label_regions))
+compute_flows_task = task(name="still_flow")(_resumable("flow", compute_flows))
+render_frames_task = task(name="still_frames")(_resumable("frames", render_frames))
+encode_loop_task = task(name="still_encode", **_retry)(
+    _resumable("encode", encode_loop, extra=lambda a: str(Path(a["out_dir"]).resolve()), outputs=_encoded_files)
+)

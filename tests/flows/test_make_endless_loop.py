@@ -154,3 +154,34 @@ def test_image_items_of_a_corpus_go_through_the_still_flow(prefect_harness, tmp_
     assert saved["kind"] == "endless_loop" and outcome.loop_frames == saved["loop_frames"]
     again = make_item.fn(plans[0], str(tmp_path / "out"), PipelineConfig(), False)
     assert again.status == "done_before"
+
+
+def test_rerun_resumes_from_the_stored_stages(prefect_harness, tmp_path):
+    from flows.make_endless_loop import STAGES
+    from tasks.store import STAGES_ATTR
+
+    src = _png(tmp_path / "stairs.png", stripes(height=96, width=144, period=20.0, seed=4).image)
+    out = tmp_path / "out"
+    first = run_make_endless_loop(src, out, SMALL)
+    store = out / N.STORE_NAME
+    records = read_attrs(store)[STAGES_ATTR]
+    ran = [s for s in STAGES if s != "result"]
+    assert sorted(records) == sorted(ran) and first.skipped_stages == []
+    loop = open_store(store)[N.LOOP].values
+    # the same image and config: every stage is found complete and skipped, the result is the same
+    again = run_make_endless_loop(src, out, SMALL, existing="resume")
+    assert again.skipped_stages == ran
+    assert read_attrs(store)[STAGES_ATTR] == records  # no stage rewrote its record
+    np.testing.assert_array_equal(open_store(store)[N.LOOP].values, loop)
+    same = ("direction", "period", "regions", "quality", "loop_frames", "outputs")
+    assert all(getattr(again, k) == getattr(first, k) for k in same)
+    # another frame count: the stages before the frames are kept, the frames and the videos are redone
+    fewer = SMALL.model_copy(update={"frames": SMALL.frames.model_copy(update={"n_frames": 8})})
+    third = run_make_endless_loop(src, out, fewer, existing="resume")
+    assert third.skipped_stages == ["load", "direction", "regions", "repetitions", "labels", "flow"]
+    assert open_store(store)[N.LOOP].shape[0] == 8 and third.loop_frames == 8
+    assert read_attrs(store)[STAGES_ATTR]["frames"]["finished"] > records["frames"]["finished"]
+    # a changed mask threshold redoes the regions and everything after them
+    other = fewer.model_copy(update={"mask": fewer.mask.model_copy(update={"threshold": 0.6})})
+    fourth = run_make_endless_loop(src, out, other, existing="resume")
+    assert fourth.skipped_stages == ["load", "direction"]

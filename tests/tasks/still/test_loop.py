@@ -102,3 +102,29 @@ def test_fade_to_border_brings_the_flow_to_zero_outside(stills):
     ring &= ~mask
     assert field[ring].mean() < 0.2 * field[mask].mean()
     assert field[60:110, 60:160].mean() > 0.8 * s.period
+
+
+def test_edge_blend_equals_blending_the_whole_box(loops):
+    """A frame blends the moved image with the input only on the mask's feathered edge when the box is
+    mostly inside the mask; it must equal OpenCV's blend over the whole box (within rounding)."""
+    import cv2
+
+    renderers = {name: (s, renderer) for name, (s, *_, renderer, _) in loops.items()}
+    # and a mask of 8-px blocks: mostly edge, blended over the whole box
+    s, _, fwd, bwd, margin, renderer, _ = loops["window_grid"]
+    yy, xx = np.indices(s.mask.shape)
+    blocks = s.mask & ((yy // 8 + xx // 8) % 2 == 0)
+    renderers["blocks"] = (s, FrameRenderer(s.image, blocks, renderer.extended, fwd, bwd, margin, CONFIG.frames))
+    paths = set()
+    for name, (s, renderer) in renderers.items():
+        y0, y1, x0, x1 = renderer.box
+        paths.add(len(renderer.edge[0]) <= 0.25 * renderer.soft.size)
+        for t in (-0.6, 0.05, 0.7):
+            u = (t + 1.0) / 2.0
+            al = alpha(u, renderer.params.blend_start, renderer.params.blend_end)
+            moved = cv2.addWeighted(renderer.moved(u), 1.0 - al, renderer.moved(u - 1.0), al, 0.0)
+            expect = s.image.copy()
+            expect[y0:y1, x0:x1] = cv2.blendLinear(moved, s.image[y0:y1, x0:x1], renderer.soft, renderer.still)
+            got = renderer.frame(t)
+            assert np.abs(got.astype(int) - expect).max() <= 1, (name, t)
+    assert paths == {True, False}  # both ways are exercised by the four patterns
