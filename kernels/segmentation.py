@@ -990,67 +990,80 @@ def tiled_hierarchical_segmentation(
         codes = lab_bin_codes(video)
     max_levels, can_stop, kept = _level_plan(start, growth, colour_weight, fractions)
     corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
-    vis = visible if has_visible else None
     theta2 = float(theta) ** 2
+    # Integer colour sums (uint8 video) add up exactly in any order, so the statistics of a
+    # merged region are the sums of its parts' and no level goes back to the pixels; float
+    # video recomputes them from the pixels (in raster order, as the exact merge does).
+    additive = np.issubdtype(video.dtype, np.integer)
 
     def first_level(item):
         (y, x), threshold = item
         window = (slice(None), slice(y, y + tile), slice(x, x + tile))
-        merged = merge_below(
-            np.ascontiguousarray(video[window]),
-            None if vis is None else np.ascontiguousarray(vis[window]),
-            None,
-            threshold,
-            theta=theta,
-            colour_weight=colour_weight,
-            lab_codes=np.ascontiguousarray(codes[window]),
-        )
-        return y, x, merged
+        crop = np.ascontiguousarray(video[window])
+        n = crop.shape[1] * crop.shape[2]
+        slot = np.arange(n, dtype=np.int64)
+        crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
+        statistics = _region_statistics(crop, crop_visible, has_visible, np.ascontiguousarray(codes[window]), slot, n)
+        roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
+        names, merged = np.unique(roots[0], return_inverse=True)
+        # each region's statistics are left in its name's row (a pixel's slot is the pixel)
+        return merged.reshape(crop.shape[1:3]), tuple(a[names] for a in statistics)
 
     def next_level(item):
         # the tile's regions with their statistics over the whole frame; only the tile's
         # edges are candidates, so a region crossing tiles may merge in several of them
         (y, x), slot, statistics, threshold = item
-        window = (slice(None), slice(y, y + tile), slice(x, x + tile))
         present, local = np.unique(slot[y : y + tile, x : x + tile], return_inverse=True)
-        crop = np.ascontiguousarray(video[window])
-        roots, _, _ = _segment(
-            crop,
-            np.ascontiguousarray(visible[window]),
-            has_visible,
-            None,
-            local.ravel().astype(np.int64),
+        local = local.reshape(-1).astype(np.int64)
+        roots, _, _ = _merge(
+            (n_frames, min(tile, height - y), min(tile, width - x)),
+            local,
+            tuple(np.ascontiguousarray(a[present]) for a in statistics),
             theta2,
             threshold,
             2.0,
             colour_weight,
             1,
-            np.zeros(2, bool),
-            tuple(np.ascontiguousarray(a[present]) for a in statistics),
+            _NO_STOP,
         )
         # the group of each present region: the local slot of its root pixel
-        return present, local.ravel()[roots[0]][_first_pixels(local.ravel(), present.size)]
+        return present, local[roots[0]][_first_pixels(local, present.size)]
+
+    def whole_frame(slot, statistics, threshold):
+        """Merge below ``threshold`` over the whole frame: (labels (H, W) int32, their statistics)."""
+        if not additive:
+            statistics = _region_statistics(video, visible, has_visible, codes, slot, len(statistics[0]))
+        roots, _, _ = _merge((n_frames, height, width), slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
+        names, labels = np.unique(roots[0], return_inverse=True)
+        labels = labels.reshape(height, width).astype(np.int32)
+        if not additive:
+            return labels, _region_statistics(video, visible, has_visible, codes, labels.reshape(-1).astype(np.int64), len(names))
+        return labels, tuple(a[slot[names]] for a in statistics)
 
     levels, thresholds = [], []
-    labels = None
+    labels = statistics = None
     threshold = start
     while True:
         if labels is None:
             tiled = np.empty((height, width), np.int64)
-            for y, x, merged in map_tiles(first_level, [(c, threshold) for c in corners]):
+            parts = []
+            offset = 0
+            for (y, x), (merged, part) in zip(corners, map_tiles(first_level, [(c, threshold) for c in corners]), strict=True):
                 h, w = merged.shape
-                tiled[y : y + h, x : x + w] = merged.astype(np.int64) + (y * width + x) * tile * tile
+                tiled[y : y + h, x : x + w] = merged + offset
+                offset += len(part[0])
+                parts.append(part)
+            tiled_statistics = tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+            slot = tiled.reshape(-1)
         else:
-            slot = labels.astype(np.int64)
-            n_regions = int(slot.max()) + 1
-            statistics = _region_statistics(video, visible, has_visible, codes, slot.ravel(), n_regions)
-            groups = np.arange(n_regions)
-            for present, group in map_tiles(next_level, [(c, slot, statistics, threshold) for c in corners]):
+            groups = np.arange(len(statistics[0]))
+            for present, group in map_tiles(next_level, [(c, labels, statistics, threshold) for c in corners]):
                 _union_groups(groups, present, group)
-            tiled = _roots_of(groups)[slot]
-        labels = merge_below(
-            video, vis, tiled, threshold, theta=theta, colour_weight=colour_weight, lab_codes=codes
-        )
+            _, region_slot = np.unique(_roots_of(groups), return_inverse=True)
+            n_slots = int(region_slot.max()) + 1
+            tiled_statistics = tuple(_add_rows(a, region_slot, n_slots) for a in statistics)
+            slot = region_slot[labels.reshape(-1)].astype(np.int64)
+        labels, statistics = whole_frame(slot, tiled_statistics, threshold)
         levels.append(labels)
         thresholds.append(threshold)
         if int(labels.max()) == 0 or len(levels) == max_levels:
@@ -1066,6 +1079,24 @@ def tiled_hierarchical_segmentation(
         segments[i] = levels[level - 1]
         out_thresholds[i] = thresholds[level - 1]
     return segments, out_thresholds
+
+
+_NO_STOP = np.zeros(2, bool)
+
+
+def _add_rows(array, index, n):
+    """``out[index[i]] += array[i]`` for every row ``i``: (n, ...) of ``array``'s dtype."""
+    out = np.zeros((n,) + array.shape[1:], array.dtype)
+    _add_rows_into(array.reshape(len(array), -1), index.astype(np.int64), out.reshape(n, -1))
+    return out
+
+
+@jit
+def _add_rows_into(array, index, out):
+    for i in range(array.shape[0]):
+        k = index[i]
+        for j in range(array.shape[1]):
+            out[k, j] += array[i, j]
 
 
 def _first_pixels(local, n):
@@ -1257,11 +1288,16 @@ def _segment(
     statistics=None,
 ):
     """Region statistics of ``slot`` and the merge of up to ``max_levels`` levels: (roots, thresholds, n)."""
-    n_frames, height, width = video.shape[:3]
-    n_pix = height * width
     n_slots = int(slot.max()) + 1
     if statistics is None:
         statistics = _region_statistics(video, visible, has_visible, codes, slot, n_slots)
+    return _merge(video.shape[:3], slot, statistics, theta2, start, growth, colour_weight, max_levels, can_stop)
+
+
+def _merge(shape, slot, statistics, theta2, start, growth, colour_weight, max_levels, can_stop):
+    """The merge of up to ``max_levels`` levels from the regions of ``slot`` and their statistics (updated in place)."""
+    _, height, width = shape
+    n_pix = height * width
     sums, counts, hist = statistics
     level_roots = np.empty((max_levels, n_pix), np.int64)
     level_thresholds = np.empty(max_levels, np.float64)
