@@ -268,6 +268,20 @@ def naive_segment_frame_sums(video, visible, labels, n_segments):
     return sums, counts
 
 
+def naive_level_change_sums(changed, valid, labels, n_segments):
+    """(n_segments, P, 3): count, x sum and y sum of the changed valid pixels of each segment and pair."""
+    out = np.zeros((n_segments, changed.shape[0], 3))
+    for i, y, x in zip(*np.nonzero(changed & valid), strict=True):
+        out[labels[y, x], i] += (1.0, float(x), float(y))
+    return out
+
+
+def naive_change_map(before, after, level):
+    """The display features' first definition: ``abs(after - before)`` in float32, averaged over channels."""
+    step = np.abs(after.astype(np.float32) - before.astype(np.float32)).mean(axis=2)
+    return step > level
+
+
 def tiled_from_pixels(video, visible=None, *, tile, theta=100.0, start=0.2, growth=1.5, keep_levels, colour_weight=0.1):
     """The tiled hierarchy as first written: every level's region statistics summed again from the pixels.
 
