@@ -301,6 +301,44 @@ def _distance(a, b, bits, valid, hist, colour_weight):
     return dt + colour_weight * da
 
 
+@jit
+def _moments(h, k, mean, var):
+    """Mean and sum of squared deviations of histogram row ``k``, summed exactly as :func:`_ncc` does."""
+    n = h.shape[1]
+    m = 0.0
+    for j in range(n):
+        m += np.float64(h[k, j])
+    m /= n
+    v = 0.0
+    for j in range(n):
+        d = np.float64(h[k, j]) - m
+        v += d * d
+    mean[k] = m
+    var[k] = v
+
+
+@jit
+def _distance_cached(a, b, bits, valid, hist, mean, var, colour_weight):
+    """:func:`_distance` with each histogram's mean and variance from :func:`_moments` (the same bits)."""
+    dt = _hamming_one(bits[a], valid[a], bits[b], valid[b])
+    va = var[a]
+    vb = var[b]
+    if va == 0.0 or vb == 0.0:
+        r = 0.0
+    else:
+        ma = mean[a]
+        mb = mean[b]
+        num = 0.0
+        for j in range(hist.shape[1]):
+            num += (np.float64(hist[a, j]) - ma) * (np.float64(hist[b, j]) - mb)
+        r = num / math.sqrt(va * vb)
+        if r > 1.0:
+            r = 1.0
+        elif r < -1.0:
+            r = -1.0
+    return dt + colour_weight * (1.0 - r)
+
+
 # --------------------------------------------------------------------------
 # 4-ary min-heap of records (key, pair, time) in one (capacity, 3) float64 array
 # (array of structures: one record is one 24-byte row, so a sift touches few
@@ -442,8 +480,10 @@ def _find(parent, p):
 
 
 @jit
-def _push_record(heap, hn, pending, pn, key, pair, time, threshold, parent, changed, n_pix, n_regions, rebuild_ratio):
-    """File one candidate merge: into the heap below ``threshold``, else into ``pending``.
+def _push_record(
+    heap, hn, pending, pn, key, pair, time, threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending
+):
+    """File one candidate merge: into the heap below ``threshold``, else into ``pending`` (dropped unless ``keep_pending``).
 
     Returns the (possibly reallocated) buffers and their sizes.
     """
@@ -454,7 +494,7 @@ def _push_record(heap, hn, pending, pn, key, pair, time, threshold, parent, chan
             if 2 * hn > heap.shape[0]:
                 heap = _grow(heap)
         hn = _push(heap, hn, key, pair, time)
-    else:
+    elif keep_pending:
         if pn == pending.shape[0]:
             pn = _compact(pending, pn, parent, changed, n_pix)
             if 2 * pn > pending.shape[0]:
@@ -510,8 +550,11 @@ def _hierarchy(
     n1, n2, n_words = _layout(n_frames)
     bits = np.empty((n_slots, n_words), np.uint64)
     valid = np.empty((n_slots, n_words), np.uint64)
+    hmean = np.empty(n_slots, np.float64)
+    hvar = np.empty(n_slots, np.float64)
     for k in range(n_slots):
         _descriptor_from_sums(sums[k], counts[k], theta2, n1, n2, bits[k], valid[k])
+        _moments(hist, k, hmean, hvar)
 
     # the name (smallest pixel) of every slot's region
     parent = np.empty(n_pix, np.int64)
@@ -558,7 +601,9 @@ def _hierarchy(
     # them go stale (their region changes again) before the threshold reaches them,
     # so they never pay for a heap sift.  The heap holds only keys below the
     # threshold, hence its valid top is the global minimum while it is not empty.
-    pending = np.empty((max(1, pending_capacity), 3), np.float64)
+    # a single level never uses the records at or above its threshold: they are not kept
+    keep_pending = level_roots.shape[0] > 1
+    pending = np.empty((max(1, pending_capacity) if keep_pending else 1, 3), np.float64)
     pn = 0
     threshold = start
     # the first candidate of every pair of neighbouring regions, once per pair
@@ -581,10 +626,10 @@ def _hierarchy(
             else:
                 mark[o] = stamp
                 if a < o:
-                    key = _distance(slot[a], slot[o], bits, valid, hist, colour_weight)
+                    key = _distance_cached(slot[a], slot[o], bits, valid, hist, hmean, hvar, colour_weight)
                     heap, hn, pending, pn = _push_record(
                         heap, hn, pending, pn, key, np.float64(a * n_pix + o), 0.0,
-                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio,
+                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending,
                     )
                 prev = h
             h = nh
@@ -620,6 +665,7 @@ def _hierarchy(
             for k in range(hist.shape[1]):
                 hist[sa, k] += hist[sb, k]
             _descriptor_from_sums(sums[sa], counts[sa], theta2, n1, n2, bits[sa], valid[sa])
+            _moments(hist, sa, hmean, hvar)
             if head[b] != -1:
                 if head[a] == -1:
                     head[a] = head[b]
@@ -646,10 +692,10 @@ def _hierarchy(
                     mark[o] = n_merges
                     lo = min(a, o)
                     hi = max(a, o)
-                    key = _distance(slot[lo], slot[hi], bits, valid, hist, colour_weight)
+                    key = _distance_cached(slot[lo], slot[hi], bits, valid, hist, hmean, hvar, colour_weight)
                     heap, hn, pending, pn = _push_record(
                         heap, hn, pending, pn, key, np.float64(lo * n_pix + hi), np.float64(n_merges),
-                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio,
+                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending,
                     )
                     prev = h
                 h = nh
