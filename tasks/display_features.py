@@ -110,6 +110,7 @@ __all__ = [
     "UntrustedModelError",
     "segment_features",
     "level_features",
+    "window_statistics",
     "segment_targets",
     "rasterise_polygons",
     "train_display_classifier",
@@ -226,7 +227,12 @@ def segment_features(
 
 
 def level_features(
-    video: np.ndarray, visible: np.ndarray | None, segments: np.ndarray, min_segment_area: int = 1
+    video: np.ndarray,
+    visible: np.ndarray | None,
+    segments: np.ndarray,
+    min_segment_area: int = 1,
+    *,
+    statistics: tuple | None = None,
 ) -> list[np.ndarray]:
     """Feature rows of every level of a segmentation, the per-pixel statistics computed once.
 
@@ -241,6 +247,9 @@ def level_features(
         labels ``0 .. K-1`` per level.
     min_segment_area : int, default 1
         Segments with fewer pixels get a NaN row (never classified).
+    statistics : optional
+        :func:`window_statistics` of ``video`` and ``visible``, when computed
+        already (the display stage computes them beside the segmentation).
 
     Returns
     -------
@@ -263,7 +272,29 @@ def level_features(
     video, visible, _ = _check_inputs(video, visible, segments[0])
     for labels in segments:
         _check_inputs(video, visible, labels)
-    return _level_rows(_window_statistics(video, visible), video, visible, segments, min_segment_area)
+    if statistics is None:
+        statistics = _window_statistics(video, visible)
+    return _level_rows(statistics, video, visible, segments, min_segment_area)
+
+
+def window_statistics(video: np.ndarray, visible: np.ndarray | None) -> tuple:
+    """The per-pixel statistics and motion maps of a window that every segmentation level's features use.
+
+    They do not depend on the segmentation, so they can be computed while it
+    runs and passed to :func:`level_features` (``statistics=``).
+
+    Parameters
+    ----------
+    video : ndarray, shape (T, H, W, 3), uint8 or float
+    visible : ndarray of bool, shape (T, H, W), or None
+
+    Returns
+    -------
+    tuple
+        Opaque to callers; valid for this ``video`` and ``visible`` only.
+    """
+    video, visible, _ = _check_inputs(video, visible, np.zeros(np.shape(video)[1:3], np.int64))
+    return _window_statistics(video, visible)
 
 
 def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1) -> list[np.ndarray]:
