@@ -305,7 +305,7 @@ def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1)
     """
     _, motion = statistics
     segments = np.asarray(segments).astype(np.int64, copy=False)
-    colour = level_frame_sums(video, visible, segments)
+    colour = _colour_sums(video, visible, segments)
     if motion["flow"].shape[0]:
         flow = level_frame_sums(motion["flow"], motion["seen"], segments)
         moved = level_change_sums(motion["changed"], motion["seen"], segments)
@@ -364,6 +364,37 @@ def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, 
         # each block's sums are formed first and then added to the total's (same bits as adding arrays)
         total = pixel_statistics(block, visible[start:end], lab, *previous, out=total)
     return total
+
+
+def _colour_sums(video, visible, segments) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`kernels.segment_statistics.level_frame_sums` of the video, coarser nested levels from the finest.
+
+    Integer colours make every sum an integer below 2**53, exact in float64 in
+    any order, so a level whose segments are unions of the finest level's gets
+    its sums by adding that level's rows; any other level is summed from the pixels.
+    """
+    if len(segments) == 1 or not np.issubdtype(video.dtype, np.integer):
+        return level_frame_sums(video, visible, segments)
+    finest = int(np.argmax(segments.reshape(len(segments), -1).max(axis=1)))
+    fine = segments[finest].ravel()
+    base_sums, base_counts = level_frame_sums(video, visible, segments[finest : finest + 1])[0]
+    out = []
+    for level, labels in enumerate(segments):
+        coarse = labels.ravel()
+        parent = np.zeros(base_sums.shape[0], np.int64)
+        parent[fine] = coarse
+        if level == finest:
+            out.append((base_sums, base_counts))
+        elif np.array_equal(parent[fine], coarse):
+            n = int(coarse.max()) + 1
+            sums = np.zeros((n,) + base_sums.shape[1:])
+            counts = np.zeros((n,) + base_counts.shape[1:], base_counts.dtype)
+            np.add.at(sums, parent, base_sums)
+            np.add.at(counts, parent, base_counts)
+            out.append((sums, counts))
+        else:
+            out.append(level_frame_sums(video, visible, labels[None])[0])
+    return out
 
 
 def _features_from_statistics(statistics, video, visible, labels, sums, min_segment_area: int = 1) -> np.ndarray:
