@@ -307,7 +307,7 @@ def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1)
     segments = np.asarray(segments).astype(np.int64, copy=False)
     colour = _colour_sums(video, visible, segments)
     if motion["flow"].shape[0]:
-        flow = level_frame_sums(motion["flow"], motion["seen"], segments)
+        flow = _level_frame_sums_on_threads(motion["flow"], motion["seen"], segments)
         moved = level_change_sums(motion["changed"], motion["seen"], segments)
     else:
         flow = moved = [None] * len(segments)
@@ -366,6 +366,28 @@ def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, 
     return total
 
 
+def _level_frame_sums_on_threads(values, valid, segments) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`kernels.segment_statistics.level_frame_sums` with its frames split between Dask threads.
+
+    Every (segment, frame) sum only adds that frame's pixels, in raster order,
+    so the frames can be summed apart and the results stacked: same bits.
+    """
+    n_frames = values.shape[0]
+    n_parts = max(1, min(os.cpu_count() or 1, 4, n_frames // _BLOCK_FRAMES))
+    if n_parts == 1:
+        return level_frame_sums(values, valid, segments)
+    bounds = np.linspace(0, n_frames, n_parts + 1).astype(int)
+    parts = [
+        dask.delayed(level_frame_sums)(values[a:b], valid[a:b], segments)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    results = dask.compute(*parts, scheduler="threads", num_workers=n_parts)
+    return [
+        (np.concatenate([r[level][0] for r in results], axis=1), np.concatenate([r[level][1] for r in results], axis=1))
+        for level in range(len(segments))
+    ]
+
+
 def _colour_sums(video, visible, segments) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`kernels.segment_statistics.level_frame_sums` of the video, coarser nested levels from the finest.
 
@@ -377,7 +399,7 @@ def _colour_sums(video, visible, segments) -> list[tuple[np.ndarray, np.ndarray]
         return level_frame_sums(video, visible, segments)
     finest = int(np.argmax(segments.reshape(len(segments), -1).max(axis=1)))
     fine = segments[finest].ravel()
-    base_sums, base_counts = level_frame_sums(video, visible, segments[finest : finest + 1])[0]
+    base_sums, base_counts = _level_frame_sums_on_threads(video, visible, segments[finest : finest + 1])[0]
     out = []
     for level, labels in enumerate(segments):
         coarse = labels.ravel()
