@@ -8,9 +8,12 @@ levels of the hierarchical segmentation, labels ``0 .. K-1`` per level -- and
 
 Steps (one call of :func:`detect_displays`):
 
-1. :func:`kernels.segmentation.hierarchical_segmentation` of the whole window
-   (the merge graph spans the frame, so this stage does not tile; it runs in
-   the task's own thread and releases the GIL);
+1. the hierarchical segmentation of the window
+   (:func:`kernels.segmentation.tiled_hierarchical_segmentation`, tiles on Dask
+   threads; with ``tile=None`` the exact whole-frame
+   :func:`kernels.segmentation.hierarchical_segmentation`), while a second
+   thread computes the per-pixel statistics and motion maps of the window
+   (:func:`tasks.display_features.window_statistics`);
 2. the feature vector of every segment of every kept level
    (:mod:`tasks.display_features`); segments mostly invisible (more than half
    of their pixels invisible in more than half the frames) and segments
