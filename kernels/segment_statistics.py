@@ -21,7 +21,15 @@ import numpy as np
 
 from kernels._jit import jit
 
-__all__ = ["PIXEL_COLUMNS", "pixel_statistics", "segment_frame_sums", "segment_row_extents"]
+__all__ = [
+    "PIXEL_COLUMNS",
+    "pixel_statistics",
+    "segment_frame_sums",
+    "level_frame_sums",
+    "level_change_sums",
+    "change_map",
+    "segment_row_extents",
+]
 
 #: Columns of :func:`pixel_statistics`.
 PIXEL_COLUMNS: tuple[str, ...] = (
@@ -46,48 +54,62 @@ PIXEL_COLUMNS: tuple[str, ...] = (
 
 
 @jit
-def _pixel_statistics(video, visible, lab, previous, previous_visible, has_previous, out):
+def _pixel_statistics(video, visible, lab, previous, previous_visible, has_previous, out, accumulate):
+    """Per-pixel sums of the block into ``out`` (H W, 17); ``accumulate`` adds the block's sums to ``out``.
+
+    Each column is summed over the block's frames from 0.0 first and then
+    stored (or added), so a window cut into blocks gives the same bits as
+    summing each block into its own array and adding the arrays.
+    """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
+    acc = np.empty(17, np.float64)
     for y in range(height):
         for x in range(width):
             p = y * width + x
-            for k in range(out.shape[1]):
-                out[p, k] = 0.0
+            for k in range(17):
+                acc[k] = 0.0
             prev_seen = has_previous and previous_visible[y, x]
+            if has_previous:
+                pr = np.float64(previous[y, x, 0])
+                pg = np.float64(previous[y, x, 1])
+                pb = np.float64(previous[y, x, 2])
+            else:
+                pr = pg = pb = 0.0
             for t in range(n_frames):
                 seen = visible[t, y, x]
                 r = np.float64(video[t, y, x, 0])
                 g = np.float64(video[t, y, x, 1])
                 b = np.float64(video[t, y, x, 2])
                 if seen:
-                    out[p, 0] += 1.0
+                    acc[0] += 1.0
                     for c in range(3):
                         v = np.float64(lab[t, y, x, c])
-                        out[p, 1 + c] += v
-                        out[p, 4 + c] += v * v
+                        acc[1 + c] += v
+                        acc[4 + c] += v * v
                     vmax = max(r, max(g, b))
                     vmin = min(r, min(g, b))
                     if vmax > 0:
-                        out[p, 7] += (vmax - vmin) / vmax
-                    out[p, 8] += vmax / 255.0
-                    out[p, 9] += r
-                    out[p, 10] += g
-                    out[p, 11] += b
-                    out[p, 12] += r * r
-                    out[p, 13] += g * g
-                    out[p, 14] += b * b
-                if seen and prev_seen:
-                    if t == 0:
-                        pr = np.float64(previous[y, x, 0])
-                        pg = np.float64(previous[y, x, 1])
-                        pb = np.float64(previous[y, x, 2])
-                    else:
-                        pr = np.float64(video[t - 1, y, x, 0])
-                        pg = np.float64(video[t - 1, y, x, 1])
-                        pb = np.float64(video[t - 1, y, x, 2])
-                    out[p, 15] += (abs(r - pr) + abs(g - pg) + abs(b - pb)) / 3.0
-                    out[p, 16] += 1.0
+                        acc[7] += (vmax - vmin) / vmax
+                    acc[8] += vmax / 255.0
+                    acc[9] += r
+                    acc[10] += g
+                    acc[11] += b
+                    acc[12] += r * r
+                    acc[13] += g * g
+                    acc[14] += b * b
+                    if prev_seen:
+                        acc[15] += (abs(r - pr) + abs(g - pg) + abs(b - pb)) / 3.0
+                        acc[16] += 1.0
                 prev_seen = seen
+                pr = r
+                pg = g
+                pb = b
+            if accumulate:
+                for k in range(17):
+                    out[p, k] += acc[k]
+            else:
+                for k in range(17):
+                    out[p, k] = acc[k]
 
 
 @jit
@@ -101,6 +123,47 @@ def _segment_frame_sums(video, visible, labels, sums, counts):
                     counts[k, t] += 1
                     for c in range(3):
                         sums[k, t, c] += video[t, y, x, c]
+
+
+@jit
+def _level_frame_sums(values, valid, segments, offsets, sums, counts):
+    n_frames, height, width = values.shape[0], values.shape[1], values.shape[2]
+    n_levels = segments.shape[0]
+    for t in range(n_frames):
+        for y in range(height):
+            for x in range(width):
+                if valid[t, y, x]:
+                    for level in range(n_levels):
+                        k = offsets[level] + segments[level, y, x]
+                        counts[k, t] += 1
+                        for c in range(values.shape[3]):
+                            sums[k, t, c] += values[t, y, x, c]
+
+
+@jit
+def _level_change_sums(changed, valid, segments, offsets, sums):
+    n_pairs, height, width = changed.shape[0], changed.shape[1], changed.shape[2]
+    n_levels = segments.shape[0]
+    for i in range(n_pairs):
+        for y in range(height):
+            for x in range(width):
+                if valid[i, y, x] and changed[i, y, x]:
+                    for level in range(n_levels):
+                        k = offsets[level] + segments[level, y, x]
+                        sums[k, i, 0] += 1.0
+                        sums[k, i, 1] += np.float64(x)
+                        sums[k, i, 2] += np.float64(y)
+
+
+@jit
+def _change_map(before, after, level, out):
+    height, width = out.shape
+    for y in range(height):
+        for x in range(width):
+            total = np.float32(0.0)
+            for c in range(3):
+                total += np.float32(abs(np.float32(after[y, x, c]) - np.float32(before[y, x, c])))
+            out[y, x] = np.float64(total) / 3.0 > level
 
 
 @jit
@@ -120,6 +183,7 @@ def pixel_statistics(
     lab: np.ndarray,
     previous: np.ndarray | None = None,
     previous_visible: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-pixel sums over the visible samples of a block of frames.
 
@@ -133,6 +197,9 @@ def pixel_statistics(
     previous, previous_visible : ndarray, shapes (H, W, 3) and (H, W), optional
         The frame before the block and its visibility, so that a window cut
         into blocks counts the change across every block border once.
+    out : ndarray, shape (H W, 17), float64, optional
+        Sums of earlier blocks: this block's sums (each summed over its frames
+        first) are added to it in place and it is returned.  Default a new array.
 
     Returns
     -------
@@ -169,8 +236,14 @@ def pixel_statistics(
     else:
         previous = np.zeros((1, 1, 3), video.dtype)
         previous_visible = np.zeros((1, 1), bool)
-    out = np.empty((shape[1] * shape[2], len(PIXEL_COLUMNS)), np.float64)
-    _pixel_statistics(video, visible, lab, previous, previous_visible, has_previous, out)
+    if out is None:
+        out = np.empty((shape[1] * shape[2], len(PIXEL_COLUMNS)), np.float64)
+        accumulate = False
+    elif out.shape != (shape[1] * shape[2], len(PIXEL_COLUMNS)) or out.dtype != np.float64:
+        raise ValueError(f"out must be float64 of shape {(shape[1] * shape[2], len(PIXEL_COLUMNS))}")
+    else:
+        accumulate = True
+    _pixel_statistics(video, visible, lab, previous, previous_visible, has_previous, out, accumulate)
     return out
 
 
@@ -213,6 +286,114 @@ def segment_frame_sums(
     counts = np.zeros((n_segments, video.shape[0]), np.int64)
     _segment_frame_sums(video, visible.astype(bool, copy=False), labels.astype(np.int64, copy=False), sums, counts)
     return sums, counts
+
+
+def _level_offsets(segments, shape):
+    segments = np.asarray(segments)
+    if segments.ndim != 3 or segments.shape[1:] != tuple(shape):
+        raise ValueError(f"segments must have shape (levels, {shape[0]}, {shape[1]}); got {segments.shape}")
+    if not np.issubdtype(segments.dtype, np.integer) or (segments.size and segments.min() < 0):
+        raise ValueError("segments must be integer labels >= 0")
+    n_segments = segments.reshape(len(segments), -1).max(axis=1).astype(np.int64) + 1
+    offsets = np.concatenate([[0], np.cumsum(n_segments)]).astype(np.int64)
+    return segments.astype(np.int64, copy=False), n_segments, offsets
+
+
+def level_frame_sums(
+    values: np.ndarray, valid: np.ndarray, segments: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`segment_frame_sums` of every level of a segmentation, in one pass over ``values``.
+
+    Parameters
+    ----------
+    values : ndarray, shape (T, H, W, C), uint8 or float
+        Per-frame (or per frame pair) values, e.g. RGB or flow vectors.
+    valid : ndarray of bool, shape (T, H, W)
+        Samples to count.
+    segments : ndarray of int, shape (L, H, W)
+        Labels ``0 .. K_l-1`` of each level.
+
+    Returns
+    -------
+    list of (sums (K_l, T, C) float64, counts (K_l, T) int64), one per level
+        The same numbers (same summation order) as :func:`segment_frame_sums`
+        level by level.
+
+    Examples
+    --------
+    >>> values = np.arange(4, dtype=np.uint8).reshape(1, 2, 2, 1)
+    >>> [(s[:, 0, 0].tolist(), c[:, 0].tolist()) for s, c in level_frame_sums(
+    ...     values, np.ones((1, 2, 2), bool), np.array([[[0, 1], [1, 1]], [[0, 0], [0, 0]]]))]
+    [([0.0, 6.0], [1, 3]), ([6.0], [4])]
+    """
+    values = np.asarray(values)
+    valid = np.asarray(valid)
+    if values.ndim != 4 or valid.shape != values.shape[:3] or valid.dtype != np.bool_:
+        raise ValueError(f"need values (T, H, W, C) and valid bool (T, H, W); got {values.shape}, {valid.dtype} {valid.shape}")
+    segments, n_segments, offsets = _level_offsets(segments, values.shape[1:3])
+    sums = np.zeros((offsets[-1], values.shape[0], values.shape[3]), np.float64)
+    counts = np.zeros((offsets[-1], values.shape[0]), np.int64)
+    _level_frame_sums(values, valid, segments, offsets, sums, counts)
+    return [(sums[a:b], counts[a:b]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def level_change_sums(changed: np.ndarray, valid: np.ndarray, segments: np.ndarray) -> list[np.ndarray]:
+    """Per level, segment and frame pair: how many valid pixels changed, and the sums of their x and y.
+
+    Parameters
+    ----------
+    changed, valid : ndarray of bool, shape (P, H, W)
+    segments : ndarray of int, shape (L, H, W)
+
+    Returns
+    -------
+    list of ndarray (K_l, P, 3) float64
+        Columns: count, sum of x, sum of y (pixel indices) of the changed valid pixels.
+
+    Examples
+    --------
+    >>> changed = np.array([[[True, False], [False, True]]])
+    >>> level_change_sums(changed, np.ones((1, 2, 2), bool), np.zeros((1, 2, 2), int))[0].tolist()
+    [[[2.0, 1.0, 1.0]]]
+    """
+    changed = np.asarray(changed)
+    valid = np.asarray(valid)
+    if changed.ndim != 3 or changed.dtype != np.bool_ or valid.shape != changed.shape or valid.dtype != np.bool_:
+        raise ValueError(f"changed and valid must be bool of one shape (P, H, W); got {changed.shape}, {valid.shape}")
+    segments, _, offsets = _level_offsets(segments, changed.shape[1:3])
+    sums = np.zeros((offsets[-1], changed.shape[0], 3), np.float64)
+    _level_change_sums(changed, valid, segments, offsets, sums)
+    return [sums[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def change_map(before: np.ndarray, after: np.ndarray, level: float) -> np.ndarray:
+    """Pixels whose channel-mean absolute change ``mean_c |after_c - before_c|`` exceeds ``level``.
+
+    Parameters
+    ----------
+    before, after : ndarray, shape (H, W, 3), uint8 or float
+        Two frames, 0-255.
+    level : float
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        The channel differences are taken and added in float32, as NumPy does
+        for ``abs(after.astype(float32) - before.astype(float32)).mean(axis=2)``
+        (exactly so for integer colours).
+
+    Examples
+    --------
+    >>> change_map(np.zeros((1, 2, 3), np.uint8), np.array([[[30, 30, 15], [30, 30, 16]]], np.uint8), 25.0).tolist()
+    [[False, True]]
+    """
+    before = np.asarray(before)
+    after = np.asarray(after)
+    if before.ndim != 3 or before.shape[2] != 3 or after.shape != before.shape:
+        raise ValueError(f"before and after must have one shape (H, W, 3); got {before.shape}, {after.shape}")
+    out = np.empty(before.shape[:2], np.bool_)
+    _change_map(before, after, float(level), out)
+    return out
 
 
 def segment_row_extents(labels: np.ndarray, n_segments: int) -> tuple[np.ndarray, np.ndarray]:

@@ -301,6 +301,44 @@ def _distance(a, b, bits, valid, hist, colour_weight):
     return dt + colour_weight * da
 
 
+@jit
+def _moments(h, k, mean, var):
+    """Mean and sum of squared deviations of histogram row ``k``, summed exactly as :func:`_ncc` does."""
+    n = h.shape[1]
+    m = 0.0
+    for j in range(n):
+        m += np.float64(h[k, j])
+    m /= n
+    v = 0.0
+    for j in range(n):
+        d = np.float64(h[k, j]) - m
+        v += d * d
+    mean[k] = m
+    var[k] = v
+
+
+@jit
+def _distance_cached(a, b, bits, valid, hist, mean, var, colour_weight):
+    """:func:`_distance` with each histogram's mean and variance from :func:`_moments` (the same bits)."""
+    dt = _hamming_one(bits[a], valid[a], bits[b], valid[b])
+    va = var[a]
+    vb = var[b]
+    if va == 0.0 or vb == 0.0:
+        r = 0.0
+    else:
+        ma = mean[a]
+        mb = mean[b]
+        num = 0.0
+        for j in range(hist.shape[1]):
+            num += (np.float64(hist[a, j]) - ma) * (np.float64(hist[b, j]) - mb)
+        r = num / math.sqrt(va * vb)
+        if r > 1.0:
+            r = 1.0
+        elif r < -1.0:
+            r = -1.0
+    return dt + colour_weight * (1.0 - r)
+
+
 # --------------------------------------------------------------------------
 # 4-ary min-heap of records (key, pair, time) in one (capacity, 3) float64 array
 # (array of structures: one record is one 24-byte row, so a sift touches few
@@ -442,8 +480,10 @@ def _find(parent, p):
 
 
 @jit
-def _push_record(heap, hn, pending, pn, key, pair, time, threshold, parent, changed, n_pix, n_regions, rebuild_ratio):
-    """File one candidate merge: into the heap below ``threshold``, else into ``pending``.
+def _push_record(
+    heap, hn, pending, pn, key, pair, time, threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending
+):
+    """File one candidate merge: into the heap below ``threshold``, else into ``pending`` (dropped unless ``keep_pending``).
 
     Returns the (possibly reallocated) buffers and their sizes.
     """
@@ -454,7 +494,7 @@ def _push_record(heap, hn, pending, pn, key, pair, time, threshold, parent, chan
             if 2 * hn > heap.shape[0]:
                 heap = _grow(heap)
         hn = _push(heap, hn, key, pair, time)
-    else:
+    elif keep_pending:
         if pn == pending.shape[0]:
             pn = _compact(pending, pn, parent, changed, n_pix)
             if 2 * pn > pending.shape[0]:
@@ -510,8 +550,11 @@ def _hierarchy(
     n1, n2, n_words = _layout(n_frames)
     bits = np.empty((n_slots, n_words), np.uint64)
     valid = np.empty((n_slots, n_words), np.uint64)
+    hmean = np.empty(n_slots, np.float64)
+    hvar = np.empty(n_slots, np.float64)
     for k in range(n_slots):
         _descriptor_from_sums(sums[k], counts[k], theta2, n1, n2, bits[k], valid[k])
+        _moments(hist, k, hmean, hvar)
 
     # the name (smallest pixel) of every slot's region
     parent = np.empty(n_pix, np.int64)
@@ -558,7 +601,9 @@ def _hierarchy(
     # them go stale (their region changes again) before the threshold reaches them,
     # so they never pay for a heap sift.  The heap holds only keys below the
     # threshold, hence its valid top is the global minimum while it is not empty.
-    pending = np.empty((max(1, pending_capacity), 3), np.float64)
+    # a single level never uses the records at or above its threshold: they are not kept
+    keep_pending = level_roots.shape[0] > 1
+    pending = np.empty((max(1, pending_capacity) if keep_pending else 1, 3), np.float64)
     pn = 0
     threshold = start
     # the first candidate of every pair of neighbouring regions, once per pair
@@ -581,10 +626,10 @@ def _hierarchy(
             else:
                 mark[o] = stamp
                 if a < o:
-                    key = _distance(slot[a], slot[o], bits, valid, hist, colour_weight)
+                    key = _distance_cached(slot[a], slot[o], bits, valid, hist, hmean, hvar, colour_weight)
                     heap, hn, pending, pn = _push_record(
                         heap, hn, pending, pn, key, np.float64(a * n_pix + o), 0.0,
-                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio,
+                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending,
                     )
                 prev = h
             h = nh
@@ -620,6 +665,7 @@ def _hierarchy(
             for k in range(hist.shape[1]):
                 hist[sa, k] += hist[sb, k]
             _descriptor_from_sums(sums[sa], counts[sa], theta2, n1, n2, bits[sa], valid[sa])
+            _moments(hist, sa, hmean, hvar)
             if head[b] != -1:
                 if head[a] == -1:
                     head[a] = head[b]
@@ -646,10 +692,10 @@ def _hierarchy(
                     mark[o] = n_merges
                     lo = min(a, o)
                     hi = max(a, o)
-                    key = _distance(slot[lo], slot[hi], bits, valid, hist, colour_weight)
+                    key = _distance_cached(slot[lo], slot[hi], bits, valid, hist, hmean, hvar, colour_weight)
                     heap, hn, pending, pn = _push_record(
                         heap, hn, pending, pn, key, np.float64(lo * n_pix + hi), np.float64(n_merges),
-                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio,
+                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending,
                     )
                     prev = h
                 h = nh
@@ -990,67 +1036,80 @@ def tiled_hierarchical_segmentation(
         codes = lab_bin_codes(video)
     max_levels, can_stop, kept = _level_plan(start, growth, colour_weight, fractions)
     corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
-    vis = visible if has_visible else None
     theta2 = float(theta) ** 2
+    # Integer colour sums (uint8 video) add up exactly in any order, so the statistics of a
+    # merged region are the sums of its parts' and no level goes back to the pixels; float
+    # video recomputes them from the pixels (in raster order, as the exact merge does).
+    additive = np.issubdtype(video.dtype, np.integer)
 
     def first_level(item):
         (y, x), threshold = item
         window = (slice(None), slice(y, y + tile), slice(x, x + tile))
-        merged = merge_below(
-            np.ascontiguousarray(video[window]),
-            None if vis is None else np.ascontiguousarray(vis[window]),
-            None,
-            threshold,
-            theta=theta,
-            colour_weight=colour_weight,
-            lab_codes=np.ascontiguousarray(codes[window]),
-        )
-        return y, x, merged
+        crop = np.ascontiguousarray(video[window])
+        n = crop.shape[1] * crop.shape[2]
+        slot = np.arange(n, dtype=np.int64)
+        crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
+        statistics = _region_statistics(crop, crop_visible, has_visible, np.ascontiguousarray(codes[window]), slot, n)
+        roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
+        names, merged = np.unique(roots[0], return_inverse=True)
+        # each region's statistics are left in its name's row (a pixel's slot is the pixel)
+        return merged.reshape(crop.shape[1:3]), tuple(a[names] for a in statistics)
 
     def next_level(item):
         # the tile's regions with their statistics over the whole frame; only the tile's
         # edges are candidates, so a region crossing tiles may merge in several of them
         (y, x), slot, statistics, threshold = item
-        window = (slice(None), slice(y, y + tile), slice(x, x + tile))
         present, local = np.unique(slot[y : y + tile, x : x + tile], return_inverse=True)
-        crop = np.ascontiguousarray(video[window])
-        roots, _, _ = _segment(
-            crop,
-            np.ascontiguousarray(visible[window]),
-            has_visible,
-            None,
-            local.ravel().astype(np.int64),
+        local = local.reshape(-1).astype(np.int64)
+        roots, _, _ = _merge(
+            (n_frames, min(tile, height - y), min(tile, width - x)),
+            local,
+            tuple(np.ascontiguousarray(a[present]) for a in statistics),
             theta2,
             threshold,
             2.0,
             colour_weight,
             1,
-            np.zeros(2, bool),
-            tuple(np.ascontiguousarray(a[present]) for a in statistics),
+            _NO_STOP,
         )
         # the group of each present region: the local slot of its root pixel
-        return present, local.ravel()[roots[0]][_first_pixels(local.ravel(), present.size)]
+        return present, local[roots[0]][_first_pixels(local, present.size)]
+
+    def whole_frame(slot, statistics, threshold):
+        """Merge below ``threshold`` over the whole frame: (labels (H, W) int32, their statistics)."""
+        if not additive:
+            statistics = _region_statistics(video, visible, has_visible, codes, slot, len(statistics[0]))
+        roots, _, _ = _merge((n_frames, height, width), slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
+        names, labels = np.unique(roots[0], return_inverse=True)
+        labels = labels.reshape(height, width).astype(np.int32)
+        if not additive:
+            return labels, _region_statistics(video, visible, has_visible, codes, labels.reshape(-1).astype(np.int64), len(names))
+        return labels, tuple(a[slot[names]] for a in statistics)
 
     levels, thresholds = [], []
-    labels = None
+    labels = statistics = None
     threshold = start
     while True:
         if labels is None:
             tiled = np.empty((height, width), np.int64)
-            for y, x, merged in map_tiles(first_level, [(c, threshold) for c in corners]):
+            parts = []
+            offset = 0
+            for (y, x), (merged, part) in zip(corners, map_tiles(first_level, [(c, threshold) for c in corners]), strict=True):
                 h, w = merged.shape
-                tiled[y : y + h, x : x + w] = merged.astype(np.int64) + (y * width + x) * tile * tile
+                tiled[y : y + h, x : x + w] = merged + offset
+                offset += len(part[0])
+                parts.append(part)
+            tiled_statistics = tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+            slot = tiled.reshape(-1)
         else:
-            slot = labels.astype(np.int64)
-            n_regions = int(slot.max()) + 1
-            statistics = _region_statistics(video, visible, has_visible, codes, slot.ravel(), n_regions)
-            groups = np.arange(n_regions)
-            for present, group in map_tiles(next_level, [(c, slot, statistics, threshold) for c in corners]):
+            groups = np.arange(len(statistics[0]))
+            for present, group in map_tiles(next_level, [(c, labels, statistics, threshold) for c in corners]):
                 _union_groups(groups, present, group)
-            tiled = _roots_of(groups)[slot]
-        labels = merge_below(
-            video, vis, tiled, threshold, theta=theta, colour_weight=colour_weight, lab_codes=codes
-        )
+            _, region_slot = np.unique(_roots_of(groups), return_inverse=True)
+            n_slots = int(region_slot.max()) + 1
+            tiled_statistics = tuple(_add_rows(a, region_slot, n_slots) for a in statistics)
+            slot = region_slot[labels.reshape(-1)].astype(np.int64)
+        labels, statistics = whole_frame(slot, tiled_statistics, threshold)
         levels.append(labels)
         thresholds.append(threshold)
         if int(labels.max()) == 0 or len(levels) == max_levels:
@@ -1066,6 +1125,24 @@ def tiled_hierarchical_segmentation(
         segments[i] = levels[level - 1]
         out_thresholds[i] = thresholds[level - 1]
     return segments, out_thresholds
+
+
+_NO_STOP = np.zeros(2, bool)
+
+
+def _add_rows(array, index, n):
+    """``out[index[i]] += array[i]`` for every row ``i``: (n, ...) of ``array``'s dtype."""
+    out = np.zeros((n,) + array.shape[1:], array.dtype)
+    _add_rows_into(array.reshape(len(array), -1), index.astype(np.int64), out.reshape(n, -1))
+    return out
+
+
+@jit
+def _add_rows_into(array, index, out):
+    for i in range(array.shape[0]):
+        k = index[i]
+        for j in range(array.shape[1]):
+            out[k, j] += array[i, j]
 
 
 def _first_pixels(local, n):
@@ -1257,11 +1334,16 @@ def _segment(
     statistics=None,
 ):
     """Region statistics of ``slot`` and the merge of up to ``max_levels`` levels: (roots, thresholds, n)."""
-    n_frames, height, width = video.shape[:3]
-    n_pix = height * width
     n_slots = int(slot.max()) + 1
     if statistics is None:
         statistics = _region_statistics(video, visible, has_visible, codes, slot, n_slots)
+    return _merge(video.shape[:3], slot, statistics, theta2, start, growth, colour_weight, max_levels, can_stop)
+
+
+def _merge(shape, slot, statistics, theta2, start, growth, colour_weight, max_levels, can_stop):
+    """The merge of up to ``max_levels`` levels from the regions of ``slot`` and their statistics (updated in place)."""
+    _, height, width = shape
+    n_pix = height * width
     sums, counts, hist = statistics
     level_roots = np.empty((max_levels, n_pix), np.int64)
     level_thresholds = np.empty(max_levels, np.float64)

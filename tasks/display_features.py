@@ -96,8 +96,10 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross
 from kernels.binary_patterns import DELTA1_ALPHA, DELTA1_BETA, DELTA2_ALPHA, descriptor_layout
 from kernels.segment_statistics import (
     PIXEL_COLUMNS,
+    change_map,
+    level_change_sums,
+    level_frame_sums,
     pixel_statistics,
-    segment_frame_sums,
     segment_row_extents,
 )
 
@@ -108,6 +110,7 @@ __all__ = [
     "UntrustedModelError",
     "segment_features",
     "level_features",
+    "window_statistics",
     "segment_targets",
     "rasterise_polygons",
     "train_display_classifier",
@@ -220,11 +223,16 @@ def segment_features(
     ((2, 25), 'mean_abs_diff', [0.0, 255.0])
     """
     video, visible, labels = _check_inputs(video, visible, labels)
-    return _features_from_statistics(_window_statistics(video, visible), video, visible, labels), FEATURE_NAMES
+    return _level_rows(_window_statistics(video, visible), video, visible, labels[None])[0], FEATURE_NAMES
 
 
 def level_features(
-    video: np.ndarray, visible: np.ndarray | None, segments: np.ndarray, min_segment_area: int = 1
+    video: np.ndarray,
+    visible: np.ndarray | None,
+    segments: np.ndarray,
+    min_segment_area: int = 1,
+    *,
+    statistics: tuple | None = None,
 ) -> list[np.ndarray]:
     """Feature rows of every level of a segmentation, the per-pixel statistics computed once.
 
@@ -239,6 +247,9 @@ def level_features(
         labels ``0 .. K-1`` per level.
     min_segment_area : int, default 1
         Segments with fewer pixels get a NaN row (never classified).
+    statistics : optional
+        :func:`window_statistics` of ``video`` and ``visible``, when computed
+        already (the display stage computes them beside the segmentation).
 
     Returns
     -------
@@ -259,11 +270,51 @@ def level_features(
     if segments.ndim != 3:
         raise ValueError(f"segments must have shape (levels, H, W); got {segments.shape}")
     video, visible, _ = _check_inputs(video, visible, segments[0])
-    stats = _window_statistics(video, visible)
-    rows = []
     for labels in segments:
-        _, _, labels = _check_inputs(video, visible, labels)
-        features = _features_from_statistics(stats, video, visible, labels, min_segment_area)
+        _check_inputs(video, visible, labels)
+    if statistics is None:
+        statistics = _window_statistics(video, visible)
+    return _level_rows(statistics, video, visible, segments, min_segment_area)
+
+
+def window_statistics(video: np.ndarray, visible: np.ndarray | None) -> tuple:
+    """The per-pixel statistics and motion maps of a window that every segmentation level's features use.
+
+    They do not depend on the segmentation, so they can be computed while it
+    runs and passed to :func:`level_features` (``statistics=``).
+
+    Parameters
+    ----------
+    video : ndarray, shape (T, H, W, 3), uint8 or float
+    visible : ndarray of bool, shape (T, H, W), or None
+
+    Returns
+    -------
+    tuple
+        Opaque to callers; valid for this ``video`` and ``visible`` only.
+    """
+    video, visible, _ = _check_inputs(video, visible, np.zeros(np.shape(video)[1:3], np.int64))
+    return _window_statistics(video, visible)
+
+
+def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1) -> list[np.ndarray]:
+    """:func:`level_features` from the window's statistics (:func:`_window_statistics`).
+
+    The per-frame sums of every segment of every level (mean colour, flow,
+    change) come from one pass over the window for all levels at once.
+    """
+    _, motion = statistics
+    segments = np.asarray(segments).astype(np.int64, copy=False)
+    colour = _colour_sums(video, visible, segments)
+    if motion["flow"].shape[0]:
+        flow = _level_frame_sums_on_threads(motion["flow"], motion["seen"], segments)
+        moved = level_change_sums(motion["changed"], motion["seen"], segments)
+    else:
+        flow = moved = [None] * len(segments)
+    rows = []
+    for level, labels in enumerate(segments):
+        sums = {"colour": colour[level], "flow": flow[level], "moved": moved[level]}
+        features = _features_from_statistics(statistics, video, visible, labels, sums, min_segment_area)
         size = np.bincount(labels.ravel(), minlength=features.shape[0])
         features[size < min_segment_area] = np.nan
         rows.append(features)
@@ -307,18 +358,69 @@ def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, 
     for start in range(first, stop, _BLOCK_FRAMES):
         end = min(start + _BLOCK_FRAMES, stop)
         block = video[start:end]
-        rgb = (block.reshape(-1, width, 3) / np.float32(255.0)).astype(np.float32)
+        rgb = (block.reshape(-1, width, 3) / np.float32(255.0)).astype(np.float32, copy=False)
         lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(block.shape)
         previous = (video[start - 1], visible[start - 1]) if start > 0 else (None, None)
-        part = pixel_statistics(block, visible[start:end], lab, *previous)
-        if total is None:
-            total = part
-        else:
-            total += part
+        # each block's sums are formed first and then added to the total's (same bits as adding arrays)
+        total = pixel_statistics(block, visible[start:end], lab, *previous, out=total)
     return total
 
 
-def _features_from_statistics(statistics, video, visible, labels, min_segment_area: int = 1) -> np.ndarray:
+def _level_frame_sums_on_threads(values, valid, segments) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`kernels.segment_statistics.level_frame_sums` with its frames split between Dask threads.
+
+    Every (segment, frame) sum only adds that frame's pixels, in raster order,
+    so the frames can be summed apart and the results stacked: same bits.
+    """
+    n_frames = values.shape[0]
+    n_parts = max(1, min(os.cpu_count() or 1, 4, n_frames // _BLOCK_FRAMES))
+    if n_parts == 1:
+        return level_frame_sums(values, valid, segments)
+    bounds = np.linspace(0, n_frames, n_parts + 1).astype(int)
+    parts = [
+        dask.delayed(level_frame_sums)(values[a:b], valid[a:b], segments)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    results = dask.compute(*parts, scheduler="threads", num_workers=n_parts)
+    return [
+        (np.concatenate([r[level][0] for r in results], axis=1), np.concatenate([r[level][1] for r in results], axis=1))
+        for level in range(len(segments))
+    ]
+
+
+def _colour_sums(video, visible, segments) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`kernels.segment_statistics.level_frame_sums` of the video, coarser nested levels from the finest.
+
+    Integer colours make every sum an integer below 2**53, exact in float64 in
+    any order, so a level whose segments are unions of the finest level's gets
+    its sums by adding that level's rows; any other level is summed from the pixels.
+    """
+    if len(segments) == 1 or not np.issubdtype(video.dtype, np.integer):
+        return level_frame_sums(video, visible, segments)
+    finest = int(np.argmax(segments.reshape(len(segments), -1).max(axis=1)))
+    fine = segments[finest].ravel()
+    base_sums, base_counts = _level_frame_sums_on_threads(video, visible, segments[finest : finest + 1])[0]
+    out = []
+    for level, labels in enumerate(segments):
+        coarse = labels.ravel()
+        parent = np.zeros(base_sums.shape[0], np.int64)
+        parent[fine] = coarse
+        if level == finest:
+            out.append((base_sums, base_counts))
+        elif np.array_equal(parent[fine], coarse):
+            n = int(coarse.max()) + 1
+            sums = np.zeros((n,) + base_sums.shape[1:])
+            counts = np.zeros((n,) + base_counts.shape[1:], base_counts.dtype)
+            np.add.at(sums, parent, base_sums)
+            np.add.at(counts, parent, base_counts)
+            out.append((sums, counts))
+        else:
+            out.append(level_frame_sums(video, visible, labels[None])[0])
+    return out
+
+
+def _features_from_statistics(statistics, video, visible, labels, sums, min_segment_area: int = 1) -> np.ndarray:
+    """Feature rows of the segments of ``labels``; ``sums`` are their per-frame sums (:func:`_level_rows`)."""
     stats, motion = statistics
     n_frames, height, width = video.shape[:3]
     flat_labels = labels.ravel().astype(np.int64)
@@ -331,7 +433,10 @@ def _features_from_statistics(statistics, video, visible, labels, min_segment_ar
         n_big = int(big.sum())
         compact = np.cumsum(big) - 1
         compact[~big] = n_big
-        rows = _features_from_statistics(statistics, video, visible, compact[labels])
+        compact_labels = compact[labels]
+        n_rows = int(compact_labels.max()) + 1  # n_big + 1, or n_big when the small labels have no pixel
+        compact_sums = {name: _big_rows(array, big, n_rows) for name, array in sums.items()}
+        rows = _features_from_statistics(statistics, video, visible, compact_labels, compact_sums)
         features = np.full((n_segments, len(FEATURE_NAMES)), np.nan)
         features[big] = rows[:n_big]
         return features
@@ -343,7 +448,7 @@ def _features_from_statistics(statistics, video, visible, labels, min_segment_ar
         return np.stack([np.bincount(flat_labels, stats[:, column[n]], minlength=n_segments) for n in names], 1)
 
     # mean colour of each segment in each frame (visible pixels only)
-    colour_sum, vis_count = segment_frame_sums(video, visible, labels.astype(np.int64), n_segments)
+    colour_sum, vis_count = sums["colour"]
     vis_count = vis_count.astype(np.float64)
 
     n_samples = total("n")
@@ -376,9 +481,20 @@ def _features_from_statistics(statistics, video, visible, labels, min_segment_ar
     features[:, 11] = np.where(std_count > 0, std_sum / np.maximum(std_count, 1), 0.0)
     features[:, 12] = _aperiodic_change(mean_colour, vis_count > 0)
     features[:, 13:20] = _shape_features(labels.astype(np.int64), n_segments, size, usable)
-    features[:, 20:25] = _motion_features(motion, labels.astype(np.int64), n_segments, size, usable)
+    features[:, 20:25] = _motion_features(motion, sums, labels.astype(np.int64), n_segments, size, usable)
     features[~usable] = np.nan
     return features
+
+
+def _big_rows(array, big, n_rows):
+    """``n_rows`` rows: those of ``array`` (or of each array of a tuple) of the ``big`` segments, then zeros."""
+    if array is None:
+        return None
+    if isinstance(array, tuple):
+        return tuple(_big_rows(a, big, n_rows) for a in array)
+    out = np.zeros((n_rows,) + array.shape[1:], array.dtype)
+    out[: int(big.sum())] = array[big]
+    return out
 
 
 def _delta_fractions(mean_colour: np.ndarray, seen: np.ndarray, theta: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
@@ -471,7 +587,7 @@ def _motion_maps(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray
     """Per-pixel motion of the sampled frame pairs, shared by all levels.
 
     Returns ``flow`` (P, H, W, 3) float32 (x, y flow and speed, pixels per
-    frame), ``change`` (P, H, W, 3) float32 (changed, and x, y where changed),
+    frame), ``changed`` (P, H, W) bool (channel-mean change above the level),
     ``seen`` (P, H, W) bool (both frames visible) and ``edges`` (H, W) float64
     (fraction of sampled frames with an edge within one pixel).
     """
@@ -488,10 +604,9 @@ def _motion_maps(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray
     small = (max(1, width // 2), max(1, height // 2))
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST) if min(small) >= 16 else None
     flow = np.zeros((len(starts), height, width, 3), np.float32)
-    change = np.zeros((len(starts), height, width, 3), np.float32)
+    changed = np.zeros((len(starts), height, width), bool)
     seen = np.zeros((len(starts), height, width), bool)
     edges = np.zeros((height, width))
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     kernel = np.ones((3, 3), np.uint8)
     for i, t in enumerate(starts):
         a, b = grey_of(t), grey_of(t + _PAIR_GAP)
@@ -503,33 +618,29 @@ def _motion_maps(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray
             flow[i, :, :, 0] = np.where(moving, f[..., 0], 0.0)
             flow[i, :, :, 1] = np.where(moving, f[..., 1], 0.0)
             flow[i, :, :, 2] = speed
-        step = np.abs(video[t + _PAIR_GAP].astype(np.float32) - video[t].astype(np.float32)).mean(axis=2)
-        changed = (step > _CHANGE_LEVEL).astype(np.float32)
-        change[i, :, :, 0] = changed
-        change[i, :, :, 1] = changed * xs
-        change[i, :, :, 2] = changed * ys
-        seen[i] = visible[t] & visible[t + _PAIR_GAP]
+        changed[i] = change_map(video[t], video[t + _PAIR_GAP], _CHANGE_LEVEL)
+        np.logical_and(visible[t], visible[t + _PAIR_GAP], out=seen[i])
         gx = cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(a, cv2.CV_32F, 0, 1, ksize=3)
         on_edge = (np.sqrt(gx * gx + gy * gy) / 4.0 > _EDGE_LEVEL).astype(np.uint8)
         edges += cv2.dilate(on_edge, kernel) > 0
     if len(starts):
         edges /= len(starts)
-    return {"flow": flow, "change": change, "seen": seen, "edges": edges}
+    return {"flow": flow, "changed": changed, "seen": seen, "edges": edges}
 
 
-def _motion_features(motion, labels, n_segments, size, usable) -> np.ndarray:
+def _motion_features(motion, sums, labels, n_segments, size, usable) -> np.ndarray:
     """flow_speed, flow_coherence, change_coverage, change_travel, boundary_edges (module docstring)."""
     out = np.zeros((n_segments, 5))
     n_pairs = motion["flow"].shape[0]
     if n_pairs:
-        flow, counts = segment_frame_sums(motion["flow"], motion["seen"], labels, n_segments)
+        flow, counts = sums["flow"]
         samples = counts.sum(axis=1)
         speed = flow[:, :, 2].sum(axis=1)
         out[:, 0] = np.where(samples > 0, speed / np.maximum(samples, 1), 0.0)
         net = np.sqrt(flow[:, :, 0] ** 2 + flow[:, :, 1] ** 2).sum(axis=1)
         out[:, 1] = np.where(speed > 1e-6, net / np.maximum(speed, 1e-6), 0.0)
-        moved, _ = segment_frame_sums(motion["change"], motion["seen"], labels, n_segments)
+        moved = sums["moved"]
         n_changed = moved[:, :, 0]
         fraction = n_changed / np.maximum(counts, 1)
         active = fraction >= 0.02

@@ -8,9 +8,12 @@ levels of the hierarchical segmentation, labels ``0 .. K-1`` per level -- and
 
 Steps (one call of :func:`detect_displays`):
 
-1. :func:`kernels.segmentation.hierarchical_segmentation` of the whole window
-   (the merge graph spans the frame, so this stage does not tile; it runs in
-   the task's own thread and releases the GIL);
+1. the hierarchical segmentation of the window
+   (:func:`kernels.segmentation.tiled_hierarchical_segmentation`, tiles on Dask
+   threads; with ``tile=None`` the exact whole-frame
+   :func:`kernels.segmentation.hierarchical_segmentation`), while a second
+   thread computes the per-pixel statistics and motion maps of the window
+   (:func:`tasks.display_features.window_statistics`);
 2. the feature vector of every segment of every kept level
    (:mod:`tasks.display_features`); segments mostly invisible (more than half
    of their pixels invisible in more than half the frames) and segments
@@ -46,6 +49,7 @@ import os
 import threading
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -69,6 +73,7 @@ from tasks.display_features import (
     load_model,
     rasterise_polygons,
     segment_targets,
+    window_statistics,
 )
 from tasks.ingest import ingest
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
@@ -265,10 +270,27 @@ def detect_displays(
     n_positive : int
         Positive segments over all levels.
     """
-    segments, thresholds = segment_window(video, visible, params)
-    features = level_features(video, visible, segments, params.min_segment_area)
+    segments, thresholds, features = _segments_and_features(video, visible, params)
     mask, n_positive = classify_segments(model, features, segments, params.probability_threshold)
     return segments, thresholds, mask, n_positive
+
+
+def _segments_and_features(
+    video: np.ndarray, visible: np.ndarray | None, params: DisplayParams
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(segments, thresholds, per-level feature rows) of one window.
+
+    The per-pixel statistics and motion maps the features need do not depend
+    on the segmentation: they are computed in a second thread while the
+    segmentation runs (both release the GIL), so the two use both cores.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-statistics") as pool:
+        statistics = pool.submit(window_statistics, video, visible)
+        segments, thresholds = segment_window(video, visible, params)
+        features = level_features(
+            video, visible, segments, params.min_segment_area, statistics=statistics.result()
+        )
+    return segments, thresholds, features
 
 
 def annotation_mask(clip: AnnotatedClip, base_dir: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -317,8 +339,7 @@ def training_rows(
     targets : ndarray, (K,) bool
         At least half of the segment's pixels annotated as display.
     """
-    segments, _ = segment_window(video, visible, params)
-    features = level_features(video, visible, segments, params.min_segment_area)
+    segments, _, features = _segments_and_features(video, visible, params)
     targets = [segment_targets(labels, truth) for labels in segments]
     return np.concatenate(features), np.concatenate(targets)
 

@@ -266,3 +266,85 @@ def naive_segment_frame_sums(video, visible, labels, n_segments):
                     for c in range(3):
                         sums[labels[y, x], t, c] += float(video[t, y, x, c])
     return sums, counts
+
+
+def naive_level_change_sums(changed, valid, labels, n_segments):
+    """(n_segments, P, 3): count, x sum and y sum of the changed valid pixels of each segment and pair."""
+    out = np.zeros((n_segments, changed.shape[0], 3))
+    for i, y, x in zip(*np.nonzero(changed & valid), strict=True):
+        out[labels[y, x], i] += (1.0, float(x), float(y))
+    return out
+
+
+def naive_change_map(before, after, level):
+    """The display features' first definition: ``abs(after - before)`` in float32, averaged over channels."""
+    step = np.abs(after.astype(np.float32) - before.astype(np.float32)).mean(axis=2)
+    return step > level
+
+
+def tiled_from_pixels(video, visible=None, *, tile, theta=100.0, start=0.2, growth=1.5, keep_levels, colour_weight=0.1):
+    """The tiled hierarchy as first written: every level's region statistics summed again from the pixels.
+
+    Reference for :func:`kernels.segmentation.tiled_hierarchical_segmentation`,
+    which carries the statistics from level to level instead.  Level ``l``:
+    each tile merges (closest first, below the level's threshold) the regions it
+    holds, with their statistics over the whole frame, along its own edges; the
+    merges of all tiles are united; the whole frame then merges below the
+    threshold (:func:`kernels.segmentation.merge_below`, statistics from pixels).
+    """
+    from kernels import segmentation as s
+
+    video = np.asarray(video)
+    n_frames, height, width = video.shape[:3]
+    has_visible = visible is not None
+    vis = np.asarray(visible, bool) if has_visible else np.ones((1, 1, 1), bool)
+    codes = s.lab_bin_codes(video)
+    max_levels, can_stop, kept = s._level_plan(start, growth, colour_weight, tuple(keep_levels))
+    corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
+    levels, thresholds, labels, threshold = [], [], None, start
+    while True:
+        if labels is None:
+            tiled = np.empty((height, width), np.int64)
+            for y, x in corners:
+                window = (slice(None), slice(y, y + tile), slice(x, x + tile))
+                merged = s.merge_below(
+                    video[window], vis[window] if has_visible else None, None, threshold,
+                    theta=theta, colour_weight=colour_weight,
+                )
+                h, w = merged.shape
+                tiled[y : y + h, x : x + w] = merged.astype(np.int64) + (y * width + x) * tile * tile
+        else:
+            slot = labels.astype(np.int64)
+            n_regions = int(slot.max()) + 1
+            statistics = s._region_statistics(video, vis, has_visible, codes, slot.ravel(), n_regions)
+            groups = np.arange(n_regions)
+            for y, x in corners:
+                present, local = np.unique(slot[y : y + tile, x : x + tile], return_inverse=True)
+                local = local.ravel().astype(np.int64)
+                roots, _, _ = s._segment(
+                    video[:, y : y + tile, x : x + tile], None, has_visible, None, local, theta**2, threshold,
+                    2.0, colour_weight, 1, np.zeros(2, bool), tuple(a[present].copy() for a in statistics),
+                )
+                first = np.array([np.flatnonzero(local == j)[0] for j in range(present.size)])
+                group = local[roots[0]][first]
+                for j in range(present.size):  # union the regions of one group
+                    for i in range(j):
+                        if group[i] == group[j]:
+                            ra, rb = s._find(groups, present[i]), s._find(groups, present[j])
+                            groups[max(ra, rb)] = min(ra, rb)
+                            break
+            tiled = np.array([s._find(groups, i) for i in range(n_regions)])[slot]
+        labels = s.merge_below(
+            video, visible, tiled, threshold, theta=theta, colour_weight=colour_weight, lab_codes=codes
+        )
+        levels.append(labels)
+        thresholds.append(threshold)
+        if int(labels.max()) == 0 or len(levels) == max_levels:
+            n_levels = len(levels)
+            break
+        if can_stop[len(levels)]:
+            n_levels = len(levels) + 1
+            break
+        threshold *= growth
+    chosen = kept(n_levels)
+    return np.array([levels[k - 1] for k in chosen]), np.array([thresholds[k - 1] for k in chosen])

@@ -5,8 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.segment_statistics import pixel_statistics, segment_frame_sums, segment_row_extents
-from tests.kernels.naive_segmentation import naive_pixel_statistics, naive_segment_frame_sums
+from kernels.segment_statistics import (
+    change_map,
+    level_change_sums,
+    level_frame_sums,
+    pixel_statistics,
+    segment_frame_sums,
+    segment_row_extents,
+)
+from tests.kernels.naive_segmentation import (
+    naive_change_map,
+    naive_level_change_sums,
+    naive_pixel_statistics,
+    naive_segment_frame_sums,
+)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -29,6 +41,14 @@ def test_pixel_statistics_match_naive(seed):
         video[2:], visible[2:], lab[2:], video[1], visible[1]
     )
     np.testing.assert_allclose(parts, whole)
+    # accumulated in place: bit for bit the sum of the separate blocks' arrays
+    first = pixel_statistics(video[:2], visible[:2], lab[:2])
+    second = pixel_statistics(video[2:], visible[2:], lab[2:], video[1], visible[1])
+    total = pixel_statistics(video[:2], visible[:2], lab[:2])
+    assert pixel_statistics(video[2:], visible[2:], lab[2:], video[1], visible[1], out=total) is total
+    np.testing.assert_array_equal(total, first + second)
+    with pytest.raises(ValueError, match="out must be"):
+        pixel_statistics(video, visible, lab, out=np.zeros((3, 17)))
 
 
 def test_segment_frame_sums_and_row_extents_match_naive():
@@ -49,3 +69,43 @@ def test_segment_frame_sums_and_row_extents_match_naive():
         segment_row_extents(labels, 3)
     with pytest.raises(ValueError, match="lab must have shape"):
         pixel_statistics(video, visible, np.zeros((1, 5, 6, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_level_sums_match_the_per_level_naive_sums(dtype):
+    rng = np.random.default_rng(7)
+    values = (rng.random((6, 5, 7, 3)) * 255).astype(dtype)
+    valid = rng.random((6, 5, 7)) > 0.25
+    segments = np.stack([rng.integers(0, 9, (5, 7)), rng.integers(0, 3, (5, 7)), np.zeros((5, 7), int)])
+    segments[1, 0, 0] = 4  # a label above all others: level 1 has 5 rows, label 3 without pixels
+    segments[1][segments[1] == 3] = 2
+    got = level_frame_sums(values, valid, segments)
+    changed = rng.random((6, 5, 7)) > 0.5
+    moved = level_change_sums(changed, valid, segments)
+    assert len(got) == len(moved) == 3
+    for level, labels in enumerate(segments):
+        n = int(labels.max()) + 1
+        sums, counts = segment_frame_sums(values, valid, labels, n)
+        np.testing.assert_array_equal(got[level][0], sums)  # same summation order: same bits
+        np.testing.assert_array_equal(got[level][1], counts)
+        naive_sums, naive_counts = naive_segment_frame_sums(values, valid, labels, n)
+        np.testing.assert_allclose(got[level][0], naive_sums)
+        np.testing.assert_array_equal(got[level][1], naive_counts)
+        np.testing.assert_array_equal(moved[level], naive_level_change_sums(changed, valid, labels, n))
+    with pytest.raises(ValueError, match="segments must have shape"):
+        level_frame_sums(values, valid, segments[0])
+    with pytest.raises(ValueError, match="changed and valid"):
+        level_change_sums(changed.astype(np.uint8), valid, segments)
+
+
+def test_change_map_matches_numpy_mean_of_float32_differences():
+    rng = np.random.default_rng(8)
+    before = rng.integers(0, 256, (9, 11, 3)).astype(np.uint8)
+    after = np.clip(before.astype(int) + rng.integers(-60, 61, before.shape), 0, 255).astype(np.uint8)
+    after[0, :3] = before[0, :3] + np.array([25, 25, 25], np.uint8) * (before[0, :3] < 200)  # mean exactly 25
+    for level in (0.0, 10.0, 25.0, 40.0):
+        expected = naive_change_map(before, after, level)
+        np.testing.assert_array_equal(change_map(before, after, level), expected)
+        assert expected.any() and not expected.all() or level == 0.0
+    with pytest.raises(ValueError, match="one shape"):
+        change_map(before, after[:, :3], 25.0)

@@ -8,7 +8,13 @@ from scipy import ndimage
 
 from kernels import segmentation
 from kernels.segmentation import hierarchical_segmentation, lab_histogram_bins, srgb_to_lab
-from tests.kernels.naive_segmentation import naive_bins, naive_hierarchy, naive_lab, naive_region_distance
+from tests.kernels.naive_segmentation import (
+    naive_bins,
+    naive_hierarchy,
+    naive_lab,
+    naive_region_distance,
+    tiled_from_pixels,
+)
 
 
 def _all_levels(video, visible=None, **kwargs):
@@ -321,6 +327,24 @@ def test_tiled_levels_are_nested_connected_and_have_no_close_neighbours(tile):
     for finer, coarser in zip(segments[:-1], segments[1:], strict=True):
         for k in np.unique(finer):
             assert np.unique(coarser[finer == k]).size == 1
+
+
+@pytest.mark.parametrize(
+    ("seed", "tile", "dtype", "with_visible"),
+    [(0, 3, np.uint8, True), (1, 4, np.uint8, False), (2, 5, np.uint8, True), (3, 4, np.float64, True)],
+)
+def test_tiled_hierarchy_carrying_statistics_equals_the_one_from_pixels(seed, tile, dtype, with_visible):
+    rng = np.random.default_rng(90 + seed)
+    video = _patterned_video(rng, 12, 11, 13, n_patterns=4, noise=40).astype(dtype)
+    visible = rng.random(video.shape[:3]) > 0.1 if with_visible else None
+    keep = (0.2, 0.4, 0.6, 0.8, 1.0)
+    expected, expected_thresholds = tiled_from_pixels(video, visible, tile=tile, theta=60.0, keep_levels=keep)
+    got, thresholds = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=tile, theta=60.0, keep_levels=keep
+    )
+    assert len({int(level.max()) for level in expected}) >= 3  # the levels really merge, at several steps
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(thresholds, expected_thresholds)
 
 
 def test_initial_labels_and_tiles_are_validated():
