@@ -218,41 +218,14 @@ def _slide_length(xt, re, im, cos_k, sin_k, length, tau, eps, score, start, stop
             lo[s] = 0.0
             hi[s] = 0.0
         if i == 0:
-            for k in range(half):
-                for s in range(n_sig):
-                    m = re[k, s] * re[k, s] + im[k, s] * im[k, s]
-                    if k < tau:
-                        lo[s] = m if m > lo[s] else lo[s]
-                    else:
-                        hi[s] = m if m > hi[s] else hi[s]
+            _fold_band(re, im, 0, tau, lo)
+            _fold_band(re, im, tau, half, hi)
         else:
             # X_k(i) = e^{+j 2 pi k / L} (X_k(i-1) - x[i-1] + x[i-1+L]), its |.|^2 folded into the band maximum
             for s in range(n_sig):
                 d[s] = xt[i + length - 1, s] - xt[i - 1, s]
-            for k in range(tau):
-                c = cos_k[k]
-                sn = sin_k[k]
-                for s in range(n_sig):
-                    r = re[k, s] + d[s]
-                    q = im[k, s]
-                    a = r * c - q * sn
-                    b = r * sn + q * c
-                    re[k, s] = a
-                    im[k, s] = b
-                    m = a * a + b * b
-                    lo[s] = m if m > lo[s] else lo[s]
-            for k in range(tau, half):
-                c = cos_k[k]
-                sn = sin_k[k]
-                for s in range(n_sig):
-                    r = re[k, s] + d[s]
-                    q = im[k, s]
-                    a = r * c - q * sn
-                    b = r * sn + q * c
-                    re[k, s] = a
-                    im[k, s] = b
-                    m = a * a + b * b
-                    hi[s] = m if m > hi[s] else hi[s]
+            _slide_band(re, im, cos_k, sin_k, d, 0, tau, lo)
+            _slide_band(re, im, cos_k, sin_k, d, tau, half, hi)
         for s in range(n_sig):
             h = math.sqrt(hi[s])
             sc = h / (math.sqrt(lo[s]) + eps)
@@ -262,3 +235,30 @@ def _slide_length(xt, re, im, cos_k, sin_k, length, tau, eps, score, start, stop
                 stop[s] = i + length
                 peak[s] = 2.0 * h / length
     return 0
+
+
+@jit
+def _fold_band(re, im, k0, k1, acc):
+    """``acc[s] = max(acc[s], max_{k0 <= k < k1} |X_k[s]|^2)``."""
+    for k in range(k0, k1):
+        for s in range(re.shape[1]):
+            m = re[k, s] * re[k, s] + im[k, s] * im[k, s]
+            acc[s] = m if m > acc[s] else acc[s]
+
+
+@jit
+def _slide_band(re, im, cos_k, sin_k, d, k0, k1, acc):
+    """One slide step of frequencies ``k0 <= k < k1`` (``d`` = entering minus leaving sample), each new
+    ``|X_k|^2`` folded into ``acc`` (the band's maximum)."""
+    for k in range(k0, k1):
+        c = cos_k[k]
+        sn = sin_k[k]
+        for s in range(re.shape[1]):
+            r = re[k, s] + d[s]
+            q = im[k, s]
+            a = r * c - q * sn
+            b = r * sn + q * c
+            re[k, s] = a
+            im[k, s] = b
+            m = a * a + b * b
+            acc[s] = m if m > acc[s] else acc[s]

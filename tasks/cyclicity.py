@@ -9,7 +9,10 @@ The kernel runs on the luminance of each spatial tile with all window frames
 (the window is stored chunked that way), one Dask task per tile.  A pixel's
 invisible samples (moving camera: occluded or out of view) are replaced by the
 median of its visible ones before the DFT, and a pixel visible in fewer than
-half the frames scores 0.
+half the frames scores 0.  Only the pixels that can enter the mask go through
+the interval search (:func:`searched_pixels`: bright enough, and a swing over
+the window of at least ``min_amplitude``); the others store score, interval
+and amplitude 0 (``search_all_pixels`` searches them too; the mask is the same).
 
 The cleaned mask then grows (:func:`grow_correlated`): every region takes in
 the connected neighbouring pixels, up to ``grow_max_px`` away, whose luminance
@@ -84,7 +87,9 @@ def cyclicity_block(warped: np.ndarray, visible: np.ndarray, params: CyclicityPa
     -------
     ndarray, (h, w, 5) float32
         score, interval start, interval stop, amplitude and the
-        ``intensity_percentile`` of the luminance, per pixel.
+        ``intensity_percentile`` of the luminance, per pixel.  Unless
+        ``params.search_all_pixels``, the first four are 0 for the pixels that
+        :func:`searched_pixels` leaves out (they cannot enter the cyclic mask).
     """
     t, h, w = visible.shape
     lum = luminance(warped).reshape(t, h * w).T.copy()  # (pixels, T)
@@ -96,19 +101,51 @@ def cyclicity_block(warped: np.ndarray, visible: np.ndarray, params: CyclicityPa
         with np.errstate(all="ignore"):
             fill = np.nanmedian(masked, axis=1)
         lum = np.where(vis, lum, np.nan_to_num(fill)[:, None])
-    if enough.any():
-        sig = lum[enough]
+    out[:, 4] = np.percentile(lum, params.intensity_percentile, axis=1)
+    search = enough if params.search_all_pixels else enough & searched_pixels(lum, out[:, 4], params)
+    if search.any():
         score, interval, amplitude = dft_cyclicity(
-            sig,
+            lum[search],
             tau=params.tau,
             min_length=min_interval_length(t, params.min_interval_fraction),
             eps=params.eps,
         )
-        out[enough, 0] = score
-        out[enough, 1:3] = interval
-        out[enough, 3] = amplitude
-    out[:, 4] = np.percentile(lum, params.intensity_percentile, axis=1)
+        out[search, 0] = score
+        out[search, 1:3] = interval
+        out[search, 3] = amplitude
     return out.reshape(h, w, len(_FIELDS))
+
+
+def searched_pixels(lum: np.ndarray, intensity: np.ndarray, params: CyclicityParams) -> np.ndarray:
+    """The pixels that can enter the cyclic mask, so that only they go through the interval search.
+
+    A pixel enters :func:`cyclic_mask`'s candidates only when its ``intensity`` (the
+    ``intensity_percentile`` of ``lum``, as stored) exceeds ``intensity_threshold`` and its
+    amplitude is at least ``min_amplitude``.  The amplitude is ``2 |X_k| / L`` on an interval of
+    length ``L``, and ``|X_k| = |sum_t (x_t - c) e^{-2 pi j k t / L}| <= L max_t |x_t - c|`` for any
+    ``c`` (``0 < k < L``); with ``c`` the interval's mid-range the amplitude is at most the
+    interval's peak-to-peak range, hence at most the window's.  A pixel whose range falls short of
+    ``min_amplitude`` (by more than a relative 1e-6, far above the kernel's float64 rounding and
+    the float32 rounding of the stored amplitude) cannot pass.  Skipping both kinds leaves the mask
+    exactly as a search of every pixel makes it.
+
+    Parameters
+    ----------
+    lum : ndarray, (P, T) float32
+        Luminance of each pixel over the window (invisible samples filled).
+    intensity : ndarray, (P,) float32
+        The pixels' ``intensity_percentile`` of ``lum``.
+    params : CyclicityParams
+
+    Returns
+    -------
+    ndarray, (P,) bool
+    """
+    bright = intensity > params.intensity_threshold
+    if params.min_amplitude <= 0:
+        return bright
+    swing = lum.max(axis=1).astype(np.float64) - lum.min(axis=1)
+    return bright & (swing >= params.min_amplitude * (1.0 - 1e-6))
 
 
 def build_cyclicity(ds: xr.Dataset, params: CyclicityParams) -> da.Array:
