@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 from prefect import task
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 from kernels.cyclicity import dft_cyclicity, min_interval_length
 from schemas import names as N
@@ -149,7 +150,10 @@ def searched_pixels(lum: np.ndarray, intensity: np.ndarray, params: CyclicityPar
 
 
 def build_cyclicity(ds: xr.Dataset, params: CyclicityParams) -> da.Array:
-    """Lazy (y, x, 5) float32 dask array of :func:`cyclicity_block` over the window's tiles."""
+    """Lazy (y, x, 5) float32 dask array of :func:`cyclicity_block` over the window's tiles.
+
+    Its tasks limit BLAS to one thread in the process that runs them (and leave it so).
+    """
     warped = ds[N.WARPED].data
     visible = ds[N.VISIBLE].data
     if warped.chunks[0] != (warped.shape[0],):
@@ -157,6 +161,10 @@ def build_cyclicity(ds: xr.Dataset, params: CyclicityParams) -> da.Array:
     visible = visible.rechunk((-1, warped.chunks[1], warped.chunks[2]))
 
     def block(w, v):
+        # The kernel's DFT products run on BLAS; Dask's threads or processes are the parallelism, so BLAS gets
+        # one thread (process-wide and not restored here: concurrent tiles would lift it under each other;
+        # find_cyclic_regions restores the caller's limit after its compute)
+        threadpool_limits(limits=1, user_api="blas")
         return cyclicity_block(w, v[..., 0], params)[None]
 
     out = da.map_blocks(
@@ -306,7 +314,7 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
     t0 = time.perf_counter()
     ds = open_store(store)
     require(ds, store, [N.WARPED, N.VISIBLE])
-    with cluster_compute():
+    with cluster_compute(), threadpool_limits(limits=1, user_api="blas"):
         fields = build_cyclicity(ds, params).compute()
     candidate, cleaned = cyclic_mask(fields, params)
     with cluster_compute():
