@@ -314,12 +314,14 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
     t0 = time.perf_counter()
     ds = open_store(store)
     require(ds, store, [N.WARPED, N.VISIBLE])
-    with cluster_compute(), threadpool_limits(limits=1, user_api="blas"):
-        fields = build_cyclicity(ds, params).compute()
-    candidate, cleaned = cyclic_mask(fields, params)
-    with cluster_compute():
-        grown = grow_mask(ds, cleaned, params)
-        mask, veto = veto_mask(ds, grown, params)
+    # BLAS on one thread for the whole stage (Dask's threads are the parallelism); the caller's limit comes back after
+    with threadpool_limits(limits=1, user_api="blas"):
+        with cluster_compute():
+            fields = build_cyclicity(ds, params).compute()
+        candidate, cleaned = cyclic_mask(fields, params)
+        with cluster_compute():
+            grown = grow_mask(ds, cleaned, params)
+            mask, veto = veto_mask(ds, grown, params)
     dims = (N.Y, N.X)
     chunks = {N.Y: ds[N.WARPED].chunks[1][0], N.X: ds[N.WARPED].chunks[2][0]}
     out = xr.Dataset(
