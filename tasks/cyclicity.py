@@ -36,6 +36,7 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.delayed import Delayed
 from prefect import task
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
@@ -261,45 +262,67 @@ def region_crops(ds: xr.Dataset, labels: np.ndarray, n: int, pad: int) -> list[t
     float32, where invisible samples are the pixel's mean visible luminance; the crop's
     visibility (None when the store has none); and the region's pixels in the crop.
     """
+    lazy = lazy_region_crops(ds, labels, n, pad)
+    crops = dask.compute(*[crop for _, _, crop in lazy])
+    return [(ys, xs, crop) for (ys, xs, _), crop in zip(lazy, crops, strict=True)]
+
+
+def lazy_region_crops(ds: xr.Dataset, labels: np.ndarray, n: int, pad: int) -> list[tuple[slice, slice, Delayed]]:
+    """:func:`region_crops` as one delayed :class:`RegionCrop` per region (nothing read yet)."""
     height, width = labels.shape
-    boxes = []
-    for ys, xs in ndimage.find_objects(labels, max_label=n):
+    out = []
+    for r, (ys, xs) in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
         ys = slice(max(ys.start - pad, 0), min(ys.stop + pad, height))
         xs = slice(max(xs.start - pad, 0), min(xs.stop + pad, width))
         vis = ds[N.VISIBLE].data[:, ys, xs] if N.VISIBLE in ds else None
-        boxes.append((ys, xs, ds[N.WARPED].data[:, ys, xs, :], vis))
-    data = dask.compute(*[(w, v) for _, _, w, v in boxes])
-    out = []
-    for r, ((ys, xs, _, _), (video, vis)) in enumerate(zip(boxes, data, strict=True), start=1):
-        lum = luminance(video)
-        if vis is not None and not vis.all():
-            counts = np.maximum(vis.sum(axis=0), 1)
-            fill = np.where(vis, lum, 0).sum(axis=0) / counts
-            lum = np.where(vis, lum, fill[None])
-        out.append((ys, xs, RegionCrop(lum, vis, labels[ys, xs] == r)))
+        crop = dask.delayed(_region_crop, pure=True)(ds[N.WARPED].data[:, ys, xs, :], vis, labels[ys, xs] == r)
+        out.append((ys, xs, crop))
     return out
+
+
+def _region_crop(video: np.ndarray, vis: np.ndarray | None, region: np.ndarray) -> RegionCrop:
+    lum = luminance(video)
+    if vis is not None and not vis.all():
+        counts = np.maximum(vis.sum(axis=0), 1)
+        fill = np.where(vis, lum, 0).sum(axis=0) / counts
+        lum = np.where(vis, lum, fill[None])
+    return RegionCrop(lum, vis, region)
+
+
+def _grow_crop(crop: RegionCrop, threshold: float, max_px: int) -> np.ndarray:
+    return grow_correlated(crop.lum, crop.region, threshold, max_px)[0]
+
+
+def _veto_crop(crop: RegionCrop, threshold: float | None) -> Veto:
+    return veto_moving_regions([crop], threshold)
 
 
 def grow_mask(ds: xr.Dataset, mask: np.ndarray, params: CyclicityParams) -> np.ndarray:
     """:func:`grow_correlated` applied to every connected region of ``mask`` (on crops of ``warped``;
-    invisible samples count as the pixel's mean visible luminance)."""
+    invisible samples count as the pixel's mean visible luminance).  Regions grow in parallel, one Dask
+    task each (reading its crop first); each grows on its own crop, so the order does not matter."""
     if params.grow_max_px == 0 or not mask.any():
         return mask
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    crops = lazy_region_crops(ds, labels, n, params.grow_max_px)
+    grown = dask.compute(
+        *[dask.delayed(_grow_crop)(crop, params.grow_correlation, params.grow_max_px) for _, _, crop in crops]
+    )
     out = mask.copy()
-    for ys, xs, crop in region_crops(ds, labels, n, params.grow_max_px):
-        grown, _ = grow_correlated(crop.lum, crop.region, params.grow_correlation, params.grow_max_px)
-        out[ys, xs] |= grown
+    for (ys, xs, _), region in zip(crops, grown, strict=True):
+        out[ys, xs] |= region
     return out
 
 
 def veto_mask(ds: xr.Dataset, mask: np.ndarray, params: CyclicityParams) -> tuple[np.ndarray, Veto]:
-    """``mask`` without its regions that move rather than blink (:mod:`tasks.cyclic_veto`)."""
+    """``mask`` without its regions that move rather than blink (:mod:`tasks.cyclic_veto`); the regions'
+    flows run in parallel, one Dask task each."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if params.motion_veto is None or n == 0:
         return mask, Veto(np.zeros(n, bool), np.zeros(n))
-    crops = region_crops(ds, labels, n, CROP_PAD)
-    veto = veto_moving_regions([c for _, _, c in crops], params.motion_veto)
+    crops = lazy_region_crops(ds, labels, n, CROP_PAD)
+    each = dask.compute(*[dask.delayed(_veto_crop)(crop, params.motion_veto) for _, _, crop in crops])
+    veto = Veto(np.concatenate([v.vetoed for v in each]), np.concatenate([v.explained for v in each]))
     keep = np.concatenate([[False], ~veto.vetoed])
     return mask & keep[labels], veto
 
