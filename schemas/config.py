@@ -225,6 +225,12 @@ class CyclicityParams(_Model):
         "compression noise, whose spectrum is flat but weak, out of the mask.",
     )
     eps: float = Field(1e-3, gt=0, description="Added to the slow-band magnitude before dividing.")
+    search_all_pixels: bool = Field(
+        False,
+        description="Run the interval search on every pixel.  By default the pixels that cannot enter the mask "
+        "(intensity percentile at most intensity_threshold, or peak-to-peak luminance over the window below "
+        "min_amplitude) are skipped and store score, interval and amplitude 0; the mask is the same either way.",
+    )
     opening_radius: int = Field(
         1, ge=0, description="Radius of the morphological opening that removes specks (pixels)."
     )

@@ -9,7 +9,10 @@ The kernel runs on the luminance of each spatial tile with all window frames
 (the window is stored chunked that way), one Dask task per tile.  A pixel's
 invisible samples (moving camera: occluded or out of view) are replaced by the
 median of its visible ones before the DFT, and a pixel visible in fewer than
-half the frames scores 0.
+half the frames scores 0.  Only the pixels that can enter the mask go through
+the interval search (:func:`searched_pixels`: bright enough, and a swing over
+the window of at least ``min_amplitude``); the others store score, interval
+and amplitude 0 (``search_all_pixels`` searches them too; the mask is the same).
 
 The cleaned mask then grows (:func:`grow_correlated`): every region takes in
 the connected neighbouring pixels, up to ``grow_max_px`` away, whose luminance
@@ -33,8 +36,10 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.delayed import Delayed
 from prefect import task
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 from kernels.cyclicity import dft_cyclicity, min_interval_length
 from schemas import names as N
@@ -84,7 +89,9 @@ def cyclicity_block(warped: np.ndarray, visible: np.ndarray, params: CyclicityPa
     -------
     ndarray, (h, w, 5) float32
         score, interval start, interval stop, amplitude and the
-        ``intensity_percentile`` of the luminance, per pixel.
+        ``intensity_percentile`` of the luminance, per pixel.  Unless
+        ``params.search_all_pixels``, the first four are 0 for the pixels that
+        :func:`searched_pixels` leaves out (they cannot enter the cyclic mask).
     """
     t, h, w = visible.shape
     lum = luminance(warped).reshape(t, h * w).T.copy()  # (pixels, T)
@@ -96,23 +103,58 @@ def cyclicity_block(warped: np.ndarray, visible: np.ndarray, params: CyclicityPa
         with np.errstate(all="ignore"):
             fill = np.nanmedian(masked, axis=1)
         lum = np.where(vis, lum, np.nan_to_num(fill)[:, None])
-    if enough.any():
-        sig = lum[enough]
+    out[:, 4] = np.percentile(lum, params.intensity_percentile, axis=1)
+    search = enough if params.search_all_pixels else enough & searched_pixels(lum, out[:, 4], params)
+    if search.any():
         score, interval, amplitude = dft_cyclicity(
-            sig,
+            lum[search],
             tau=params.tau,
             min_length=min_interval_length(t, params.min_interval_fraction),
             eps=params.eps,
         )
-        out[enough, 0] = score
-        out[enough, 1:3] = interval
-        out[enough, 3] = amplitude
-    out[:, 4] = np.percentile(lum, params.intensity_percentile, axis=1)
+        out[search, 0] = score
+        out[search, 1:3] = interval
+        out[search, 3] = amplitude
     return out.reshape(h, w, len(_FIELDS))
 
 
+def searched_pixels(lum: np.ndarray, intensity: np.ndarray, params: CyclicityParams) -> np.ndarray:
+    """The pixels that can enter the cyclic mask, so that only they go through the interval search.
+
+    A pixel enters :func:`cyclic_mask`'s candidates only when its ``intensity`` (the
+    ``intensity_percentile`` of ``lum``, as stored) exceeds ``intensity_threshold`` and its
+    amplitude is at least ``min_amplitude``.  The amplitude is ``2 |X_k| / L`` on an interval of
+    length ``L``, and ``|X_k| = |sum_t (x_t - c) e^{-2 pi j k t / L}| <= L max_t |x_t - c|`` for any
+    ``c`` (``0 < k < L``); with ``c`` the interval's mid-range the amplitude is at most the
+    interval's peak-to-peak range, hence at most the window's.  A pixel whose range falls short of
+    ``min_amplitude`` (by more than a relative 1e-6, far above the kernel's float64 rounding and
+    the float32 rounding of the stored amplitude) cannot pass.  Skipping both kinds leaves the mask
+    exactly as a search of every pixel makes it.
+
+    Parameters
+    ----------
+    lum : ndarray, (P, T) float32
+        Luminance of each pixel over the window (invisible samples filled).
+    intensity : ndarray, (P,) float32
+        The pixels' ``intensity_percentile`` of ``lum``.
+    params : CyclicityParams
+
+    Returns
+    -------
+    ndarray, (P,) bool
+    """
+    bright = intensity > params.intensity_threshold
+    if params.min_amplitude <= 0:
+        return bright
+    swing = lum.max(axis=1).astype(np.float64) - lum.min(axis=1)
+    return bright & (swing >= params.min_amplitude * (1.0 - 1e-6))
+
+
 def build_cyclicity(ds: xr.Dataset, params: CyclicityParams) -> da.Array:
-    """Lazy (y, x, 5) float32 dask array of :func:`cyclicity_block` over the window's tiles."""
+    """Lazy (y, x, 5) float32 dask array of :func:`cyclicity_block` over the window's tiles.
+
+    Its tasks limit BLAS to one thread in the process that runs them (and leave it so).
+    """
     warped = ds[N.WARPED].data
     visible = ds[N.VISIBLE].data
     if warped.chunks[0] != (warped.shape[0],):
@@ -120,6 +162,10 @@ def build_cyclicity(ds: xr.Dataset, params: CyclicityParams) -> da.Array:
     visible = visible.rechunk((-1, warped.chunks[1], warped.chunks[2]))
 
     def block(w, v):
+        # The kernel's DFT products run on BLAS; Dask's threads or processes are the parallelism, so BLAS gets
+        # one thread (process-wide and not restored here: concurrent tiles would lift it under each other;
+        # find_cyclic_regions restores the caller's limit after its compute)
+        threadpool_limits(limits=1, user_api="blas")
         return cyclicity_block(w, v[..., 0], params)[None]
 
     out = da.map_blocks(
@@ -216,45 +262,67 @@ def region_crops(ds: xr.Dataset, labels: np.ndarray, n: int, pad: int) -> list[t
     float32, where invisible samples are the pixel's mean visible luminance; the crop's
     visibility (None when the store has none); and the region's pixels in the crop.
     """
+    lazy = lazy_region_crops(ds, labels, n, pad)
+    crops = dask.compute(*[crop for _, _, crop in lazy])
+    return [(ys, xs, crop) for (ys, xs, _), crop in zip(lazy, crops, strict=True)]
+
+
+def lazy_region_crops(ds: xr.Dataset, labels: np.ndarray, n: int, pad: int) -> list[tuple[slice, slice, Delayed]]:
+    """:func:`region_crops` as one delayed :class:`RegionCrop` per region (nothing read yet)."""
     height, width = labels.shape
-    boxes = []
-    for ys, xs in ndimage.find_objects(labels, max_label=n):
+    out = []
+    for r, (ys, xs) in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
         ys = slice(max(ys.start - pad, 0), min(ys.stop + pad, height))
         xs = slice(max(xs.start - pad, 0), min(xs.stop + pad, width))
         vis = ds[N.VISIBLE].data[:, ys, xs] if N.VISIBLE in ds else None
-        boxes.append((ys, xs, ds[N.WARPED].data[:, ys, xs, :], vis))
-    data = dask.compute(*[(w, v) for _, _, w, v in boxes])
-    out = []
-    for r, ((ys, xs, _, _), (video, vis)) in enumerate(zip(boxes, data, strict=True), start=1):
-        lum = luminance(video)
-        if vis is not None and not vis.all():
-            counts = np.maximum(vis.sum(axis=0), 1)
-            fill = np.where(vis, lum, 0).sum(axis=0) / counts
-            lum = np.where(vis, lum, fill[None])
-        out.append((ys, xs, RegionCrop(lum, vis, labels[ys, xs] == r)))
+        crop = dask.delayed(_region_crop, pure=True)(ds[N.WARPED].data[:, ys, xs, :], vis, labels[ys, xs] == r)
+        out.append((ys, xs, crop))
     return out
+
+
+def _region_crop(video: np.ndarray, vis: np.ndarray | None, region: np.ndarray) -> RegionCrop:
+    lum = luminance(video)
+    if vis is not None and not vis.all():
+        counts = np.maximum(vis.sum(axis=0), 1)
+        fill = np.where(vis, lum, 0).sum(axis=0) / counts
+        lum = np.where(vis, lum, fill[None])
+    return RegionCrop(lum, vis, region)
+
+
+def _grow_crop(crop: RegionCrop, threshold: float, max_px: int) -> np.ndarray:
+    return grow_correlated(crop.lum, crop.region, threshold, max_px)[0]
+
+
+def _veto_crop(crop: RegionCrop, threshold: float | None) -> Veto:
+    return veto_moving_regions([crop], threshold)
 
 
 def grow_mask(ds: xr.Dataset, mask: np.ndarray, params: CyclicityParams) -> np.ndarray:
     """:func:`grow_correlated` applied to every connected region of ``mask`` (on crops of ``warped``;
-    invisible samples count as the pixel's mean visible luminance)."""
+    invisible samples count as the pixel's mean visible luminance).  Regions grow in parallel, one Dask
+    task each (reading its crop first); each grows on its own crop, so the order does not matter."""
     if params.grow_max_px == 0 or not mask.any():
         return mask
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    crops = lazy_region_crops(ds, labels, n, params.grow_max_px)
+    grown = dask.compute(
+        *[dask.delayed(_grow_crop)(crop, params.grow_correlation, params.grow_max_px) for _, _, crop in crops]
+    )
     out = mask.copy()
-    for ys, xs, crop in region_crops(ds, labels, n, params.grow_max_px):
-        grown, _ = grow_correlated(crop.lum, crop.region, params.grow_correlation, params.grow_max_px)
-        out[ys, xs] |= grown
+    for (ys, xs, _), region in zip(crops, grown, strict=True):
+        out[ys, xs] |= region
     return out
 
 
 def veto_mask(ds: xr.Dataset, mask: np.ndarray, params: CyclicityParams) -> tuple[np.ndarray, Veto]:
-    """``mask`` without its regions that move rather than blink (:mod:`tasks.cyclic_veto`)."""
+    """``mask`` without its regions that move rather than blink (:mod:`tasks.cyclic_veto`); the regions'
+    flows run in parallel, one Dask task each."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if params.motion_veto is None or n == 0:
         return mask, Veto(np.zeros(n, bool), np.zeros(n))
-    crops = region_crops(ds, labels, n, CROP_PAD)
-    veto = veto_moving_regions([c for _, _, c in crops], params.motion_veto)
+    crops = lazy_region_crops(ds, labels, n, CROP_PAD)
+    each = dask.compute(*[dask.delayed(_veto_crop)(crop, params.motion_veto) for _, _, crop in crops])
+    veto = Veto(np.concatenate([v.vetoed for v in each]), np.concatenate([v.explained for v in each]))
     keep = np.concatenate([[False], ~veto.vetoed])
     return mask & keep[labels], veto
 
@@ -269,12 +337,14 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
     t0 = time.perf_counter()
     ds = open_store(store)
     require(ds, store, [N.WARPED, N.VISIBLE])
-    with cluster_compute():
-        fields = build_cyclicity(ds, params).compute()
-    candidate, cleaned = cyclic_mask(fields, params)
-    with cluster_compute():
-        grown = grow_mask(ds, cleaned, params)
-        mask, veto = veto_mask(ds, grown, params)
+    # BLAS on one thread for the whole stage (Dask's threads are the parallelism); the caller's limit comes back after
+    with threadpool_limits(limits=1, user_api="blas"):
+        with cluster_compute():
+            fields = build_cyclicity(ds, params).compute()
+        candidate, cleaned = cyclic_mask(fields, params)
+        with cluster_compute():
+            grown = grow_mask(ds, cleaned, params)
+            mask, veto = veto_mask(ds, grown, params)
     dims = (N.Y, N.X)
     chunks = {N.Y: ds[N.WARPED].chunks[1][0], N.X: ds[N.WARPED].chunks[2][0]}
     out = xr.Dataset(

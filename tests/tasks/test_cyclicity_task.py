@@ -146,3 +146,36 @@ def test_growth_is_part_of_the_stage(tmp_path):
     grown = grow_mask(ds, lamp | other, params)
     assert grown[(d > 5) & (d <= 9)].all() and (grown & ~(lamp | other)).sum() > 0
     assert np.array_equal(grow_mask(ds, lamp | other, CyclicityParams(grow_max_px=0)), lamp | other)
+
+
+def _edge_video(seed, t=40, h=12, w=14):
+    """Random tiles plus pixels on the edges of the search's skip rules: grey alternations whose
+    swing is just at, above and below ``min_amplitude``, bright and dim, and blinking patches."""
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 256, size=(t, h, w, 3), dtype=np.uint8)
+    tt = np.arange(t)
+    for x, (base, swing) in enumerate([(200, 6), (200, 5), (200, 7), (120, 6), (127, 8), (120, 8), (60, 100)]):
+        video[:, 0, x] = (base + swing * (tt % 2))[:, None]
+        video[:, 1, x] = (base + swing * (tt % 3 == 0))[:, None]
+    video[:, 4:9, 2:8] = (128 + 100 * np.cos(2 * np.pi * tt / 5)).astype(np.uint8)[:, None, None, None]
+    video[:, 9:, 9:] = (90 + 30 * np.cos(2 * np.pi * tt / 7)).astype(np.uint8)[:, None, None, None]
+    visible = rng.random((t, h, w)) > 0.05
+    return video, visible
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "rules",
+    [{}, {"min_amplitude": 0.0}, {"min_amplitude": 6.0, "intensity_threshold": 50.0}, {"min_amplitude": 40.0}],
+)
+def test_skipping_pixels_that_cannot_pass_keeps_every_candidate(seed, rules):
+    video, visible = _edge_video(seed)
+    params = CyclicityParams(**rules)
+    every = cyclicity_block(video, visible, params.model_copy(update={"search_all_pixels": True}))
+    some = cyclicity_block(video, visible, params)
+    np.testing.assert_array_equal(cyclic_mask(some, params)[0], cyclic_mask(every, params)[0])
+    assert cyclic_mask(every, params)[0].any()
+    searched = (some[..., :4] != 0).any(axis=-1)
+    assert searched.any() and not searched.all()
+    np.testing.assert_array_equal(some[searched], every[searched])
+    np.testing.assert_array_equal(some[..., 4], every[..., 4])
