@@ -20,7 +20,15 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import as_completed
 from prefect.states import Completed, Failed
 
-from flows.execution import dask_cluster, pickle_by_value_if_loaded_from_path, scheduler_address, tasks_on
+from flows.execution import (
+    corpus_cluster,
+    dask_cluster,
+    on_worker,
+    pickle_by_value_if_loaded_from_path,
+    scheduler_address,
+    tasks_on,
+    worker_addresses,
+)
 from flows.make_cinemagraph import make_cinemagraph
 from flows.make_endless_loop import make_still_item, still_item_plan
 from schemas import names as N
@@ -145,11 +153,17 @@ IN_PROGRESS = "in progress elsewhere"
 
 @task(name="make_item", task_run_name="item {plan.item_id}")
 def make_item(
-    plan: ItemPlan, out_root: str, base: PipelineConfig, overwrite: bool, lease_timeout: float = 300.0
+    plan: ItemPlan,
+    out_root: str,
+    base: PipelineConfig,
+    overwrite: bool,
+    lease_timeout: float = 300.0,
+    worker: str | None = None,
 ) -> ItemOutcome:
     """Make one item's cinemagraph as a subflow, holding the item's lease; every error becomes a recorded failure.
 
-    ``base.execution`` is where the subflow's stage tasks run (the corpus hands on its cluster).
+    ``base.execution`` is where the subflow's stage tasks run (the corpus hands on its cluster);
+    with ``worker`` (an address of the corpus cluster) they all run on that worker, tiles included.
     A lease left by a dead run is taken over (and that run marked Crashed if Prefect still shows
     it Running); the item's finished stages are kept and only the rest is computed.
     """
@@ -179,12 +193,13 @@ def make_item(
                 if _same_work(done, config):
                     return _from_result(plan, "done_before", done, time.perf_counter() - t0)
             subflow = make_cinemagraph.with_options(flow_run_name=f"{plan.item_id}")
-            result = subflow(
-                source=plan.source,
-                out_dir=str(folder),
-                config=config,
-                existing="overwrite" if overwrite else "resume",
-            )
+            with on_worker(worker):
+                result = subflow(
+                    source=plan.source,
+                    out_dir=str(folder),
+                    config=config,
+                    existing="overwrite" if overwrite else "resume",
+                )
             return _from_result(plan, "succeeded", result.model_dump(mode="json"), time.perf_counter() - t0)
     except ItemLocked as exc:
         return _outcome(plan, "skipped", reason=f"{IN_PROGRESS}: {exc}")
@@ -216,6 +231,33 @@ def _index_rows(outcomes: list[ItemOutcome]) -> list[dict[str, Any]]:
         }
         for o in outcomes
     ]
+
+
+def largest_first(plans: list[ItemPlan]) -> list[ItemPlan]:
+    """Items with the most frames first (ties keep manifest order): the batch does not end on one long
+    item while the other workers idle."""
+    return sorted(plans, key=lambda p: -max(0, p.end_frame - p.start_frame))
+
+
+class _WorkerChooser:
+    """Which worker the next item goes to: the one with the fewest items running (then the first)."""
+
+    def __init__(self, runner, enabled: bool) -> None:
+        self.runner, self.enabled, self.busy = runner, enabled, {}
+
+    def take(self) -> str | None:
+        if not self.enabled:
+            return None
+        workers = worker_addresses(self.runner)  # now: an adaptive cluster's workers come and go
+        if not workers:
+            return None
+        worker = min(workers, key=lambda w: self.busy.get(w, 0))
+        self.busy[worker] = self.busy.get(worker, 0) + 1
+        return worker
+
+    def give_back(self, worker: str | None) -> None:
+        if worker is not None:
+            self.busy[worker] -= 1
 
 
 def _plan_all(config: CorpusConfig, manifest: str, out: Path) -> tuple[list[ItemPlan], list[ItemOutcome]]:
@@ -273,14 +315,18 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
         total = max(len(plans), 1)
         log.info("corpus planned %d items (%d skipped while planning)", len(plans), len(outcomes))
         progress_id = create_progress_artifact(progress=0.0, description=f"items of {manifest}")
-        pending, running, finished = deque(plans), [], 0
+        pending, running, finished = deque(largest_first(plans)), {}, 0
+        chooser = _WorkerChooser(cluster, config.bind_items_to_workers)
         while pending or running:
             while pending and len(running) < config.max_in_flight:
-                running.append(
-                    make_item.submit(pending.popleft(), str(out), base, config.overwrite, config.lease_timeout)
-                )
-            fut = next(as_completed(running))
-            running.remove(fut)
+                worker = chooser.take()
+                with corpus_cluster(cluster):  # make_item's thread binds its subflow to `worker`
+                    fut = make_item.submit(
+                        pending.popleft(), str(out), base, config.overwrite, config.lease_timeout, worker
+                    )
+                running[fut] = worker
+            fut = next(as_completed(list(running)))
+            chooser.give_back(running.pop(fut))
             outcome = fut.result()
             outcomes.append(outcome)
             finished += 1
