@@ -1,12 +1,14 @@
 """Corpus-scale figures of process_corpus, measured side by side in one run.
 
-Run: python benchmarks/bench_corpus.py [--quick] [--skip-memory] [--rounds N] [--bind on|off|both]
+Run: python benchmarks/bench_corpus.py [--quick] [--skip-memory] [--rounds N] [--bind on|off|both] [--per-worker N]
 
 Prints:
   1. throughput of process_corpus on the same manifest with a LocalCluster of 1 and of 2
      worker processes of one thread each (OpenCV, BLAS, OpenMP and Numba pools pinned to one
-     thread per worker), run alternately 1, 2, 1, 2, ... (``--rounds``) so that a shared
-     machine's changing load hits both alike.  Per run: wall and CPU seconds of the whole process
+     thread per worker) and ``--per-worker`` items in flight per worker (default 2, so that
+     one item's Prefect hand-offs between stages are filled by another item's work on every
+     worker alike), run alternately 1, 2, 1, 2, ... (``--rounds``) so that a shared machine's
+     changing load hits both alike.  Per run: wall and CPU seconds of the whole process
      tree, the load average before and after, the CPU split between the flow's process (Prefect
      coordination and the Dask scheduler: one GIL), the Prefect server and each worker, how busy
      each worker was over the run (tenths of the run), and the CPU-based ideal wall time
@@ -166,7 +168,7 @@ class Run:
         return max(self.cpu / cores, self.roles.get("flow", 0.0), max(worker_cpu, default=0.0))
 
 
-def corpus_run(manifest: Path, out: Path, workers: int, bind: bool = True) -> Run:
+def corpus_run(manifest: Path, out: Path, workers: int, bind: bool = True, per_worker: int = 2) -> Run:
     from flows.process_corpus import run_process_corpus
     from schemas.config import ExecutionParams, PipelineConfig
     from schemas.corpus import CorpusConfig, ShotParams
@@ -176,7 +178,7 @@ def corpus_run(manifest: Path, out: Path, workers: int, bind: bool = True) -> Ru
             execution=ExecutionParams(n_workers=workers, threads_per_worker=1, processes=True)
         ),
         shots=ShotParams(detect=False),
-        max_in_flight=2,
+        max_in_flight=per_worker * workers,
         bind_items_to_workers=bind,
     )
     load0 = os.getloadavg()
@@ -356,6 +358,8 @@ def main() -> None:
                     help="CorpusConfig.bind_items_to_workers of the timed runs (both: each pair with it on and off)")
     ap.add_argument("--items", type=int, help="number of clips (default 6, --quick 2)")
     ap.add_argument("--frames", type=int, help="frames per clip (default 72, --quick 40)")
+    ap.add_argument("--per-worker", type=int, default=2,
+                    help="items in flight per worker (max_in_flight = this x workers; default 2)")
     args = ap.parse_args()
     from prefect.testing.utilities import prefect_test_harness
 
@@ -366,14 +370,15 @@ def main() -> None:
         n_items, frames = (2, 40) if args.quick else (6, 72)
         n_items, frames = args.items or n_items, args.frames or frames
         manifest = make_manifest(tmp, n_items, frames)
-        corpus_run(manifest, tmp / "warm", 1)  # compile kernels, warm caches
-        print(f"process_corpus, {n_items} items of 320x180x{frames}, max_in_flight 2, worker processes of 1 thread,"
+        corpus_run(manifest, tmp / "warm", 1, per_worker=args.per_worker)  # compile kernels, warm caches
+        print(f"process_corpus, {n_items} items of 320x180x{frames}, max_in_flight {args.per_worker} x workers, "
+              "worker processes of 1 thread,"
               f" {cores} cores, runs alternating:")
         runs: list[Run] = []
         for k in range(args.rounds):
             for bind in binds:
                 for workers in (1, 2):
-                    run = corpus_run(manifest, tmp / f"r{k}-{workers}-{bind}", workers, bind)
+                    run = corpus_run(manifest, tmp / f"r{k}-{workers}-{bind}", workers, bind, args.per_worker)
                     assert run.result.succeeded == n_items, run.result
                     runs.append(run)
                     print_run(run, n_items, cores)
