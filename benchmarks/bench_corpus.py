@@ -73,6 +73,8 @@ def _role(proc, me: int) -> str:
         return "other"
     if "uvicorn" in cmd:
         return "server"
+    if "forkserver" in cmd and proc.ppid() == me:
+        return "forkserver"  # imports the project once; the workers fork from it
     if "spawn_main" in cmd or "forkserver" in cmd:
         return "worker"
     return "other"
@@ -86,6 +88,7 @@ class Sampler:
     samples: list[tuple[float, dict[int, tuple[str, float]]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._roles: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -93,12 +96,14 @@ class Sampler:
         import psutil
 
         me = psutil.Process()
-        procs = [me, *me.children(recursive=True)]
+        procs = [me, *me.children(recursive=True)]  # forkserver-made workers are grandchildren
         row = {}
         for p in procs:
             try:
                 t = p.cpu_times()
-                row[p.pid] = (_role(p, me.pid), t.user + t.system)
+                if p.pid not in self._roles:  # a dying process has no command line any more
+                    self._roles[p.pid] = _role(p, me.pid)
+                row[p.pid] = (self._roles[p.pid], t.user + t.system)
             except psutil.Error:
                 pass
         self.samples.append((time.perf_counter(), row))
@@ -186,7 +191,10 @@ def corpus_run(manifest: Path, out: Path, workers: int, bind: bool = True, per_w
     t0, c0 = time.perf_counter(), cpu_seconds()
     with Sampler() as sampler:
         state = run_process_corpus(manifest, out, config)
-    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    wall = time.perf_counter() - t0
+    # the sampled tree's CPU: workers forked by a forkserver are reaped by it, not by this process,
+    # so rusage of children misses them; a process's CPU after its last sample (< 0.5 s) is lost
+    cpu = max(cpu_seconds() - c0, sum(sampler.by_role().values()))
     return Run(
         workers, bind, wall, cpu, load0, os.getloadavg(), state.result(raise_on_failure=False),
         sampler.by_role(), sampler.busy_tenths(), item_timeline(started),
