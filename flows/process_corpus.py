@@ -242,10 +242,12 @@ def largest_first(plans: list[ItemPlan]) -> list[ItemPlan]:
 
 
 class _WorkerChooser:
-    """Which worker the next item goes to: the one with the fewest items running (then the first)."""
+    """Which worker the next item goes to: the one with the fewest items running; among those, the
+    one whose latest item started earliest (it frees up first, so the batch's last items do not
+    pile up on one worker while another idles)."""
 
     def __init__(self, runner, enabled: bool) -> None:
-        self.runner, self.enabled, self.busy = runner, enabled, {}
+        self.runner, self.enabled, self.started = runner, enabled, {}
 
     def take(self) -> str | None:
         if not self.enabled:
@@ -253,13 +255,20 @@ class _WorkerChooser:
         workers = worker_addresses(self.runner)  # now: an adaptive cluster's workers come and go
         if not workers:
             return None
-        worker = min(workers, key=lambda w: self.busy.get(w, 0))
-        self.busy[worker] = self.busy.get(worker, 0) + 1
+
+        def load(w: str) -> tuple[int, float]:
+            starts = self.started.get(w, [])
+            return len(starts), max(starts, default=float("-inf"))
+
+        worker = min(workers, key=load)
+        self.started.setdefault(worker, []).append(time.monotonic())
         return worker
 
-    def give_back(self, worker: str | None) -> None:
-        if worker is not None:
-            self.busy[worker] -= 1
+    def give_back(self, worker: str | None, started: float | None = None) -> None:
+        """The item ``take`` placed on ``worker`` at ``started`` (its start, default the oldest) ended."""
+        starts = self.started.get(worker) if worker is not None else None
+        if starts:
+            starts.remove(started if started in starts else starts[0])
 
 
 def _plan_all(config: CorpusConfig, manifest: str, out: Path) -> tuple[list[ItemPlan], list[ItemOutcome]]:
@@ -322,13 +331,14 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
         while pending or running:
             while pending and len(running) < config.max_in_flight:
                 worker = chooser.take()
+                started = chooser.started[worker][-1] if worker is not None else None
                 with corpus_cluster(cluster):  # make_item's thread binds its subflow to `worker`
                     fut = make_item.submit(
                         pending.popleft(), str(out), base, config.overwrite, config.lease_timeout, worker
                     )
-                running[fut] = worker
+                running[fut] = (worker, started)
             fut = next(as_completed(list(running)))
-            chooser.give_back(running.pop(fut))
+            chooser.give_back(*running.pop(fut))
             outcome = fut.result()
             outcomes.append(outcome)
             finished += 1
