@@ -1,12 +1,21 @@
 """Corpus-scale figures of process_corpus, measured side by side in one run.
 
-Run: python benchmarks/bench_corpus.py [--quick] [--skip-memory]
+Run: python benchmarks/bench_corpus.py [--quick] [--skip-memory] [--rounds N] [--bind on|off|both] [--per-worker N]
 
 Prints:
   1. throughput of process_corpus on the same manifest with a LocalCluster of 1 and of 2
      worker processes of one thread each (OpenCV, BLAS, OpenMP and Numba pools pinned to one
-     thread per worker): items per minute, the ratio, CPU seconds of the whole process tree, and
-     the load average before and after;
+     thread per worker) and ``--per-worker`` items in flight per worker (default 2, so that
+     one item's Prefect hand-offs between stages are filled by another item's work on every
+     worker alike), run alternately 1, 2, 1, 2, ... (``--rounds``) so that a shared machine's
+     changing load hits both alike.  Per run: wall and CPU seconds of the whole process
+     tree, the load average before and after, the CPU split between the flow's process (Prefect
+     coordination and the Dask scheduler: one GIL), the Prefect server and each worker, how busy
+     each worker was over the run (tenths of the run), and the CPU-based ideal wall time
+     ``max(total CPU / cores, flow-process CPU, busiest worker's CPU)`` against the measured one.
+     Per item (from the Prefect API): when its subflow started and ended, and how much of it was
+     not spent inside its stage tasks.  ``--bind both`` also runs every configuration with
+     ``CorpusConfig.bind_items_to_workers`` off (each stage's tiles spread over the cluster);
   2. Prefect's own overhead per item: a flow with the same shape (one subflow per item, six
      trivial tasks) against the real items' mean time;
   3. peak memory of a make_cinemagraph run on a long synthetic clip (2 minutes of 1280x720 at
@@ -18,12 +27,15 @@ Prefect runs against one temporary local server (started once).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -49,7 +61,119 @@ def make_manifest(folder: Path, n: int, frames: int) -> Path:
     return manifest
 
 
-def corpus_run(manifest: Path, out: Path, workers: int) -> tuple[float, object, float]:
+def _role(proc, me: int) -> str:
+    """What a process of this benchmark's tree is: the flow's own, the Prefect server, a Dask worker."""
+    import psutil
+
+    if proc.pid == me:
+        return "flow"
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "other"
+    if "uvicorn" in cmd:
+        return "server"
+    if "forkserver" in cmd and proc.ppid() == me:
+        return "forkserver"  # imports the project once; the workers fork from it
+    if "spawn_main" in cmd or "forkserver" in cmd:
+        return "worker"
+    return "other"
+
+
+@dataclass
+class Sampler:
+    """Samples the CPU seconds of every process of this tree every ``period`` seconds (a thread)."""
+
+    period: float = 0.5
+    samples: list[tuple[float, dict[int, tuple[str, float]]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._roles: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        procs = [me, *me.children(recursive=True)]  # forkserver-made workers are grandchildren
+        row = {}
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                if p.pid not in self._roles:  # a dying process has no command line any more
+                    self._roles[p.pid] = _role(p, me.pid)
+                row[p.pid] = (self._roles[p.pid], t.user + t.system)
+            except psutil.Error:
+                pass
+        self.samples.append((time.perf_counter(), row))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def __enter__(self) -> Sampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def by_role(self) -> dict[str, float]:
+        """CPU seconds of the run per role (workers separately, as ``worker <pid>``)."""
+        first, last = self.samples[0][1], {}
+        for _, row in self.samples:  # a process that ended keeps its last sample
+            last.update(row)
+        out: dict[str, float] = {}
+        for pid, (role, cpu) in last.items():
+            name = f"worker {pid}" if role == "worker" else role
+            out[name] = out.get(name, 0.0) + cpu - first.get(pid, (role, 0.0))[1]
+        return out
+
+    def busy_tenths(self) -> dict[str, list[float]]:
+        """Each worker's CPU use (cores) in ten equal parts of the run."""
+        t0, t1 = self.samples[0][0], self.samples[-1][0]
+        edges = np.linspace(t0, t1, 11)
+        out: dict[str, list[float]] = {}
+        pids = {pid for _, row in self.samples for pid, (role, _) in row.items() if role == "worker"}
+        for pid in sorted(pids):
+            series = [(t, row[pid][1]) for t, row in self.samples if pid in row]
+            if len(series) < 2:
+                continue
+            ts, cs = np.array(series).T
+            at = np.interp(edges, ts, cs, left=cs[0], right=cs[-1])
+            out[f"worker {pid}"] = list(np.diff(at) / np.diff(edges))
+        return out
+
+
+@dataclass
+class Run:
+    workers: int
+    bind: bool
+    wall: float
+    cpu: float
+    load0: tuple[float, float, float]
+    load1: tuple[float, float, float]
+    result: object
+    roles: dict[str, float]
+    busy: dict[str, list[float]]
+    items: list[dict]
+
+    @property
+    def label(self) -> str:
+        return f"{self.workers} worker{'s' if self.workers > 1 else ' '} {'bound' if self.bind else 'spread'}"
+
+    def ideal(self, cores: int) -> float:
+        """CPU-based lower bound of the wall time: all CPU spread on the cores, but never below the
+        flow process's CPU (one GIL) nor the busiest worker's (one thread)."""
+        worker_cpu = [v for k, v in self.roles.items() if k.startswith("worker")]
+        return max(self.cpu / cores, self.roles.get("flow", 0.0), max(worker_cpu, default=0.0))
+
+
+def corpus_run(manifest: Path, out: Path, workers: int, bind: bool = True, per_worker: int = 2) -> Run:
     from flows.process_corpus import run_process_corpus
     from schemas.config import ExecutionParams, PipelineConfig
     from schemas.corpus import CorpusConfig, ShotParams
@@ -59,11 +183,74 @@ def corpus_run(manifest: Path, out: Path, workers: int) -> tuple[float, object, 
             execution=ExecutionParams(n_workers=workers, threads_per_worker=1, processes=True)
         ),
         shots=ShotParams(detect=False),
-        max_in_flight=2,
+        max_in_flight=per_worker * workers,
+        bind_items_to_workers=bind,
     )
+    load0 = os.getloadavg()
+    started = dt.datetime.now(dt.UTC)
     t0, c0 = time.perf_counter(), cpu_seconds()
-    state = run_process_corpus(manifest, out, config)
-    return time.perf_counter() - t0, state.result(raise_on_failure=False), cpu_seconds() - c0
+    with Sampler() as sampler:
+        state = run_process_corpus(manifest, out, config)
+    wall = time.perf_counter() - t0
+    # the sampled tree's CPU: workers forked by a forkserver are reaped by it, not by this process,
+    # so rusage of children misses them; a process's CPU after its last sample (< 0.5 s) is lost
+    cpu = max(cpu_seconds() - c0, sum(sampler.by_role().values()))
+    return Run(
+        workers, bind, wall, cpu, load0, os.getloadavg(), state.result(raise_on_failure=False),
+        sampler.by_role(), sampler.busy_tenths(), item_timeline(started),
+    )
+
+
+def item_timeline(since: dt.datetime) -> list[dict]:
+    """Each make_cinemagraph subflow run started after ``since``: start, end (s after ``since``) and
+    the seconds spent inside its stage tasks (from the Prefect API)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterStartTime,
+    )
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["make_cinemagraph"])),
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)),
+        )
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in runs]))
+        ) if runs else []
+    inside: dict = {}
+    for t in tasks:
+        if t.start_time and t.end_time:
+            inside[t.flow_run_id] = inside.get(t.flow_run_id, 0.0) + (t.end_time - t.start_time).total_seconds()
+    rows = []
+    for r in runs:
+        if r.start_time is None or r.end_time is None:
+            continue
+        rows.append({
+            "item": r.name,
+            "start": (r.start_time - since).total_seconds(),
+            "end": (r.end_time - since).total_seconds(),
+            "in_tasks": inside.get(r.id, 0.0),
+        })
+    return sorted(rows, key=lambda x: x["start"])
+
+
+def print_run(run: Run, n_items: int, cores: int) -> None:
+    print(f"  {run.label}  {run.wall:7.1f} s wall  {run.cpu:7.1f} s CPU   {60 * n_items / run.wall:6.2f} items/min"
+          "   load {:.2f} {:.2f} {:.2f} -> {:.2f} {:.2f} {:.2f}".format(*run.load0, *run.load1))
+    roles = ", ".join(f"{k} {v:.1f}" for k, v in sorted(run.roles.items()))
+    print(f"      CPU s by process: {roles}")
+    print(f"      CPU-based ideal wall {run.ideal(cores):6.1f} s  (measured {run.wall:.1f} s, "
+          f"{run.ideal(cores) / run.wall:5.1%} of it)")
+    for name, tenths in run.busy.items():
+        print(f"      {name} cores used per tenth of the run: " + " ".join(f"{x:4.2f}" for x in tenths))
+    for it in run.items:
+        wall = it["end"] - it["start"]
+        print(f"      item {it['item']:8s} {it['start']:7.1f} -> {it['end']:7.1f} s  ({wall:5.1f} s, "
+              f"{wall - it['in_tasks']:5.1f} s outside stage tasks)")
 
 
 def cpu_seconds() -> float:
@@ -174,25 +361,47 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter clips and a short 'long' clip")
     ap.add_argument("--skip-memory", action="store_true", help="skip the long-clip memory figure")
+    ap.add_argument("--rounds", type=int, default=2, help="pairs of runs, 1 then 2 workers (default 2)")
+    ap.add_argument("--bind", choices=("on", "off", "both"), default="on",
+                    help="CorpusConfig.bind_items_to_workers of the timed runs (both: each pair with it on and off)")
+    ap.add_argument("--items", type=int, help="number of clips (default 6, --quick 2)")
+    ap.add_argument("--frames", type=int, help="frames per clip (default 72, --quick 40)")
+    ap.add_argument("--per-worker", type=int, default=2,
+                    help="items in flight per worker (max_in_flight = this x workers; default 2)")
     args = ap.parse_args()
     from prefect.testing.utilities import prefect_test_harness
 
+    cores = os.cpu_count() or 1
+    binds = {"on": [True], "off": [False], "both": [True, False]}[args.bind]
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=90):
         tmp = Path(tmp)
         n_items, frames = (2, 40) if args.quick else (6, 72)
+        n_items, frames = args.items or n_items, args.frames or frames
         manifest = make_manifest(tmp, n_items, frames)
-        corpus_run(manifest, tmp / "warm", 1)  # compile kernels, warm caches
-        load0 = os.getloadavg()
-        t1, r1, c1 = corpus_run(manifest, tmp / "w1", 1)
-        t2, r2, c2 = corpus_run(manifest, tmp / "w2", 2)
-        load1 = os.getloadavg()
-        assert r1.succeeded == r2.succeeded == n_items, (r1, r2)
-        print(f"process_corpus, {n_items} items of 320x180x{frames}, max_in_flight 2, worker processes of 1 thread:")
-        print(f"  1 worker   {t1:7.1f} s wall  {c1:7.1f} s CPU   {60 * n_items / t1:6.2f} items/min")
-        print(f"  2 workers  {t2:7.1f} s wall  {c2:7.1f} s CPU   {60 * n_items / t2:6.2f} items/min")
-        print(f"  throughput ratio 2/1 workers: {t1 / t2:.2f} x  (machine: {os.cpu_count()} cores)")
-        print("  load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(*load0, *load1))
-        per_item = float(np.mean([o.seconds for o in r1.items]))
+        corpus_run(manifest, tmp / "warm", 1, per_worker=args.per_worker)  # compile kernels, warm caches
+        print(f"process_corpus, {n_items} items of 320x180x{frames}, max_in_flight {args.per_worker} x workers, "
+              "worker processes of 1 thread,"
+              f" {cores} cores, runs alternating:")
+        runs: list[Run] = []
+        for k in range(args.rounds):
+            for bind in binds:
+                for workers in (1, 2):
+                    run = corpus_run(manifest, tmp / f"r{k}-{workers}-{bind}", workers, bind, args.per_worker)
+                    assert run.result.succeeded == n_items, run.result
+                    runs.append(run)
+                    print_run(run, n_items, cores)
+                    sys.stdout.flush()
+        for bind in binds:
+            one = [r for r in runs if r.workers == 1 and r.bind == bind]
+            two = [r for r in runs if r.workers == 2 and r.bind == bind]
+            pairs = " ".join(f"{a.wall / b.wall:.2f}" for a, b in zip(one, two, strict=True))
+            w1, w2 = sum(r.wall for r in one), sum(r.wall for r in two)
+            i1, i2 = sum(r.ideal(cores) for r in one), sum(r.ideal(cores) for r in two)
+            label = "bound" if bind else "spread"
+            print(f"  throughput ratio 2/1 workers, items {label}: {w1 / w2:.2f} x over all runs "
+                  f"(per pair: {pairs}); CPU-based ideal {i1 / i2:.2f} x; "
+                  f"measured 1-worker wall / ideal 2-worker wall {w1 / i2:.2f} x")
+        per_item = float(np.mean([o.seconds for o in runs[0].result.items]))
         overhead = trivial_overhead(n_items)
         print("Prefect overhead per item (subflow + 6 trivial tasks, same shape):")
         print(f"  trivial item {overhead:6.2f} s   real item {per_item:6.2f} s   overhead share {overhead / per_item:5.1%}")
@@ -204,7 +413,6 @@ def main() -> None:
             print(f"  peak RSS of run   {fig['peak_rss'] / 2**30:7.2f} GiB   ({fig['peak_rss'] / fig['raw_bytes']:.1%} of raw)")
             print(f"  run time          {fig['seconds']:7.1f} s   stages: "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in fig["timings"].items()))
-
 
 
 if __name__ == "__main__":

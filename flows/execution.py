@@ -19,17 +19,27 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import dask
 from prefect.context import FlowRunContext
 from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import PrefectDaskFuture
 
 from schemas.config import ExecutionParams
 
 #: Project defaults of Dask's own config (a user's dask config or DASK_* variables still win):
 #: an event-loop pause is worth a log line only when it is long.
-dask.config.update_defaults({"distributed": {"admin": {"tick": {"limit": "15s"}}}})
+#: Local worker processes fork from a server process that imported the project once
+#: (:data:`WORKER_MODULES`) instead of each importing it anew (``spawn``): the imports cost several
+#: CPU-seconds per worker, paid again by every worker of every cluster.
+dask.config.update_defaults(
+    {"distributed": {"admin": {"tick": {"limit": "15s"}}, "worker": {"multiprocessing-method": "forkserver"}}}
+)
+
+#: What a local worker process runs: imported once by the forkserver the workers fork from.
+WORKER_MODULES = ("flows.make_cinemagraph", "flows.process_corpus")
 
 #: Environment of local worker processes: every native thread pool sized to the worker's threads.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -101,9 +111,25 @@ def dask_cluster(params: ExecutionParams) -> Iterator[DaskTaskRunner]:
     from tasks.runtime import PinnedThreads
 
     quiet_dask_logs()
+    if params.processes and not params.scheduler_address and not params.cluster_class:
+        preload_worker_modules()
     with dask_task_runner(params) as runner:
         runner.client.register_plugin(PinnedThreads(), name="cinemagraph-pinned-threads")
         yield runner
+
+
+def preload_worker_modules() -> None:
+    """With Dask's ``forkserver`` start method, have the forkserver import :data:`WORKER_MODULES`.
+
+    Only before the forkserver of this process starts (its first local worker process); later
+    calls change nothing.  With ``spawn`` or ``fork`` (a user's Dask config) nothing is done.
+    """
+
+    from distributed.utils import get_mp_context
+
+    if dask.config.get("distributed.worker.multiprocessing-method") != "forkserver":
+        return
+    get_mp_context().set_forkserver_preload(["distributed", *WORKER_MODULES])
 
 
 def scheduler_address(runner: DaskTaskRunner) -> str:
@@ -150,6 +176,95 @@ def pickle_by_value_if_loaded_from_path(module_name: str) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
+class WorkerBoundRunner(DaskTaskRunner):
+    """A started runner's cluster, with every task it submits placed on one worker.
+
+    The restriction is loose (``allow_other_workers=True``): while the worker lives the scheduler
+    runs the task there; if it is gone (restarted, scaled down) the task runs elsewhere instead of
+    waiting forever.  A task that lands on its worker keeps its own Dask work there
+    (:func:`tasks.runtime.cluster_compute`), so a corpus item's stages and their tiles all run in
+    one worker process: no tile crosses processes and the scheduler sees one task per stage.
+    The runner shares ``runner``'s client and never closes it.
+    """
+
+    def __init__(self, runner: DaskTaskRunner, worker: str) -> None:
+        super().__init__(address=scheduler_address(runner))
+        self._client = runner.client
+        self._started = True
+        self.worker = worker
+
+    def duplicate(self) -> WorkerBoundRunner:
+        return WorkerBoundRunner(self, self.worker)
+
+    def __enter__(self) -> WorkerBoundRunner:
+        self._started = True
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass  # the client belongs to the corpus's runner
+
+    def submit(self, task, parameters, wait_for=None, dependencies=None):
+        future = self.client.submit(
+            task,
+            parameters=self._optimize_futures(parameters),
+            wait_for=self._optimize_futures(wait_for) if wait_for else None,
+            dependencies=dependencies,
+            return_type="state",
+            workers=[self.worker],
+            allow_other_workers=True,
+        )
+        return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
+
+
+#: The started cluster of the corpus run this thread works for (set by :func:`corpus_cluster`).
+_CORPUS_RUNNER: ContextVar[DaskTaskRunner | None] = ContextVar("cinemagraph_corpus_runner", default=None)
+#: The runner a flow called in this thread uses instead of starting its own (set by :func:`on_worker`).
+_BOUND_RUNNER: ContextVar[DaskTaskRunner | None] = ContextVar("cinemagraph_bound_runner", default=None)
+
+
+@contextlib.contextmanager
+def corpus_cluster(runner: DaskTaskRunner) -> Iterator[DaskTaskRunner]:
+    """Inside the block (and the threads Prefect starts from it) :func:`on_worker` binds to ``runner``."""
+    token = _CORPUS_RUNNER.set(runner)
+    try:
+        yield runner
+    finally:
+        _CORPUS_RUNNER.reset(token)
+
+
+def worker_addresses(runner: DaskTaskRunner) -> list[str]:
+    """The addresses of the cluster's workers now, sorted (empty while an adaptive cluster has none)."""
+    return sorted(runner.client.scheduler_info(n_workers=-1).get("workers", {}))
+
+
+@contextlib.contextmanager
+def on_worker(worker: str | None) -> Iterator[DaskTaskRunner | None]:
+    """Flows called in the block run their stage tasks on the corpus cluster's ``worker``.
+
+    A :func:`runs_on_cluster` flow then uses a :class:`WorkerBoundRunner` on the cluster of the
+    enclosing :func:`corpus_cluster` block (no client of its own is started).  With ``worker=None``,
+    or outside a corpus, nothing changes.
+    """
+    runner = _CORPUS_RUNNER.get()
+    if worker is None or runner is None:
+        yield None
+        return
+    token = _BOUND_RUNNER.set(WorkerBoundRunner(runner, worker))
+    try:
+        yield _BOUND_RUNNER.get()
+    finally:
+        _BOUND_RUNNER.reset(token)
+
+
+def bound_runner() -> DaskTaskRunner | None:
+    """The runner :func:`on_worker` set for this thread, if any.
+
+    (A function, not the context variable itself, is what flow bodies refer to: a flow function
+    pickled by value takes the globals it names along, and a context variable cannot be pickled.)
+    """
+    return _BOUND_RUNNER.get()
+
+
 def runs_on_cluster(execution_of: Callable[[dict[str, Any]], ExecutionParams]):
     """Decorator (under ``@flow``): the flow body's tasks run on the cluster its parameters name.
 
@@ -165,6 +280,10 @@ def runs_on_cluster(execution_of: Callable[[dict[str, Any]], ExecutionParams]):
 
         @functools.wraps(fn)
         def body(*args, **kwargs):
+            on_worker_runner = bound_runner()
+            if on_worker_runner is not None:  # a corpus item bound to one worker (see on_worker)
+                with tasks_on(on_worker_runner):
+                    return fn(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             with run_tasks_on(execution_of(dict(bound.arguments))):

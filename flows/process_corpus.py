@@ -3,7 +3,9 @@
 Per source a ``plan_source`` task resolves the path (or fetches the URL), splits it into shots
 and plans its items.  Per item a ``make_item`` task runs ``make_cinemagraph`` as a subflow
 (shown in the UI under the item's id), holding a lock on the item's folder.  Items run
-depth-first with at most ``max_in_flight`` at once, spread over the Dask cluster.  A failing
+depth-first, largest first, with at most ``max_in_flight`` at once; each item's stage tasks and
+their tiles run on one worker of the Dask cluster (``bind_items_to_workers``), so two workers
+with their own items never wait for each other or ship tiles between processes.  A failing
 item is recorded with its error and the others go on; finished items are skipped on rerun.
 Results go to ``OUT_ROOT/<item_id>/`` and the corpus index ``OUT_ROOT/index.jsonl``.
 """
@@ -20,7 +22,15 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import as_completed
 from prefect.states import Completed, Failed
 
-from flows.execution import dask_cluster, pickle_by_value_if_loaded_from_path, scheduler_address, tasks_on
+from flows.execution import (
+    corpus_cluster,
+    dask_cluster,
+    on_worker,
+    pickle_by_value_if_loaded_from_path,
+    scheduler_address,
+    tasks_on,
+    worker_addresses,
+)
 from flows.make_cinemagraph import make_cinemagraph
 from flows.make_endless_loop import make_still_item, still_item_plan
 from schemas import names as N
@@ -145,11 +155,17 @@ IN_PROGRESS = "in progress elsewhere"
 
 @task(name="make_item", task_run_name="item {plan.item_id}")
 def make_item(
-    plan: ItemPlan, out_root: str, base: PipelineConfig, overwrite: bool, lease_timeout: float = 300.0
+    plan: ItemPlan,
+    out_root: str,
+    base: PipelineConfig,
+    overwrite: bool,
+    lease_timeout: float = 300.0,
+    worker: str | None = None,
 ) -> ItemOutcome:
     """Make one item's cinemagraph as a subflow, holding the item's lease; every error becomes a recorded failure.
 
-    ``base.execution`` is where the subflow's stage tasks run (the corpus hands on its cluster).
+    ``base.execution`` is where the subflow's stage tasks run (the corpus hands on its cluster);
+    with ``worker`` (an address of the corpus cluster) they all run on that worker, tiles included.
     A lease left by a dead run is taken over (and that run marked Crashed if Prefect still shows
     it Running); the item's finished stages are kept and only the rest is computed.
     """
@@ -179,12 +195,13 @@ def make_item(
                 if _same_work(done, config):
                     return _from_result(plan, "done_before", done, time.perf_counter() - t0)
             subflow = make_cinemagraph.with_options(flow_run_name=f"{plan.item_id}")
-            result = subflow(
-                source=plan.source,
-                out_dir=str(folder),
-                config=config,
-                existing="overwrite" if overwrite else "resume",
-            )
+            with on_worker(worker):
+                result = subflow(
+                    source=plan.source,
+                    out_dir=str(folder),
+                    config=config,
+                    existing="overwrite" if overwrite else "resume",
+                )
             return _from_result(plan, "succeeded", result.model_dump(mode="json"), time.perf_counter() - t0)
     except ItemLocked as exc:
         return _outcome(plan, "skipped", reason=f"{IN_PROGRESS}: {exc}")
@@ -216,6 +233,42 @@ def _index_rows(outcomes: list[ItemOutcome]) -> list[dict[str, Any]]:
         }
         for o in outcomes
     ]
+
+
+def largest_first(plans: list[ItemPlan]) -> list[ItemPlan]:
+    """Items with the most frames first (ties keep manifest order): the batch does not end on one long
+    item while the other workers idle."""
+    return sorted(plans, key=lambda p: -max(0, p.end_frame - p.start_frame))
+
+
+class _WorkerChooser:
+    """Which worker the next item goes to: the one with the fewest items running; among those, the
+    one whose latest item started earliest (it frees up first, so the batch's last items do not
+    pile up on one worker while another idles)."""
+
+    def __init__(self, runner, enabled: bool) -> None:
+        self.runner, self.enabled, self.started = runner, enabled, {}
+
+    def take(self) -> str | None:
+        if not self.enabled:
+            return None
+        workers = worker_addresses(self.runner)  # now: an adaptive cluster's workers come and go
+        if not workers:
+            return None
+
+        def load(w: str) -> tuple[int, float]:
+            starts = self.started.get(w, [])
+            return len(starts), max(starts, default=float("-inf"))
+
+        worker = min(workers, key=load)
+        self.started.setdefault(worker, []).append(time.monotonic())
+        return worker
+
+    def give_back(self, worker: str | None, started: float | None = None) -> None:
+        """The item ``take`` placed on ``worker`` at ``started`` (its start, default the oldest) ended."""
+        starts = self.started.get(worker) if worker is not None else None
+        if starts:
+            starts.remove(started if started in starts else starts[0])
 
 
 def _plan_all(config: CorpusConfig, manifest: str, out: Path) -> tuple[list[ItemPlan], list[ItemOutcome]]:
@@ -273,14 +326,19 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
         total = max(len(plans), 1)
         log.info("corpus planned %d items (%d skipped while planning)", len(plans), len(outcomes))
         progress_id = create_progress_artifact(progress=0.0, description=f"items of {manifest}")
-        pending, running, finished = deque(plans), [], 0
+        pending, running, finished = deque(largest_first(plans)), {}, 0
+        chooser = _WorkerChooser(cluster, config.bind_items_to_workers)
         while pending or running:
             while pending and len(running) < config.max_in_flight:
-                running.append(
-                    make_item.submit(pending.popleft(), str(out), base, config.overwrite, config.lease_timeout)
-                )
-            fut = next(as_completed(running))
-            running.remove(fut)
+                worker = chooser.take()
+                started = chooser.started[worker][-1] if worker is not None else None
+                with corpus_cluster(cluster):  # make_item's thread binds its subflow to `worker`
+                    fut = make_item.submit(
+                        pending.popleft(), str(out), base, config.overwrite, config.lease_timeout, worker
+                    )
+                running[fut] = (worker, started)
+            fut = next(as_completed(list(running)))
+            chooser.give_back(*running.pop(fut))
             outcome = fut.result()
             outcomes.append(outcome)
             finished += 1

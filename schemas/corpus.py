@@ -79,6 +79,12 @@ class CorpusConfig(_Model):
         "run takes the item over (s); the holder renews it every quarter of this.  Leases of runs that "
         "Prefect shows as no longer Running, or of processes gone from this host, are stale at once.",
     )
+    bind_items_to_workers: bool = Field(
+        True,
+        description="Run all of an item's stages, tiles included, on one Dask worker (the least busy when the "
+        "item starts), so items on different workers never wait for each other; off: each stage's tiles "
+        "spread over the whole cluster.",
+    )
 
 
 class ManifestEntry(_Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 
 from distributed.diagnostics.plugin import WorkerPlugin
 from prefect.exceptions import MissingContextError
@@ -57,19 +58,72 @@ def cluster_compute():
     ``distributed.worker_client`` makes the whole cluster the scheduler of the
     task's own dask graphs *and* secedes the thread from the worker's pool while
     it waits, so a task that waits on its tiles never holds the thread those
-    tiles need (no deadlock however many tasks run at once).  Anywhere else
-    (plain calls, ``.fn`` in tests, another task runner) dask's default
-    scheduler is used; no cluster is started.
+    tiles need (no deadlock however many tasks run at once).
+
+    A task placed on this very worker (``workers=[this worker]``, as a corpus
+    item's stages are: :class:`flows.execution.WorkerBoundRunner`) keeps its
+    graphs in this worker instead: they run on the task's own thread (Dask's
+    synchronous scheduler, or a pool of the worker's thread count when it has
+    more than one), so no tile is shipped between processes or passes through
+    the scheduler, and two workers each busy with their own item do not wait
+    for each other.
+
+    Anywhere else (plain calls, ``.fn`` in tests, another task runner) dask's
+    default scheduler is used; no cluster is started.
     """
     from distributed import get_worker, worker_client
 
     try:
-        get_worker()
+        worker = get_worker()
     except ValueError:
         yield None
         return
+    if _placed_on(worker):
+        with _local_scheduler(worker.state.nthreads):
+            yield None
+        return
     with worker_client() as client:
         yield client
+
+
+def _placed_on(worker) -> bool:
+    """Whether the task running on this thread was submitted for this worker (``workers=[...]``)."""
+    from distributed.worker import thread_state
+
+    state = worker.state.tasks.get(getattr(thread_state, "key", None))
+    workers = ((state.annotations or {}).get("workers") or ()) if state is not None else ()
+    return worker.address in workers
+
+
+_local_lock = threading.Lock()
+_local_users = 0
+_local_config: contextlib.AbstractContextManager | None = None
+
+
+@contextlib.contextmanager
+def _local_scheduler(nthreads: int):
+    """This process's dask scheduler is a local one of ``nthreads`` while any task is inside the block.
+
+    Dask's config is process-wide (inside a worker plain ``dask.compute`` would go to the cluster),
+    so concurrent tasks of one worker share one setting, reverted when the last one leaves.
+    """
+    global _local_users, _local_config
+    with _local_lock:
+        if _local_users == 0:
+            import dask
+
+            n = max(1, int(nthreads))
+            settings = {"scheduler": "sync"} if n == 1 else {"scheduler": "threads", "num_workers": n}
+            _local_config = dask.config.set(settings)
+        _local_users += 1
+    try:
+        yield
+    finally:
+        with _local_lock:
+            _local_users -= 1
+            if _local_users == 0 and _local_config is not None:
+                _local_config.__exit__(None, None, None)
+                _local_config = None
 
 
 @contextlib.contextmanager

@@ -1,0 +1,88 @@
+"""Corpus items bound to one Dask worker: real Prefect runs on a real LocalCluster of worker processes."""
+
+import dask
+import pytest
+from prefect import flow, task
+
+from flows.execution import (
+    corpus_cluster,
+    dask_cluster,
+    on_worker,
+    runs_on_cluster,
+    tasks_on,
+    worker_addresses,
+)
+from flows.process_corpus import largest_first
+from schemas.config import ExecutionParams
+from schemas.corpus import ItemPlan
+from tasks.runtime import cluster_compute
+
+
+def _address(_: int) -> str:
+    from distributed import get_worker
+
+    return get_worker().address
+
+
+@task
+def where_it_runs(n_tiles: int) -> tuple[str, list[str], bool]:
+    """The task's worker, the workers its dask tiles ran on, and whether they were kept local."""
+    with cluster_compute() as client:
+        tiles = dask.compute(*[dask.delayed(_address, pure=False)(k) for k in range(n_tiles)])
+    return _address(0), sorted(set(tiles)), client is None
+
+
+@flow
+@runs_on_cluster(lambda arguments: ExecutionParams(scheduler_address="tcp://127.0.0.1:1"))  # unused when bound
+def item_flow(n_tiles: int) -> tuple[str, list[str], bool]:
+    return where_it_runs.submit(n_tiles).result()
+
+
+@flow
+def corpus_like_flow():
+    params = ExecutionParams(n_workers=2, threads_per_worker=1, processes=True)
+    with dask_cluster(params) as runner:
+        workers = worker_addresses(runner)
+        bound = {}
+        with corpus_cluster(runner):
+            for worker in workers:
+                with on_worker(worker):
+                    bound[worker] = item_flow(12)
+        with tasks_on(runner):
+            spread = where_it_runs.submit(12).result()
+    return workers, bound, spread
+
+
+@pytest.fixture(scope="module")
+def corpus_like(prefect_harness):
+    return corpus_like_flow()
+
+
+def test_a_bound_item_runs_its_tasks_and_tiles_on_its_worker(corpus_like):
+    workers, bound, _ = corpus_like
+    assert len(workers) == 2
+    for worker, (task_worker, tile_workers, local) in bound.items():
+        assert task_worker == worker
+        assert tile_workers == [worker]
+        assert local, "a task placed on its worker computes its tiles there, not through the scheduler"
+
+
+def test_an_unbound_task_computes_on_the_cluster(corpus_like):
+    workers, _, (task_worker, tile_workers, local) = corpus_like
+    assert task_worker in workers
+    assert not local
+    assert set(tile_workers) <= set(workers)
+
+
+def test_on_worker_outside_a_corpus_changes_nothing():
+    with on_worker("tcp://127.0.0.1:9") as runner:
+        assert runner is None
+
+
+def test_largest_items_first_ties_in_manifest_order():
+    def plan(name, start, end):
+        return ItemPlan(item_id=name, source=f"{name}.mp4", shot=0, start_frame=start, end_frame=end,
+                        reference_frame=start)
+
+    plans = [plan("a", 0, 50), plan("b", 10, 110), plan("c", 0, 50), plan("d", 0, 300)]
+    assert [p.item_id for p in largest_first(plans)] == ["d", "b", "a", "c"]
