@@ -102,6 +102,7 @@ from kernels.segment_statistics import (
     pixel_statistics,
     segment_row_extents,
 )
+from tasks.threads import thread_budget
 
 __all__ = [
     "FEATURE_NAMES",
@@ -328,6 +329,8 @@ _BLOCK_FRAMES = 8
 def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(:func:`_pixel_statistics`, :func:`_motion_maps`) of the window, the two side by side on Dask threads."""
     parts = (dask.delayed(_pixel_statistics)(video, visible), dask.delayed(_motion_maps)(video, visible))
+    if thread_budget() == 1:
+        return dask.compute(*parts, scheduler="sync")
     return dask.compute(*parts, scheduler="threads", num_workers=2)
 
 
@@ -340,7 +343,7 @@ def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> np.ndarray:
     a kernel that releases the GIL).
     """
     n_frames = video.shape[0]
-    n_ranges = max(1, min(os.cpu_count() or 1, 4, n_frames // _BLOCK_FRAMES))
+    n_ranges = max(1, min(thread_budget(), 4, n_frames // _BLOCK_FRAMES))
     bounds = np.linspace(0, n_frames, n_ranges + 1).astype(int)
     parts = [
         dask.delayed(_pixel_statistics_range)(video, visible, a, b)
@@ -373,7 +376,7 @@ def _level_frame_sums_on_threads(values, valid, segments) -> list[tuple[np.ndarr
     so the frames can be summed apart and the results stacked: same bits.
     """
     n_frames = values.shape[0]
-    n_parts = max(1, min(os.cpu_count() or 1, 4, n_frames // _BLOCK_FRAMES))
+    n_parts = max(1, min(thread_budget(), 4, n_frames // _BLOCK_FRAMES))
     if n_parts == 1:
         return level_frame_sums(values, valid, segments)
     bounds = np.linspace(0, n_frames, n_parts + 1).astype(int)

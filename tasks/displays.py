@@ -45,7 +45,6 @@ changes by that much, so it merges into the facade early.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 import zipfile
@@ -87,6 +86,7 @@ from tasks.store import (
     require,
     write_variables,
 )
+from tasks.threads import thread_budget
 from tasks.window import select_window
 
 __all__ = [
@@ -201,7 +201,7 @@ def segment_window(
 
 
 def _threads() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    return max(1, min(thread_budget(), 8))
 
 
 def _map_on_threads(function, items) -> list:
