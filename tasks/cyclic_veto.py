@@ -79,7 +79,7 @@ def motion_explained(lum: np.ndarray, visible: np.ndarray | None, labels: np.nda
     Returns
     -------
     ndarray, (n_labels,) float64
-        ``1 - sum_t min(C_t, S_t) / sum_t S_t`` per region (module docstring), in [0, 1]; 0 for
+        ``1 - sum_t min(max(C_t, C'_t), S_t) / sum_t S_t`` per region (module docstring), in [0, 1]; 0 for
         a region that never changes.
     """
     lum = np.asarray(lum, np.float32)

@@ -255,20 +255,14 @@ def grow_correlated(
     return np.isin(labels, keep[keep > 0]) | core, corr
 
 
-def region_crops(ds: xr.Dataset, labels: np.ndarray, n: int, pad: int) -> list[tuple[slice, slice, RegionCrop]]:
-    """Each region 1..``n`` of ``labels`` on a crop of the window, ``pad`` pixels around its box.
-
-    Returns ``(ys, xs, RegionCrop)`` per region, in label order: the crop's luminance (T, h, w)
-    float32, where invisible samples are the pixel's mean visible luminance; the crop's
-    visibility (None when the store has none); and the region's pixels in the crop.
-    """
-    lazy = lazy_region_crops(ds, labels, n, pad)
-    crops = dask.compute(*[crop for _, _, crop in lazy])
-    return [(ys, xs, crop) for (ys, xs, _), crop in zip(lazy, crops, strict=True)]
-
-
 def lazy_region_crops(ds: xr.Dataset, labels: np.ndarray, n: int, pad: int) -> list[tuple[slice, slice, Delayed]]:
-    """:func:`region_crops` as one delayed :class:`RegionCrop` per region (nothing read yet)."""
+    """Each region 1..``n`` of ``labels`` on a crop of the window, ``pad`` pixels around its box, read lazily.
+
+    Returns ``(ys, xs, crop)`` per region, in label order, where ``crop`` is a delayed
+    :class:`RegionCrop`: the crop's luminance (T, h, w) float32, where invisible samples are the
+    pixel's mean visible luminance; the crop's visibility (None when the store has none); and the
+    region's pixels in the crop.
+    """
     height, width = labels.shape
     out = []
     for r, (ys, xs) in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
