@@ -11,6 +11,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from tasks.store import stage_done, stage_record
+from tasks.threads import worker_process_threads
 
 
 def stage_logger(stage: str) -> logging.Logger | logging.LoggerAdapter:
@@ -161,11 +162,11 @@ class PinnedThreads(WorkerPlugin):
     idempotent = True
 
     def setup(self, worker) -> None:
-        if str(worker.address).startswith("inproc://"):
+        n = worker_process_threads(worker)
+        if n is None:
             return  # a worker in the client's own process: its pools are the process's, left alone
         import cv2
         from threadpoolctl import threadpool_limits
 
-        n = max(1, int(worker.state.nthreads))
         cv2.setNumThreads(n)
         threadpool_limits(limits=n)

@@ -18,6 +18,16 @@ def thread_budget() -> int:
         worker = get_worker()
     except ValueError:
         return os.cpu_count() or 1
+    threads = worker_process_threads(worker)
+    return (os.cpu_count() or 1) if threads is None else threads
+
+
+def worker_process_threads(worker) -> int | None:
+    """A Dask worker process's thread count; None for a worker in the client's own process.
+
+    A worker of an in-process cluster (``inproc://``) is a set of threads of the flow's process,
+    so the process's thread pools are not its own to size.
+    """
     if str(worker.address).startswith("inproc://"):
-        return os.cpu_count() or 1
+        return None
     return max(1, int(worker.state.nthreads))
