@@ -573,6 +573,17 @@ def _flicker_tile(loop, warped, labels, intervals):
     return out
 
 
+def _tiles_holding(labels: np.ndarray, chunks_y: tuple[int, ...], chunks_x: tuple[int, ...]):
+    """``(by, bx, tile)`` for every spatial chunk (block indices, ``labels`` on it) where ``labels`` is non-zero."""
+    y_edges = np.cumsum((0, *chunks_y))
+    x_edges = np.cumsum((0, *chunks_x))
+    for by in range(len(chunks_y)):
+        for bx in range(len(chunks_x)):
+            tile = labels[y_edges[by] : y_edges[by + 1], x_edges[bx] : x_edges[bx + 1]]
+            if tile.any():
+                yield by, bx, tile
+
+
 def region_flicker(loop: da.Array, warped: da.Array, regions: np.ndarray, intervals) -> list[float | None]:
     """Flicker ratio of every region (see the module docstring); None where the source figure is 0."""
     n = len(intervals)
@@ -581,14 +592,10 @@ def region_flicker(loop: da.Array, warped: da.Array, regions: np.ndarray, interv
     w = warped.rechunk({0: -1, 3: -1})
     lp = loop.rechunk((-1, w.chunks[1], w.chunks[2], -1))
     wb, lb = w.to_delayed(), lp.to_delayed()
-    y_edges = np.cumsum((0, *w.chunks[1]))
-    x_edges = np.cumsum((0, *w.chunks[2]))
-    parts = []
-    for by in range(len(w.chunks[1])):
-        for bx in range(len(w.chunks[2])):
-            lab = regions[y_edges[by] : y_edges[by + 1], x_edges[bx] : x_edges[bx + 1]]
-            if lab.any():
-                parts.append(dask.delayed(_flicker_tile)(lb[0, by, bx, 0], wb[0, by, bx, 0], lab, intervals))
+    parts = [
+        dask.delayed(_flicker_tile)(lb[0, by, bx, 0], wb[0, by, bx, 0], lab, intervals)
+        for by, bx, lab in _tiles_holding(regions, w.chunks[1], w.chunks[2])
+    ]
     sums = dask.delayed(sum)(parts).compute()
     return [float(sums[0, r] / sums[1, r]) if sums[1, r] > 0 else None for r in range(1, n + 1)]
 
@@ -805,15 +812,11 @@ def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
     """
     lp = da.asarray(loop).rechunk({0: -1, 3: -1})
     n_frames, channels = lp.shape[0], lp.shape[3]
-    y_edges = np.cumsum((0, *lp.chunks[1]))
-    x_edges = np.cumsum((0, *lp.chunks[2]))
     blocks = lp.to_delayed()
-    parts = []
-    for by in range(len(lp.chunks[1])):
-        for bx in range(len(lp.chunks[2])):
-            m = animated[y_edges[by] : y_edges[by + 1], x_edges[bx] : x_edges[bx + 1]]
-            if m.any():
-                parts.append(dask.delayed(_step_tile)(blocks[0, by, bx, 0], m))
+    parts = [
+        dask.delayed(_step_tile)(blocks[0, by, bx, 0], m)
+        for by, bx, m in _tiles_holding(animated, lp.chunks[1], lp.chunks[2])
+    ]
     lo, hi, first, sums = dask.compute(
         lp.min(axis=0), lp.max(axis=0), lp[0], dask.delayed(sum)(parts) if parts else np.zeros(2, np.int64)
     )
