@@ -42,25 +42,38 @@ def _sample(img, y, x):
 
 
 @jit
-def _motion_compensated_change(a, b, flow, labels, valid, n_labels):
+def _motion_compensated_change(a, b, flow, reverse_flow, two_way, labels, valid, n_labels):
     static = np.zeros(n_labels + 1)
     compensated = np.zeros(n_labels + 1)
+    reverse = np.zeros(n_labels + 1)
     h, w = a.shape
     for y in range(h):
         for x in range(w):
             k = labels[y, x]
             if k <= 0 or not valid[y, x]:
                 continue
+            u = a[y, x]
             v = b[y, x]
-            static[k] += abs(v - a[y, x])
+            static[k] += abs(v - u)
             compensated[k] += abs(v - _sample(a, y + flow[y, x, 1], x + flow[y, x, 0]))
-    return static[1:], compensated[1:]
+            if two_way:
+                reverse[k] += abs(u - _sample(b, y + reverse_flow[y, x, 1], x + reverse_flow[y, x, 0]))
+    return static[1:], compensated[1:], reverse[1:]
 
 
 def motion_compensated_change(
-    a: np.ndarray, b: np.ndarray, flow: np.ndarray, labels: np.ndarray, valid: np.ndarray, n_labels: int
-) -> tuple[np.ndarray, np.ndarray]:
+    a: np.ndarray,
+    b: np.ndarray,
+    flow: np.ndarray,
+    labels: np.ndarray,
+    valid: np.ndarray,
+    n_labels: int,
+    reverse_flow: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
     """Per-label static and motion-compensated absolute residuals of one frame pair.
+
+    With ``reverse_flow`` the pair is also compensated the other way round (``a`` predicted
+    from ``b``) in the same pass, so the static residual, the same both ways, is summed once.
 
     Parameters
     ----------
@@ -75,11 +88,16 @@ def motion_compensated_change(
         Pixels that count (visible in both frames).
     n_labels : int
         Number of labels; labels above it are an error.
+    reverse_flow : ndarray, (h, w, 2) float, optional
+        For every pixel of ``a``, the displacement (x, y) to where its content lies in ``b``
+        (OpenCV's flow from ``a`` to ``b``).
 
     Returns
     -------
     static, compensated : ndarray, (n_labels,) float64
         Sum over each region's valid pixels of ``|b - a|`` and of ``|b - a(x + flow)|``.
+    reverse : ndarray, (n_labels,) float64
+        Only with ``reverse_flow``: the sum of ``|a - b(x + reverse_flow)|``.
 
     Examples
     --------
@@ -98,10 +116,16 @@ def motion_compensated_change(
     if a.ndim != 2 or b.shape != a.shape or labels.shape != a.shape or valid.shape != a.shape:
         raise ValueError(f"a, b, labels and valid must be 2-D of one shape, got {a.shape}, {b.shape}, "
                          f"{labels.shape}, {valid.shape}")
-    if flow.shape != (*a.shape, 2):
-        raise ValueError(f"flow must have shape {(*a.shape, 2)}, got {flow.shape}")
+    two_way = reverse_flow is not None
+    reverse_flow = np.ascontiguousarray(reverse_flow if two_way else np.zeros((1, 1, 2)), np.float64)
+    for name, f in (("flow", flow), ("reverse_flow", reverse_flow if two_way else flow)):
+        if f.shape != (*a.shape, 2):
+            raise ValueError(f"{name} must have shape {(*a.shape, 2)}, got {f.shape}")
     if n_labels < 0 or (labels.size and labels.max() > n_labels):
         raise ValueError(f"labels must lie in 0..{n_labels}")
-    if not (np.isfinite(flow).all() and np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("a, b and flow must be finite")
-    return _motion_compensated_change(a, b, flow, labels, valid, int(n_labels))
+    if not (np.isfinite(flow).all() and np.isfinite(reverse_flow).all() and np.isfinite(a).all()
+            and np.isfinite(b).all()):
+        raise ValueError("a, b and the flows must be finite")
+    static, compensated, reverse = _motion_compensated_change(
+        a, b, flow, reverse_flow, two_way, labels, valid, int(n_labels))
+    return (static, compensated, reverse) if two_way else (static, compensated)

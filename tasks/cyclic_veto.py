@@ -96,8 +96,8 @@ def motion_explained(lum: np.ndarray, visible: np.ndarray | None, labels: np.nda
         valid = np.ones(lum.shape[1:], bool) if visible is None else visible[t] & visible[t + 1]
         backward = zero if dis is None else dis.calc(grey[t + 1], grey[t], None)
         forward = zero if dis is None else dis.calc(grey[t], grey[t + 1], None)
-        static, later = motion_compensated_change(lum[t], lum[t + 1], backward, labels, valid, n_labels)
-        _, earlier = motion_compensated_change(lum[t + 1], lum[t], forward, labels, valid, n_labels)
+        static, later, earlier = motion_compensated_change(
+            lum[t], lum[t + 1], backward, labels, valid, n_labels, reverse_flow=forward)
         static_sum += static
         compensated_sum += np.minimum(np.maximum(later, earlier), static)
     return np.where(static_sum > 0, 1.0 - compensated_sum / np.where(static_sum > 0, static_sum, 1.0), 0.0)

@@ -30,6 +30,21 @@ def test_matches_naive_on_random_inputs(seed):
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_two_way_pass_matches_naive_both_ways(seed):
+    rng = np.random.default_rng(100 + seed)
+    h, w, n = int(rng.integers(1, 9)), int(rng.integers(1, 11)), int(rng.integers(1, 5))
+    a, b, flow, labels, valid = _case(rng, h, w, n, flow_scale=float(rng.choice([0.3, 2.0, 20.0])))
+    reverse_flow = rng.normal(0, 3.0, (h, w, 2))
+    static, later, earlier = motion_compensated_change(a, b, flow, labels, valid, n, reverse_flow=reverse_flow)
+    want_static, want_later = naive_motion_compensated_change(a, b, flow, labels, valid, n)
+    back_static, want_earlier = naive_motion_compensated_change(b, a, reverse_flow, labels, valid, n)
+    np.testing.assert_allclose(static, want_static, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(static, back_static, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(later, want_later, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(earlier, want_earlier, rtol=1e-12, atol=1e-9)
+
+
 def test_edge_cases():
     a = np.arange(12.0).reshape(3, 4)
     b = a + 5
@@ -68,3 +83,7 @@ def test_bad_input_is_refused():
         motion_compensated_change(*ok, 0)
     with pytest.raises(ValueError, match="finite"):
         motion_compensated_change(a, a, np.full((3, 4, 2), np.nan), *ok[3:], 1)
+    with pytest.raises(ValueError, match="reverse_flow"):
+        motion_compensated_change(*ok, 1, reverse_flow=np.zeros((3, 5, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        motion_compensated_change(*ok, 1, reverse_flow=np.full((3, 4, 2), np.inf))
