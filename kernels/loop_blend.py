@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels._jit import jit
-from kernels.video_loop import retimed_phase
+from kernels.video_loop import loop_phase
 
 __all__ = [
     "BlendLevel",
@@ -58,19 +58,10 @@ def _frame_map(period, start, out):
         for x in range(w):
             p = period[y, x]
             s = start[y, x]
-            if p == 1:
-                for t in range(t_out):
-                    out[t, y, x] = s
-                continue
-            if t_out % p == 0:
-                for t in range(t_out):
-                    out[t, y, x] = s + (t - s) % p
-                continue
+            divides = t_out % p == 0
             for t in range(t_out):
-                i0, rest = retimed_phase(t, p, s, t_out)
-                if 2 * rest >= t_out:  # nearest frame of the retimed phase
-                    i0 = (i0 + 1) % p
-                out[t, y, x] = s + i0
+                f0, f1, rest = loop_phase(t, p, s, t_out, divides)
+                out[t, y, x] = f1 if 2 * rest >= t_out else f0  # nearest frame of the phase
     return out
 
 

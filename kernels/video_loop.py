@@ -734,6 +734,23 @@ def retimed_phase(t, p, s, t_out):
 
 
 @jit
+def loop_phase(t, p, s, t_out, divides):
+    """Frames a pixel of period ``p`` and start ``s`` shows at output time ``t`` of a ``t_out``-frame loop.
+
+    ``divides`` is ``t_out % p == 0`` (true for a static pixel, ``p == 1``), passed in so that a
+    caller walking one pixel over time tests it once.  Returns ``(f0, f1, rest)``: the pixel shows
+    ``f0``, blended towards ``f1`` by ``rest / t_out``.  A pixel whose period divides ``t_out``
+    follows Liao et al.'s ``s + ((t - s) mod p)`` with ``rest == 0``; a retimed one sits between
+    two frames of :func:`retimed_phase`.
+    """
+    if divides:
+        f = s + (t - s) % p
+        return f, f, 0
+    i0, rest = retimed_phase(t, p, s, t_out)
+    return s + i0, s + (i0 + 1) % p, rest
+
+
+@jit
 def _render(video, period, start, out):
     t_in, h, w, c = video.shape
     t_out = out.shape[0]
@@ -741,22 +758,14 @@ def _render(video, period, start, out):
         for x in range(w):
             p = period[y, x]
             s = start[y, x]
-            if p == 1:
-                for t in range(t_out):
-                    for k in range(c):
-                        out[t, y, x, k] = video[s, y, x, k]
-                continue
-            if t_out % p == 0:
-                for t in range(t_out):
-                    f = s + (t - s) % p
-                    for k in range(c):
-                        out[t, y, x, k] = video[f, y, x, k]
-                continue
+            divides = t_out % p == 0
             for t in range(t_out):
-                i0, rest = retimed_phase(t, p, s, t_out)
+                f0, f1, rest = loop_phase(t, p, s, t_out, divides)
+                if rest == 0:
+                    for k in range(c):
+                        out[t, y, x, k] = video[f0, y, x, k]
+                    continue
                 frac = rest / t_out
-                f0 = s + i0
-                f1 = s + (i0 + 1) % p
                 for k in range(c):
                     v = (1.0 - frac) * video[f0, y, x, k] + frac * video[f1, y, x, k]
                     iv = int(v + 0.5)
