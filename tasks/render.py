@@ -101,13 +101,21 @@ from schemas import names as N
 from schemas.config import CyclicityParams, RenderParams
 from schemas.results import LoopQuality, RegionLoop, RenderResult
 from tasks.cyclicity import luminance
-from tasks.loop_timing import apply_plan, loop_wrap_figures, plan_for_render, timing_fields
+from tasks.loop_timing import (
+    apply_plan,
+    loop_wrap_figures,
+    plan_for_render,
+    timing_fields,
+    wrap_sums,
+    wraps_from_sums,
+)
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
-from tasks.sample_range import guard_loop_range, rpca_about_median
+from tasks.sample_range import RangeGuard, check_loop_range, guard_loop_range, rpca_about_median, window_range
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
     aligned_digest,
     digest,
+    group,
     open_store,
     read_attrs,
     record_stage,
@@ -513,23 +521,30 @@ def _composite_tile(video, reference, labels, alpha, pieces, fa, fb, wb):
     return composite_loop(video, reference, labels, alpha, fa, fb, wb)
 
 
-def composite_graph(warped, reference, regions, alpha, crops, fa, fb, wb) -> da.Array:
-    """Lazy ``loop`` (loop_time, y, x, channel) uint8, one task per tile of ``warped``.
+def composite_graph(
+    store: str, warped, visible, reference, regions, alpha, crops, fa, fb, wb, intervals
+) -> list[dask.delayed]:
+    """Delayed tasks, one per tile of ``warped``, that composite the ``loop`` (loop_time, y, x, channel) uint8
+    tile by tile, write each tile into the store's ``loop`` (created beforehand, chunked like the tiles) and
+    return its :class:`TailTile` figures.
 
     ``crops`` maps a region label to ``(ys, xs, video)``: its crop slices in the
     frame and the processed crop (T, h, w, C) uint8; inside the region it
-    replaces ``warped``.
+    replaces ``warped``.  ``intervals`` are the regions' played window intervals
+    (for the flicker figure's source part).  Each tile is composited once and
+    summarised while in memory, so the checks and figures need no second read
+    of the loop (a Dask write of a lazy loop would fuse the tiles into their
+    store tasks and composite them again for the figures).
     """
     w = warped.rechunk({0: -1, 3: -1})
     ref = reference.rechunk((w.chunks[1], w.chunks[2], -1))
     wblocks, rblocks = w.to_delayed(), ref.to_delayed()
+    vblocks = None if visible is None else visible.rechunk((-1, w.chunks[1], w.chunks[2])).to_delayed()
     y_edges = np.cumsum((0, *w.chunks[1]))
     x_edges = np.cumsum((0, *w.chunks[2]))
-    loop_frames, channels = fa.shape[1], w.shape[3]
-    rows = []
+    tails = []
     for by in range(len(w.chunks[1])):
         ty = slice(int(y_edges[by]), int(y_edges[by + 1]))
-        row = []
         for bx in range(len(w.chunks[2])):
             tx = slice(int(x_edges[bx]), int(x_edges[bx + 1]))
             lab = regions[ty, tx]
@@ -546,13 +561,94 @@ def composite_graph(warped, reference, regions, alpha, crops, fa, fb, wb) -> da.
                 pieces.append(
                     (slice(y0 - ty.start, y1 - ty.start), slice(x0 - tx.start, x1 - tx.start), data, m)
                 )
-            tile = dask.delayed(_composite_tile, pure=True)(
-                wblocks[0, by, bx, 0], rblocks[by, bx, 0], lab, alpha[ty, tx], pieces, fa, fb, wb
+            tails.append(
+                dask.delayed(_composite_store_tile, pure=True)(
+                    store, (ty, tx), wblocks[0, by, bx, 0], None if vblocks is None else vblocks[0, by, bx],
+                    rblocks[by, bx, 0], lab, alpha[ty, tx], pieces, fa, fb, wb, intervals,
+                )  # fmt: skip
             )
-            shape = (loop_frames, ty.stop - ty.start, tx.stop - tx.start, channels)
-            row.append(da.from_delayed(tile, shape=shape, dtype=np.uint8))
-        rows.append(da.concatenate(row, axis=2))
-    return da.concatenate(rows, axis=1)
+    return tails
+
+
+def _composite_store_tile(store, where, warped, visible, reference, labels, alpha, pieces, fa, fb, wb, intervals):
+    """Composite one tile of the loop (``where``: its y and x slices), write it to the store, return its
+    :class:`TailTile` (``visible`` the tile's visibility or None)."""
+    loop = _composite_tile(warped, reference, labels, alpha, pieces, fa, fb, wb)
+    group(store)[N.LOOP][:, where[0], where[1], :] = loop
+    window = dask.compute(*window_range(warped, visible, reference), scheduler="synchronous")
+    return _tail_tile(loop, warped, labels, intervals, window)
+
+
+class TailTile(NamedTuple):
+    """What the render's checks and figures need of one tile of the loop (:func:`_tail_tile`)."""
+
+    window: tuple[np.ndarray, np.ndarray]  # tasks.sample_range.window_range of the tile: (lo, hi), (h, w, C)
+    low: np.ndarray  # (h, w, C) uint8: per-pixel minimum over the loop's frames
+    high: np.ndarray  # (h, w, C) uint8: maximum
+    change: np.ndarray  # (h, w) int16: largest change from the first frame, over frames and channels
+    wraps: np.ndarray  # (R + 1, T + 1) int64: tasks.loop_timing.wrap_sums of the tile
+    flicker: np.ndarray | None  # (2, R + 1): _flicker_tile, None on a tile without regions
+
+
+def _tail_tile(loop: np.ndarray, warped: np.ndarray, labels: np.ndarray, intervals, window) -> TailTile:
+    """The figures of one composited tile of the loop (``labels`` the regions on it): see :func:`loop_figures`."""
+    low, high = loop.min(axis=0), loop.max(axis=0)
+    first = loop[0].astype(np.int16)
+    change = np.maximum(high.astype(np.int16) - first, first - low.astype(np.int16)).max(axis=2)
+    holding = bool(labels.any())
+    return TailTile(
+        window,
+        low,
+        high,
+        change,
+        wrap_sums(loop, labels, len(intervals)),
+        _flicker_tile(loop, warped, labels, intervals) if holding else None,
+    )
+
+
+def _assemble(parts: list[np.ndarray], chunks_x: tuple[int, ...]) -> np.ndarray:
+    """The whole-frame array of per-tile arrays listed row of tiles by row of tiles."""
+    per_row = len(chunks_x)
+    rows = [np.concatenate(parts[i : i + per_row], axis=1) for i in range(0, len(parts), per_row)]
+    return np.concatenate(rows, axis=0)
+
+
+class LoopFigures(NamedTuple):
+    """The checks and figures the render takes of its loop (:func:`loop_figures`)."""
+
+    window: tuple[np.ndarray, np.ndarray]  # tasks.sample_range.window_range, computed: (lo, hi), (y, x, C)
+    low: np.ndarray  # (y, x, C) uint8: per-pixel minimum of the loop over its frames
+    high: np.ndarray  # (y, x, C) uint8: maximum
+    quality: LoopQuality  # seam and stillness (flicker not set)
+    flicker: list[float | None]  # per region (region_flicker)
+    wraps: list[tuple[float, float]]  # per region (tasks.loop_timing.loop_wrap_figures)
+
+
+def loop_figures(
+    tails: list[TailTile], chunks_x: tuple[int, ...], regions: np.ndarray, channels: int
+) -> LoopFigures:
+    """:func:`loop_quality`, :func:`region_flicker` and :func:`tasks.loop_timing.loop_wrap_figures` of a loop
+    from its :class:`TailTile` list (tiles in row-major order; ``chunks_x`` the tile widths).
+
+    The same figures as those functions give on the stored loop when ``animated`` is ``regions > 0``: the
+    step and seam sums of :func:`loop_quality` are the regions' integer wrap sums added up, the flicker
+    sums are added in the same tile order as :func:`region_flicker` does, and the rest are per-pixel maps.
+    """
+    n = len(tails[0].wraps) - 1
+    wraps = sum(t.wraps for t in tails)
+    change = _assemble([t.change for t in tails], chunks_x)
+    animated = regions > 0
+    quality = _quality(change, animated, wraps[:, 2:].sum(), wraps[:, 1].sum(), wraps.shape[1] - 1, channels)
+    sums = sum(t.flicker for t in tails if t.flicker is not None)
+    flicker = [None] * n if isinstance(sums, int) else _flicker_ratios(sums, n)
+    return LoopFigures(
+        tuple(_assemble([t.window[k] for t in tails], chunks_x) for k in (0, 1)),
+        _assemble([t.low for t in tails], chunks_x),
+        _assemble([t.high for t in tails], chunks_x),
+        quality,
+        flicker,
+        wraps_from_sums(wraps, channels),
+    )
 
 
 def _flicker_tile(loop, warped, labels, intervals):
@@ -597,7 +693,31 @@ def region_flicker(loop: da.Array, warped: da.Array, regions: np.ndarray, interv
         for by, bx, lab in _tiles_holding(regions, w.chunks[1], w.chunks[2])
     ]
     sums = dask.delayed(sum)(parts).compute()
+    return _flicker_ratios(sums, n)
+
+
+def _flicker_ratios(sums: np.ndarray, n: int) -> list[float | None]:
+    """Flicker ratios of regions 1..n from the summed :func:`_flicker_tile` figures (None where the source's is 0)."""
     return [float(sums[0, r] / sums[1, r]) if sums[1, r] > 0 else None for r in range(1, n + 1)]
+
+
+def checked_range(store: str, figures: LoopFigures, animated: np.ndarray) -> RangeGuard:
+    """:func:`tasks.sample_range.guard_loop_range` of the loop just written, without reading it back.
+
+    The check only needs the loop's per-pixel minimum and maximum over time and the window's range
+    (:func:`tasks.sample_range.window_range`), which ``figures`` carries.  Two-frame stand-ins holding
+    them have the same minimum and maximum (the window's ``lo <= reference <= hi``, so they come back
+    unchanged as the range of a fully visible window), and :func:`tasks.sample_range.check_loop_range`
+    gives the same verdict on them.  When a pixel fails, the guard runs on the store as before (it
+    rewrites the failing pixels there).
+    """
+    lo, hi = figures.window
+    reference = np.asarray(open_store(store)[N.REFERENCE].values)
+    extremes = np.stack([figures.low, figures.high])
+    check = check_loop_range(extremes, np.stack([lo, hi]), None, reference, animated)
+    if not check.bad.any():
+        return RangeGuard(animated, 0, check.worst, None)
+    return guard_loop_range(store, animated)
 
 
 def render_digest(store, render: RenderParams, cyclicity: CyclicityParams) -> str:
@@ -723,31 +843,41 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
         # ---- composite and write
         t0 = time.perf_counter()
         crops = {r: (ys, xs, outputs[r].video) for r, (ys, xs) in chained.items()}
-        loop = composite_graph(warped, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb)
+        tails = composite_graph(
+            store, warped, visible, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb, intervals
+        )
         chunks2 = warped.chunks[1:3]
         dims2 = (N.Y, N.X)
-        out = xr.Dataset(
+        masks = xr.Dataset(
             {
                 N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
                 LOOP_REGIONS: (dims2, da.from_array(regions, chunks=chunks2)),
-                N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), loop),
             }
         )
-        write_variables(out, store)
+        write_variables(masks, store)
+        # the loop's array (chunked like the tiles); the tile tasks fill it
+        blank = da.zeros((loop_frames, height, width, warped.shape[3]), dtype=np.uint8, chunks=(-1, *chunks2, -1))
+        write_variables(xr.Dataset({N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), blank)}), store, compute=False)
+        tails = dask.compute(*tails)
+        figures = loop_figures(list(tails), chunks2[1], regions, warped.shape[3])
         steps["composite"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        guard = guard_loop_range(store, animated)  # no colour the window never had
-        animated = guard.animated
+        guard = checked_range(store, figures, animated)  # no colour the window never had
         steps["range_check"] = time.perf_counter() - t0
 
         # ---- quality
         t0 = time.perf_counter()
-        stored = open_store(store)[N.LOOP].data
-        quality = loop_quality(stored, animated)
-        flicker = region_flicker(stored, warped, regions, intervals)
-        wraps = loop_wrap_figures(stored, regions, n_regions)
-        figures = [f for f in flicker if f is not None]
-        quality = quality.model_copy(update={"flicker": max(figures) if figures else None})
+        if guard.fallback_pixels:  # the store's loop changed: figures of the stored loop
+            animated = guard.animated
+            stored = open_store(store)[N.LOOP].data
+            figures = figures._replace(
+                quality=loop_quality(stored, animated),
+                flicker=region_flicker(stored, warped, regions, intervals),
+                wraps=loop_wrap_figures(stored, regions, n_regions),
+            )
+        flicker, wraps = figures.flicker, figures.wraps
+        found = [f for f in flicker if f is not None]
+        quality = figures.quality.model_copy(update={"flicker": max(found) if found else None})
         steps["quality"] = time.perf_counter() - t0
     areas = np.bincount(regions.ravel(), minlength=n_regions + 1)
     regions_out = []
@@ -822,14 +952,19 @@ def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
     )
     first = np.asarray(first).astype(np.int16)
     diff0 = np.maximum(np.asarray(hi).astype(np.int16) - first, first - np.asarray(lo).astype(np.int16)).max(axis=2)
-    still = ~animated
-    stillness = float(diff0[still].max(initial=0))
+    return _quality(diff0, animated, sums[0], sums[1], n_frames, channels)
+
+
+def _quality(change, animated, step_sum, seam_sum, n_frames: int, channels: int) -> LoopQuality:
+    """:class:`LoopQuality` from the per-pixel largest change from the first frame (y, x) and the integer
+    sums over the animated pixels and channels of the consecutive steps and of the seam."""
+    stillness = float(change[~animated].max(initial=0))
     if not animated.any():
         return LoopQuality(seam=None, stillness=stillness)
     n_anim = animated.sum()
     # the original figures are means over channels: divide the integer sums by the channel count
-    consecutive = float(sums[0]) / channels / (n_anim * (n_frames - 1))
-    seam = float(sums[1]) / channels / n_anim
+    consecutive = float(step_sum) / channels / (n_anim * (n_frames - 1))
+    seam = float(seam_sum) / channels / n_anim
     return LoopQuality(
         seam=seam / consecutive if consecutive > 0 else (0.0 if seam == 0 else float("inf")),
         stillness=stillness,
