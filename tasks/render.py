@@ -110,7 +110,7 @@ from tasks.loop_timing import (
     wraps_from_sums,
 )
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
-from tasks.sample_range import RangeGuard, check_loop_range, guard_loop_range, rpca_about_median, window_range
+from tasks.sample_range import RangeGuard, check_loop_range, guard_loop_range, rpca_about_median
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
     aligned_digest,
@@ -405,7 +405,20 @@ def region_gamma(prepared: ChainOutput, mask: np.ndarray, params: RenderParams) 
     return segment_gamma(prepared.video, mask, params.gamma_theta, params.gamma_fallback)
 
 
-def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: float, params: RenderParams):
+def prepare_display(
+    video: np.ndarray,
+    visible: np.ndarray | None,
+    mask: np.ndarray,
+    reference: int,
+    params: RenderParams,
+) -> ChainOutput:
+    """:func:`prepare_region` of a display segment, with its :func:`region_gamma` in the ``gamma`` field
+    (for RPCA; one task instead of two)."""
+    prepared = prepare_region(video, visible, mask, DISPLAY, reference, params)
+    return prepared._replace(gamma=region_gamma(prepared, mask, params))
+
+
+def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, params: RenderParams):
     """Low-rank part of one colour channel of one band of a segment: ((T, n) float64, iterations, converged, s)."""
     t0 = time.perf_counter()
     pin_blas()
@@ -413,7 +426,7 @@ def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: floa
     # about each pixel's median: un-centred, small or static segments came out black (tasks.sample_range)
     low_rank, n_iter, converged = rpca_about_median(
         P,
-        display_lambda(gamma),
+        display_lambda(prepared.gamma),
         tol=params.rpca_tol,
         max_iter=params.rpca_max_iter,
         mu_ratio=params.rpca_mu_ratio,
@@ -422,7 +435,7 @@ def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: floa
     return low_rank, n_iter, converged, time.perf_counter() - t0
 
 
-def finish_rpca(prepared: ChainOutput, bands: list[np.ndarray], parts: list, gamma: float) -> ChainOutput:
+def finish_rpca(prepared: ChainOutput, bands: list[np.ndarray], parts: list) -> ChainOutput:
     """Write the low-rank parts (``parts`` ordered band by band, channel by channel) into the crop."""
     video = prepared.video.copy()
     n_channels = video.shape[3]
@@ -434,29 +447,35 @@ def finish_rpca(prepared: ChainOutput, bands: list[np.ndarray], parts: list, gam
     seconds["rpca"] += sum(p[3] for p in parts)
     return prepared._replace(
         video=video,
-        gamma=float(gamma),
-        lam=display_lambda(gamma),
+        gamma=float(prepared.gamma),
+        lam=display_lambda(prepared.gamma),
         rpca_iterations=max((p[1] for p in parts), default=0),
         rpca_converged=all(p[2] for p in parts),
         seconds=seconds,
     )
 
 
+#: Dask priority of a display segment's preparation: above every RPCA task (whose priority is its pixel
+#: count), so all segments' RPCA tasks are ready early and the largest run first.
+PREPARE_PRIORITY = 2**40
+
+
 def region_chain_graph(video, visible, mask: np.ndarray, kind: str, reference: int, params: RenderParams):
     """Delayed :class:`ChainOutput` of one region: a preparation task, then (display segments with
-    ``rpca``) one RPCA task per band of rows and colour channel, which run in parallel."""
-    prepared = dask.delayed(prepare_region, pure=True)(video, visible, mask, kind, reference, params)
+    ``rpca``) one RPCA task per band of rows and colour channel, which run in parallel.
+
+    Priorities (used by a Dask cluster): preparations first, then the RPCA tasks largest first, so the
+    small ones fill the workers' last gaps (a band's cost grows with its pixel count)."""
     if kind != DISPLAY or not params.rpca or not mask.any():
-        return prepared
-    gamma = dask.delayed(region_gamma, pure=True)(prepared, mask, params)
+        return dask.delayed(prepare_region, pure=True)(video, visible, mask, kind, reference, params)
+    with dask.annotate(priority=PREPARE_PRIORITY):
+        prepared = dask.delayed(prepare_display, pure=True)(video, visible, mask, reference, params)
     bands = row_bands(mask, params.rpca_tile_pixels)
-    n_channels = video.shape[3]
-    parts = [
-        dask.delayed(rpca_part, pure=True)(prepared, band, c, gamma, params)
-        for band in bands
-        for c in range(n_channels)
-    ]
-    return dask.delayed(finish_rpca, pure=True)(prepared, bands, parts, gamma)
+    parts = []
+    for band in bands:
+        with dask.annotate(priority=int(band.sum())):
+            parts += [dask.delayed(rpca_part, pure=True)(prepared, band, c, params) for c in range(video.shape[3])]
+    return dask.delayed(finish_rpca, pure=True)(prepared, bands, parts)
 
 
 def process_region(
@@ -471,13 +490,12 @@ def process_region(
 
     Arguments as :func:`prepare_region`; RPCA applies to display segments.
     """
-    prepared = prepare_region(video, visible, mask, kind, reference, params)
     if kind != DISPLAY or not params.rpca or not mask.any():
-        return prepared
-    gamma = region_gamma(prepared, mask, params)
+        return prepare_region(video, visible, mask, kind, reference, params)
+    prepared = prepare_display(video, visible, mask, reference, params)
     bands = row_bands(mask, params.rpca_tile_pixels)
-    parts = [rpca_part(prepared, band, c, gamma, params) for band in bands for c in range(video.shape[3])]
-    return finish_rpca(prepared, bands, parts, gamma)
+    parts = [rpca_part(prepared, band, c, params) for band in bands for c in range(video.shape[3])]
+    return finish_rpca(prepared, bands, parts)
 
 
 # --------------------------------------------------------------------------
@@ -575,8 +593,20 @@ def _composite_store_tile(store, where, warped, visible, reference, labels, alph
     :class:`TailTile` (``visible`` the tile's visibility or None)."""
     loop = _composite_tile(warped, reference, labels, alpha, pieces, fa, fb, wb)
     group(store)[N.LOOP][:, where[0], where[1], :] = loop
-    window = dask.compute(*window_range(warped, visible, reference), scheduler="synchronous")
-    return _tail_tile(loop, warped, labels, intervals, window)
+    return _tail_tile(loop, warped, labels, intervals, tile_window_range(warped, visible, reference))
+
+
+def tile_window_range(warped: np.ndarray, visible: np.ndarray | None, reference: np.ndarray):
+    """:func:`tasks.sample_range.window_range` of in-memory arrays, in numpy (a Dask graph per tile cost
+    five times the arithmetic): (lo, hi), each (h, w, C) uint8."""
+    reference = np.asarray(reference).astype(np.uint8)
+    if visible is None:
+        lo, hi = warped.min(axis=0), warped.max(axis=0)
+    else:
+        vis = np.asarray(visible)[..., None]
+        lo = np.where(vis, warped, np.uint8(255)).min(axis=0)
+        hi = np.where(vis, warped, np.uint8(0)).max(axis=0)
+    return np.minimum(lo, reference), np.maximum(hi, reference)
 
 
 class TailTile(NamedTuple):

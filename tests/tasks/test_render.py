@@ -127,3 +127,19 @@ def test_one_pass_figures_equal_those_read_back_from_the_store(rendered_store):
         wrap, step = wrap_figures(values, regions == r.label)
         assert wrap == pytest.approx(np.abs(v[-1] - v[0]).mean(), rel=1e-12)
         assert step == pytest.approx(np.abs(np.diff(v, axis=0)).mean(axis=(1, 2)).max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("with_visible", [True, False])
+def test_tile_window_range_equals_the_guard_s(with_visible):
+    from tasks.render import tile_window_range
+    from tasks.sample_range import window_range
+
+    rng = np.random.default_rng(3)
+    warped = rng.integers(0, 256, (7, 5, 6, 3), dtype=np.uint8)
+    visible = rng.random((7, 5, 6)) < 0.6 if with_visible else None
+    if with_visible:
+        visible[:, 0, 0] = False  # a pixel never visible: the reference bounds it
+    reference = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    expected = [a.compute() for a in window_range(warped, visible, reference)]
+    for got, want in zip(tile_window_range(warped, visible, reference), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
