@@ -439,26 +439,22 @@ def read_region_samples(
     warped: da.Array,
     regions: np.ndarray,
     labels: list[int],
-    processed: dict[int, tuple[slice, slice, np.ndarray]],
+    processed: dict,
     max_pixels: int,
 ) -> dict[int, np.ndarray]:
     """Sampled pixels (T, n, C) of each region in ``labels``: from its processed crop when the render's
-    chain made one (``processed``: label -> crop slices and video), else read from ``warped`` (one
-    Dask computation for all)."""
+    chain made one (``processed``: label -> crop slices and video, an array or a Dask delayed one), else
+    read from ``warped``; one Dask computation for all."""
     boxes = ndimage.find_objects(regions)
-    out, lazy = {}, {}
+    lazy = {}
     for r in labels:
         if r in processed:
             ys, xs, video = processed[r]
-            out[r] = region_samples(video, regions[ys, xs] == r, max_pixels)
         else:
             ys, xs = boxes[r - 1]
-            lazy[r] = (ys, xs, warped[:, ys, xs, :])
-    if lazy:
-        crops = dask.compute(*[c for _, _, c in lazy.values()])
-        for (r, (ys, xs, _)), crop in zip(lazy.items(), crops, strict=True):
-            out[r] = region_samples(crop, regions[ys, xs] == r, max_pixels)
-    return out
+            video = warped[:, ys, xs, :]
+        lazy[r] = dask.delayed(region_samples)(video, regions[ys, xs] == r, max_pixels)
+    return dict(zip(lazy, dask.compute(*lazy.values()), strict=True))
 
 
 def plan_for_render(
@@ -468,7 +464,7 @@ def plan_for_render(
     periods: list[int],
     regions: np.ndarray,
     warped: da.Array,
-    processed: dict[int, tuple[slice, slice, np.ndarray]],
+    processed: dict,
     params: RenderParams,
     *,
     tau: int,

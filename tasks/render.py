@@ -498,6 +498,18 @@ def process_region(
     return finish_rpca(prepared, bands, parts)
 
 
+class ChainSummary(NamedTuple):
+    """What the render needs here of a region's :class:`ChainOutput` (its crop stays where it was made)."""
+
+    chain: ChainOutput  # without its video (None)
+    luminance: np.ndarray  # (T,) mean luminance of the region in the processed crop
+
+
+def chain_summary(chain: ChainOutput, mask: np.ndarray) -> ChainSummary:
+    """:class:`ChainSummary` of a region's chain output (``mask`` the region in its crop)."""
+    return ChainSummary(chain._replace(video=None), luminance(chain.video)[:, mask].mean(axis=1))
+
+
 # --------------------------------------------------------------------------
 # Dask graph pieces
 
@@ -804,10 +816,15 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
             vis = None if visible is None or not render.inpaint else visible[:, ys, xs]
             mask = regions[ys, xs] == r
             tasks.append(region_chain_graph(warped[:, ys, xs, :], vis, mask, kinds[r - 1], ref_local, render))
-        outputs = dict(zip(chained, dask.compute(*tasks), strict=True)) if tasks else {}
+        # the processed crops stay where they were computed (on a cluster, in its workers): only their
+        # summaries and mean luminance come here, and the tasks that use the crops read them there
+        chains = dict(zip(chained, dask.persist(*tasks), strict=True)) if tasks else {}
+        videos = {r: chain.video for r, chain in chains.items()}
+        summaries = [dask.delayed(chain_summary)(chains[r], regions[ys, xs] == r) for r, (ys, xs) in chained.items()]
+        outputs = dict(zip(chained, dask.compute(*summaries), strict=True))
         steps["chain"] = time.perf_counter() - t0
         for key in ("inpaint", "stabilise", "rpca"):
-            steps[key] = sum(o.seconds[key] for o in outputs.values())
+            steps[key] = sum(o.chain.seconds[key] for o in outputs.values())
 
         # ---- intervals: cyclic regions by their mean luminance, displays by the rule
         t0 = time.perf_counter()
@@ -818,9 +835,8 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
                 direct[direct == r] = 0
             if direct.any():
                 signals = region_signals(warped, direct, n_regions)
-            for r, (ys, xs) in chained.items():
-                mask = regions[ys, xs] == r
-                signals[r - 1] = luminance(outputs[r].video)[:, mask].mean(axis=1)
+            for r in chained:
+                signals[r - 1] = outputs[r].luminance
         intervals: list[tuple[int, int]] = []
         scores: list[float] = []
         playbacks: list[str] = []
@@ -856,7 +872,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
         # cyclic regions loop over whole periods (tasks.loop_timing); displays as above
         plan = plan_for_render(
             signals, intervals, kinds, periods, regions, warped,
-            {r: (ys, xs, outputs[r].video) for r, (ys, xs) in chained.items()}, render,
+            {r: (ys, xs, videos[r]) for r, (ys, xs) in chained.items()}, render,
             tau=cyclicity.tau, min_frames=min_interval_length(n_window, cyclicity.min_interval_fraction),
         )  # fmt: skip
         if plan is not None:
@@ -872,7 +888,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
 
         # ---- composite and write
         t0 = time.perf_counter()
-        crops = {r: (ys, xs, outputs[r].video) for r, (ys, xs) in chained.items()}
+        crops = {r: (ys, xs, videos[r]) for r, (ys, xs) in chained.items()}
         tails = composite_graph(
             store, warped, visible, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb, intervals
         )
@@ -912,7 +928,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
     areas = np.bincount(regions.ravel(), minlength=n_regions + 1)
     regions_out = []
     for r in range(1, n_regions + 1):
-        o = outputs.get(r)
+        o = outputs[r].chain if r in outputs else None
         regions_out.append(
             RegionLoop(
                 label=r,
