@@ -76,6 +76,16 @@ flicker ratio of each region -- the mean absolute second temporal difference
 ``|L[t+1] - 2 L[t] + L[t-1]|`` inside the region over the loop (cyclically, so
 the seam counts), over the same figure of ``warped`` over the frames the region
 plays.
+
+One pass over the loop (documented choice): every tile of the loop is
+composited, written to the store and summarised in one task
+(:func:`composite_graph`): its per-pixel minimum and maximum, the window's
+sample range there, integer sums of steps and wraps per region and the flicker
+sums.  The sample-range guard (:mod:`tasks.sample_range`) and every figure
+above come from these summaries, so the stored loop is not read back; only when
+the guard sets pixels back to the reference frame are the figures taken again
+from the stored loop.  The processed crops of the chain stay where Dask
+computed them (``dask.persist``): the composite tasks read them there.
 """
 
 from __future__ import annotations
