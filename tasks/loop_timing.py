@@ -395,40 +395,66 @@ def wrap_figures(loop: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     wrap, largest_step : float
         The mean absolute change (over the region's pixels and colours, 0-255)
         from the last frame to the first, and the largest such mean change
-        between consecutive frames; 0 for an empty region.
+        between consecutive frames; 0 for an empty region.  Computed from exact
+        integer sums (:func:`wrap_sums`).
     """
-    if not mask.any():
-        return 0.0, 0.0
-    v = np.asarray(loop)[:, mask].astype(np.float32)
-    wrap = float(np.abs(v[-1] - v[0]).mean())
-    step = float(np.abs(np.diff(v, axis=0)).mean(axis=(1, 2)).max()) if v.shape[0] > 1 else 0.0
-    return wrap, step
+    labels = np.asarray(mask).astype(np.int32)
+    return wraps_from_sums(wrap_sums(loop, labels, 1), np.asarray(loop).shape[3])[0]
+
+
+def wrap_sums(loop: np.ndarray, labels: np.ndarray, n_regions: int) -> np.ndarray:
+    """Integer sums behind :func:`wrap_figures`, per region of ``labels``, for a tile of a loop.
+
+    ``loop`` (T, h, w, C) uint8, ``labels`` (h, w) int (0: no region).  Row ``r`` of the (n_regions + 1,
+    T + 1) int64 result holds region ``r``'s pixel count, the sum of ``|L[-1] - L[0]|`` over its pixels and
+    colours, and the same sum of ``|L[t+1] - L[t]|`` for every t.  Sums of tiles add up to the sums of the
+    whole loop, so the figures of a loop read tile by tile are exact.
+    """
+    loop = np.asarray(loop)
+    out = np.zeros((n_regions + 1, loop.shape[0] + 1), np.int64)
+    for r in np.unique(labels):
+        if r == 0:
+            continue
+        v = loop[:, labels == r].astype(np.int16)  # (T, n, C)
+        out[r, 0] = v.shape[1]
+        out[r, 1] = np.abs(v[-1] - v[0]).sum(dtype=np.int64)
+        out[r, 2:] = np.abs(v[1:] - v[:-1]).sum(axis=(1, 2), dtype=np.int64)
+    return out
+
+
+def wraps_from_sums(sums: np.ndarray, channels: int) -> list[tuple[float, float]]:
+    """``(wrap, largest_step)`` of regions 1..R from :func:`wrap_sums` (summed over tiles); (0, 0) when empty."""
+    out = []
+    for row in sums[1:]:
+        values = row[0] * channels
+        if values == 0:
+            out.append((0.0, 0.0))
+            continue
+        step = float(row[2:].max()) / values if row.size > 2 else 0.0
+        out.append((float(row[1]) / values, step))
+    return out
 
 
 def read_region_samples(
     warped: da.Array,
     regions: np.ndarray,
     labels: list[int],
-    processed: dict[int, tuple[slice, slice, np.ndarray]],
+    processed: dict,
     max_pixels: int,
 ) -> dict[int, np.ndarray]:
     """Sampled pixels (T, n, C) of each region in ``labels``: from its processed crop when the render's
-    chain made one (``processed``: label -> crop slices and video), else read from ``warped`` (one
-    Dask computation for all)."""
+    chain made one (``processed``: label -> crop slices and video, an array or a Dask delayed one), else
+    read from ``warped``; one Dask computation for all."""
     boxes = ndimage.find_objects(regions)
-    out, lazy = {}, {}
+    lazy = {}
     for r in labels:
         if r in processed:
             ys, xs, video = processed[r]
-            out[r] = region_samples(video, regions[ys, xs] == r, max_pixels)
         else:
             ys, xs = boxes[r - 1]
-            lazy[r] = (ys, xs, warped[:, ys, xs, :])
-    if lazy:
-        crops = dask.compute(*[c for _, _, c in lazy.values()])
-        for (r, (ys, xs, _)), crop in zip(lazy.items(), crops, strict=True):
-            out[r] = region_samples(crop, regions[ys, xs] == r, max_pixels)
-    return out
+            video = warped[:, ys, xs, :]
+        lazy[r] = dask.delayed(region_samples)(video, regions[ys, xs] == r, max_pixels)
+    return dict(zip(lazy, dask.compute(*lazy.values()), strict=True))
 
 
 def plan_for_render(
@@ -438,7 +464,7 @@ def plan_for_render(
     periods: list[int],
     regions: np.ndarray,
     warped: da.Array,
-    processed: dict[int, tuple[slice, slice, np.ndarray]],
+    processed: dict,
     params: RenderParams,
     *,
     tau: int,

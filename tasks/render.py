@@ -76,6 +76,16 @@ flicker ratio of each region -- the mean absolute second temporal difference
 ``|L[t+1] - 2 L[t] + L[t-1]|`` inside the region over the loop (cyclically, so
 the seam counts), over the same figure of ``warped`` over the frames the region
 plays.
+
+One pass over the loop (documented choice): every tile of the loop is
+composited, written to the store and summarised in one task
+(:func:`composite_graph`): its per-pixel minimum and maximum, the window's
+sample range there, integer sums of steps and wraps per region and the flicker
+sums.  The sample-range guard (:mod:`tasks.sample_range`) and every figure
+above come from these summaries, so the stored loop is not read back; only when
+the guard sets pixels back to the reference frame are the figures taken again
+from the stored loop.  The processed crops of the chain stay where Dask
+computed them (``dask.persist``): the composite tasks read them there.
 """
 
 from __future__ import annotations
@@ -101,13 +111,21 @@ from schemas import names as N
 from schemas.config import CyclicityParams, RenderParams
 from schemas.results import LoopQuality, RegionLoop, RenderResult
 from tasks.cyclicity import luminance
-from tasks.loop_timing import apply_plan, loop_wrap_figures, plan_for_render, timing_fields
+from tasks.loop_timing import (
+    apply_plan,
+    loop_wrap_figures,
+    plan_for_render,
+    timing_fields,
+    wrap_sums,
+    wraps_from_sums,
+)
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
-from tasks.sample_range import guard_loop_range, rpca_about_median
+from tasks.sample_range import RangeGuard, check_loop_range, guard_loop_range, rpca_about_median
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
     aligned_digest,
     digest,
+    group,
     open_store,
     read_attrs,
     record_stage,
@@ -397,7 +415,20 @@ def region_gamma(prepared: ChainOutput, mask: np.ndarray, params: RenderParams) 
     return segment_gamma(prepared.video, mask, params.gamma_theta, params.gamma_fallback)
 
 
-def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: float, params: RenderParams):
+def prepare_display(
+    video: np.ndarray,
+    visible: np.ndarray | None,
+    mask: np.ndarray,
+    reference: int,
+    params: RenderParams,
+) -> ChainOutput:
+    """:func:`prepare_region` of a display segment, with its :func:`region_gamma` in the ``gamma`` field
+    (for RPCA; one task instead of two)."""
+    prepared = prepare_region(video, visible, mask, DISPLAY, reference, params)
+    return prepared._replace(gamma=region_gamma(prepared, mask, params))
+
+
+def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, params: RenderParams):
     """Low-rank part of one colour channel of one band of a segment: ((T, n) float64, iterations, converged, s)."""
     t0 = time.perf_counter()
     pin_blas()
@@ -405,7 +436,7 @@ def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: floa
     # about each pixel's median: un-centred, small or static segments came out black (tasks.sample_range)
     low_rank, n_iter, converged = rpca_about_median(
         P,
-        display_lambda(gamma),
+        display_lambda(prepared.gamma),
         tol=params.rpca_tol,
         max_iter=params.rpca_max_iter,
         mu_ratio=params.rpca_mu_ratio,
@@ -414,7 +445,7 @@ def rpca_part(prepared: ChainOutput, band: np.ndarray, channel: int, gamma: floa
     return low_rank, n_iter, converged, time.perf_counter() - t0
 
 
-def finish_rpca(prepared: ChainOutput, bands: list[np.ndarray], parts: list, gamma: float) -> ChainOutput:
+def finish_rpca(prepared: ChainOutput, bands: list[np.ndarray], parts: list) -> ChainOutput:
     """Write the low-rank parts (``parts`` ordered band by band, channel by channel) into the crop."""
     video = prepared.video.copy()
     n_channels = video.shape[3]
@@ -426,29 +457,35 @@ def finish_rpca(prepared: ChainOutput, bands: list[np.ndarray], parts: list, gam
     seconds["rpca"] += sum(p[3] for p in parts)
     return prepared._replace(
         video=video,
-        gamma=float(gamma),
-        lam=display_lambda(gamma),
+        gamma=float(prepared.gamma),
+        lam=display_lambda(prepared.gamma),
         rpca_iterations=max((p[1] for p in parts), default=0),
         rpca_converged=all(p[2] for p in parts),
         seconds=seconds,
     )
 
 
+#: Dask priority of a display segment's preparation: above every RPCA task (whose priority is its pixel
+#: count), so all segments' RPCA tasks are ready early and the largest run first.
+PREPARE_PRIORITY = 2**40
+
+
 def region_chain_graph(video, visible, mask: np.ndarray, kind: str, reference: int, params: RenderParams):
     """Delayed :class:`ChainOutput` of one region: a preparation task, then (display segments with
-    ``rpca``) one RPCA task per band of rows and colour channel, which run in parallel."""
-    prepared = dask.delayed(prepare_region, pure=True)(video, visible, mask, kind, reference, params)
+    ``rpca``) one RPCA task per band of rows and colour channel, which run in parallel.
+
+    Priorities (used by a Dask cluster): preparations first, then the RPCA tasks largest first, so the
+    small ones fill the workers' last gaps (a band's cost grows with its pixel count)."""
     if kind != DISPLAY or not params.rpca or not mask.any():
-        return prepared
-    gamma = dask.delayed(region_gamma, pure=True)(prepared, mask, params)
+        return dask.delayed(prepare_region, pure=True)(video, visible, mask, kind, reference, params)
+    with dask.annotate(priority=PREPARE_PRIORITY):
+        prepared = dask.delayed(prepare_display, pure=True)(video, visible, mask, reference, params)
     bands = row_bands(mask, params.rpca_tile_pixels)
-    n_channels = video.shape[3]
-    parts = [
-        dask.delayed(rpca_part, pure=True)(prepared, band, c, gamma, params)
-        for band in bands
-        for c in range(n_channels)
-    ]
-    return dask.delayed(finish_rpca, pure=True)(prepared, bands, parts, gamma)
+    parts = []
+    for band in bands:
+        with dask.annotate(priority=int(band.sum())):
+            parts += [dask.delayed(rpca_part, pure=True)(prepared, band, c, params) for c in range(video.shape[3])]
+    return dask.delayed(finish_rpca, pure=True)(prepared, bands, parts)
 
 
 def process_region(
@@ -463,13 +500,24 @@ def process_region(
 
     Arguments as :func:`prepare_region`; RPCA applies to display segments.
     """
-    prepared = prepare_region(video, visible, mask, kind, reference, params)
     if kind != DISPLAY or not params.rpca or not mask.any():
-        return prepared
-    gamma = region_gamma(prepared, mask, params)
+        return prepare_region(video, visible, mask, kind, reference, params)
+    prepared = prepare_display(video, visible, mask, reference, params)
     bands = row_bands(mask, params.rpca_tile_pixels)
-    parts = [rpca_part(prepared, band, c, gamma, params) for band in bands for c in range(video.shape[3])]
-    return finish_rpca(prepared, bands, parts, gamma)
+    parts = [rpca_part(prepared, band, c, params) for band in bands for c in range(video.shape[3])]
+    return finish_rpca(prepared, bands, parts)
+
+
+class ChainSummary(NamedTuple):
+    """What the render needs here of a region's :class:`ChainOutput` (its crop stays where it was made)."""
+
+    chain: ChainOutput  # without its video (None)
+    luminance: np.ndarray  # (T,) mean luminance of the region in the processed crop
+
+
+def chain_summary(chain: ChainOutput, mask: np.ndarray) -> ChainSummary:
+    """:class:`ChainSummary` of a region's chain output (``mask`` the region in its crop)."""
+    return ChainSummary(chain._replace(video=None), luminance(chain.video)[:, mask].mean(axis=1))
 
 
 # --------------------------------------------------------------------------
@@ -513,23 +561,30 @@ def _composite_tile(video, reference, labels, alpha, pieces, fa, fb, wb):
     return composite_loop(video, reference, labels, alpha, fa, fb, wb)
 
 
-def composite_graph(warped, reference, regions, alpha, crops, fa, fb, wb) -> da.Array:
-    """Lazy ``loop`` (loop_time, y, x, channel) uint8, one task per tile of ``warped``.
+def composite_graph(
+    store: str, warped, visible, reference, regions, alpha, crops, fa, fb, wb, intervals
+) -> list[dask.delayed]:
+    """Delayed tasks, one per tile of ``warped``, that composite the ``loop`` (loop_time, y, x, channel) uint8
+    tile by tile, write each tile into the store's ``loop`` (created beforehand, chunked like the tiles) and
+    return its :class:`TailTile` figures.
 
     ``crops`` maps a region label to ``(ys, xs, video)``: its crop slices in the
     frame and the processed crop (T, h, w, C) uint8; inside the region it
-    replaces ``warped``.
+    replaces ``warped``.  ``intervals`` are the regions' played window intervals
+    (for the flicker figure's source part).  Each tile is composited once and
+    summarised while in memory, so the checks and figures need no second read
+    of the loop (a Dask write of a lazy loop would fuse the tiles into their
+    store tasks and composite them again for the figures).
     """
     w = warped.rechunk({0: -1, 3: -1})
     ref = reference.rechunk((w.chunks[1], w.chunks[2], -1))
     wblocks, rblocks = w.to_delayed(), ref.to_delayed()
+    vblocks = None if visible is None else visible.rechunk((-1, w.chunks[1], w.chunks[2])).to_delayed()
     y_edges = np.cumsum((0, *w.chunks[1]))
     x_edges = np.cumsum((0, *w.chunks[2]))
-    loop_frames, channels = fa.shape[1], w.shape[3]
-    rows = []
+    tails = []
     for by in range(len(w.chunks[1])):
         ty = slice(int(y_edges[by]), int(y_edges[by + 1]))
-        row = []
         for bx in range(len(w.chunks[2])):
             tx = slice(int(x_edges[bx]), int(x_edges[bx + 1]))
             lab = regions[ty, tx]
@@ -546,13 +601,106 @@ def composite_graph(warped, reference, regions, alpha, crops, fa, fb, wb) -> da.
                 pieces.append(
                     (slice(y0 - ty.start, y1 - ty.start), slice(x0 - tx.start, x1 - tx.start), data, m)
                 )
-            tile = dask.delayed(_composite_tile, pure=True)(
-                wblocks[0, by, bx, 0], rblocks[by, bx, 0], lab, alpha[ty, tx], pieces, fa, fb, wb
+            tails.append(
+                dask.delayed(_composite_store_tile, pure=True)(
+                    store, (ty, tx), wblocks[0, by, bx, 0], None if vblocks is None else vblocks[0, by, bx],
+                    rblocks[by, bx, 0], lab, alpha[ty, tx], pieces, fa, fb, wb, intervals,
+                )  # fmt: skip
             )
-            shape = (loop_frames, ty.stop - ty.start, tx.stop - tx.start, channels)
-            row.append(da.from_delayed(tile, shape=shape, dtype=np.uint8))
-        rows.append(da.concatenate(row, axis=2))
-    return da.concatenate(rows, axis=1)
+    return tails
+
+
+def _composite_store_tile(store, where, warped, visible, reference, labels, alpha, pieces, fa, fb, wb, intervals):
+    """Composite one tile of the loop (``where``: its y and x slices), write it to the store, return its
+    :class:`TailTile` (``visible`` the tile's visibility or None)."""
+    loop = _composite_tile(warped, reference, labels, alpha, pieces, fa, fb, wb)
+    group(store)[N.LOOP][:, where[0], where[1], :] = loop
+    return _tail_tile(loop, warped, labels, intervals, tile_window_range(warped, visible, reference))
+
+
+def tile_window_range(warped: np.ndarray, visible: np.ndarray | None, reference: np.ndarray):
+    """:func:`tasks.sample_range.window_range` of in-memory arrays, in numpy (a Dask graph per tile cost
+    five times the arithmetic): (lo, hi), each (h, w, C) uint8."""
+    reference = np.asarray(reference).astype(np.uint8)
+    if visible is None:
+        lo, hi = warped.min(axis=0), warped.max(axis=0)
+    else:
+        vis = np.asarray(visible)[..., None]
+        lo = np.where(vis, warped, np.uint8(255)).min(axis=0)
+        hi = np.where(vis, warped, np.uint8(0)).max(axis=0)
+    return np.minimum(lo, reference), np.maximum(hi, reference)
+
+
+class TailTile(NamedTuple):
+    """What the render's checks and figures need of one tile of the loop (:func:`_tail_tile`)."""
+
+    window: tuple[np.ndarray, np.ndarray]  # tasks.sample_range.window_range of the tile: (lo, hi), (h, w, C)
+    low: np.ndarray  # (h, w, C) uint8: per-pixel minimum over the loop's frames
+    high: np.ndarray  # (h, w, C) uint8: maximum
+    change: np.ndarray  # (h, w) int16: largest change from the first frame, over frames and channels
+    wraps: np.ndarray  # (R + 1, T + 1) int64: tasks.loop_timing.wrap_sums of the tile
+    flicker: np.ndarray | None  # (2, R + 1): _flicker_tile, None on a tile without regions
+
+
+def _tail_tile(loop: np.ndarray, warped: np.ndarray, labels: np.ndarray, intervals, window) -> TailTile:
+    """The figures of one composited tile of the loop (``labels`` the regions on it): see :func:`loop_figures`."""
+    low, high = loop.min(axis=0), loop.max(axis=0)
+    first = loop[0].astype(np.int16)
+    change = np.maximum(high.astype(np.int16) - first, first - low.astype(np.int16)).max(axis=2)
+    holding = bool(labels.any())
+    return TailTile(
+        window,
+        low,
+        high,
+        change,
+        wrap_sums(loop, labels, len(intervals)),
+        _flicker_tile(loop, warped, labels, intervals) if holding else None,
+    )
+
+
+def _assemble(parts: list[np.ndarray], chunks_x: tuple[int, ...]) -> np.ndarray:
+    """The whole-frame array of per-tile arrays listed row of tiles by row of tiles."""
+    per_row = len(chunks_x)
+    rows = [np.concatenate(parts[i : i + per_row], axis=1) for i in range(0, len(parts), per_row)]
+    return np.concatenate(rows, axis=0)
+
+
+class LoopFigures(NamedTuple):
+    """The checks and figures the render takes of its loop (:func:`loop_figures`)."""
+
+    window: tuple[np.ndarray, np.ndarray]  # tasks.sample_range.window_range, computed: (lo, hi), (y, x, C)
+    low: np.ndarray  # (y, x, C) uint8: per-pixel minimum of the loop over its frames
+    high: np.ndarray  # (y, x, C) uint8: maximum
+    quality: LoopQuality  # seam and stillness (flicker not set)
+    flicker: list[float | None]  # per region (region_flicker)
+    wraps: list[tuple[float, float]]  # per region (tasks.loop_timing.loop_wrap_figures)
+
+
+def loop_figures(
+    tails: list[TailTile], chunks_x: tuple[int, ...], regions: np.ndarray, channels: int
+) -> LoopFigures:
+    """:func:`loop_quality`, :func:`region_flicker` and :func:`tasks.loop_timing.loop_wrap_figures` of a loop
+    from its :class:`TailTile` list (tiles in row-major order; ``chunks_x`` the tile widths).
+
+    The same figures as those functions give on the stored loop when ``animated`` is ``regions > 0``: the
+    step and seam sums of :func:`loop_quality` are the regions' integer wrap sums added up, the flicker
+    sums are added in the same tile order as :func:`region_flicker` does, and the rest are per-pixel maps.
+    """
+    n = len(tails[0].wraps) - 1
+    wraps = sum(t.wraps for t in tails)
+    change = _assemble([t.change for t in tails], chunks_x)
+    animated = regions > 0
+    quality = _quality(change, animated, wraps[:, 2:].sum(), wraps[:, 1].sum(), wraps.shape[1] - 1, channels)
+    sums = sum(t.flicker for t in tails if t.flicker is not None)
+    flicker = [None] * n if isinstance(sums, int) else _flicker_ratios(sums, n)
+    return LoopFigures(
+        tuple(_assemble([t.window[k] for t in tails], chunks_x) for k in (0, 1)),
+        _assemble([t.low for t in tails], chunks_x),
+        _assemble([t.high for t in tails], chunks_x),
+        quality,
+        flicker,
+        wraps_from_sums(wraps, channels),
+    )
 
 
 def _flicker_tile(loop, warped, labels, intervals):
@@ -597,7 +745,31 @@ def region_flicker(loop: da.Array, warped: da.Array, regions: np.ndarray, interv
         for by, bx, lab in _tiles_holding(regions, w.chunks[1], w.chunks[2])
     ]
     sums = dask.delayed(sum)(parts).compute()
+    return _flicker_ratios(sums, n)
+
+
+def _flicker_ratios(sums: np.ndarray, n: int) -> list[float | None]:
+    """Flicker ratios of regions 1..n from the summed :func:`_flicker_tile` figures (None where the source's is 0)."""
     return [float(sums[0, r] / sums[1, r]) if sums[1, r] > 0 else None for r in range(1, n + 1)]
+
+
+def checked_range(store: str, figures: LoopFigures, animated: np.ndarray) -> RangeGuard:
+    """:func:`tasks.sample_range.guard_loop_range` of the loop just written, without reading it back.
+
+    The check only needs the loop's per-pixel minimum and maximum over time and the window's range
+    (:func:`tasks.sample_range.window_range`), which ``figures`` carries.  Two-frame stand-ins holding
+    them have the same minimum and maximum (the window's ``lo <= reference <= hi``, so they come back
+    unchanged as the range of a fully visible window), and :func:`tasks.sample_range.check_loop_range`
+    gives the same verdict on them.  When a pixel fails, the guard runs on the store as before (it
+    rewrites the failing pixels there).
+    """
+    lo, hi = figures.window
+    reference = np.asarray(open_store(store)[N.REFERENCE].values)
+    extremes = np.stack([figures.low, figures.high])
+    check = check_loop_range(extremes, np.stack([lo, hi]), None, reference, animated)
+    if not check.bad.any():
+        return RangeGuard(animated, 0, check.worst, None)
+    return guard_loop_range(store, animated)
 
 
 def render_digest(store, render: RenderParams, cyclicity: CyclicityParams) -> str:
@@ -654,10 +826,15 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
             vis = None if visible is None or not render.inpaint else visible[:, ys, xs]
             mask = regions[ys, xs] == r
             tasks.append(region_chain_graph(warped[:, ys, xs, :], vis, mask, kinds[r - 1], ref_local, render))
-        outputs = dict(zip(chained, dask.compute(*tasks), strict=True)) if tasks else {}
+        # the processed crops stay where they were computed (on a cluster, in its workers): only their
+        # summaries and mean luminance come here, and the tasks that use the crops read them there
+        chains = dict(zip(chained, dask.persist(*tasks), strict=True)) if tasks else {}
+        videos = {r: chain.video for r, chain in chains.items()}
+        summaries = [dask.delayed(chain_summary)(chains[r], regions[ys, xs] == r) for r, (ys, xs) in chained.items()]
+        outputs = dict(zip(chained, dask.compute(*summaries), strict=True))
         steps["chain"] = time.perf_counter() - t0
         for key in ("inpaint", "stabilise", "rpca"):
-            steps[key] = sum(o.seconds[key] for o in outputs.values())
+            steps[key] = sum(o.chain.seconds[key] for o in outputs.values())
 
         # ---- intervals: cyclic regions by their mean luminance, displays by the rule
         t0 = time.perf_counter()
@@ -668,9 +845,8 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
                 direct[direct == r] = 0
             if direct.any():
                 signals = region_signals(warped, direct, n_regions)
-            for r, (ys, xs) in chained.items():
-                mask = regions[ys, xs] == r
-                signals[r - 1] = luminance(outputs[r].video)[:, mask].mean(axis=1)
+            for r in chained:
+                signals[r - 1] = outputs[r].luminance
         intervals: list[tuple[int, int]] = []
         scores: list[float] = []
         playbacks: list[str] = []
@@ -706,7 +882,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
         # cyclic regions loop over whole periods (tasks.loop_timing); displays as above
         plan = plan_for_render(
             signals, intervals, kinds, periods, regions, warped,
-            {r: (ys, xs, outputs[r].video) for r, (ys, xs) in chained.items()}, render,
+            {r: (ys, xs, videos[r]) for r, (ys, xs) in chained.items()}, render,
             tau=cyclicity.tau, min_frames=min_interval_length(n_window, cyclicity.min_interval_fraction),
         )  # fmt: skip
         if plan is not None:
@@ -722,37 +898,47 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
 
         # ---- composite and write
         t0 = time.perf_counter()
-        crops = {r: (ys, xs, outputs[r].video) for r, (ys, xs) in chained.items()}
-        loop = composite_graph(warped, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb)
+        crops = {r: (ys, xs, videos[r]) for r, (ys, xs) in chained.items()}
+        tails = composite_graph(
+            store, warped, visible, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb, intervals
+        )
         chunks2 = warped.chunks[1:3]
         dims2 = (N.Y, N.X)
-        out = xr.Dataset(
+        masks = xr.Dataset(
             {
                 N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
                 LOOP_REGIONS: (dims2, da.from_array(regions, chunks=chunks2)),
-                N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), loop),
             }
         )
-        write_variables(out, store)
+        write_variables(masks, store)
+        # the loop's array (chunked like the tiles); the tile tasks fill it
+        blank = da.zeros((loop_frames, height, width, warped.shape[3]), dtype=np.uint8, chunks=(-1, *chunks2, -1))
+        write_variables(xr.Dataset({N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), blank)}), store, compute=False)
+        tails = dask.compute(*tails)
+        figures = loop_figures(list(tails), chunks2[1], regions, warped.shape[3])
         steps["composite"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        guard = guard_loop_range(store, animated)  # no colour the window never had
-        animated = guard.animated
+        guard = checked_range(store, figures, animated)  # no colour the window never had
         steps["range_check"] = time.perf_counter() - t0
 
         # ---- quality
         t0 = time.perf_counter()
-        stored = open_store(store)[N.LOOP].data
-        quality = loop_quality(stored, animated)
-        flicker = region_flicker(stored, warped, regions, intervals)
-        wraps = loop_wrap_figures(stored, regions, n_regions)
-        figures = [f for f in flicker if f is not None]
-        quality = quality.model_copy(update={"flicker": max(figures) if figures else None})
+        if guard.fallback_pixels:  # the store's loop changed: figures of the stored loop
+            animated = guard.animated
+            stored = open_store(store)[N.LOOP].data
+            figures = figures._replace(
+                quality=loop_quality(stored, animated),
+                flicker=region_flicker(stored, warped, regions, intervals),
+                wraps=loop_wrap_figures(stored, regions, n_regions),
+            )
+        flicker, wraps = figures.flicker, figures.wraps
+        found = [f for f in flicker if f is not None]
+        quality = figures.quality.model_copy(update={"flicker": max(found) if found else None})
         steps["quality"] = time.perf_counter() - t0
     areas = np.bincount(regions.ravel(), minlength=n_regions + 1)
     regions_out = []
     for r in range(1, n_regions + 1):
-        o = outputs.get(r)
+        o = outputs[r].chain if r in outputs else None
         regions_out.append(
             RegionLoop(
                 label=r,
@@ -822,14 +1008,19 @@ def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
     )
     first = np.asarray(first).astype(np.int16)
     diff0 = np.maximum(np.asarray(hi).astype(np.int16) - first, first - np.asarray(lo).astype(np.int16)).max(axis=2)
-    still = ~animated
-    stillness = float(diff0[still].max(initial=0))
+    return _quality(diff0, animated, sums[0], sums[1], n_frames, channels)
+
+
+def _quality(change, animated, step_sum, seam_sum, n_frames: int, channels: int) -> LoopQuality:
+    """:class:`LoopQuality` from the per-pixel largest change from the first frame (y, x) and the integer
+    sums over the animated pixels and channels of the consecutive steps and of the seam."""
+    stillness = float(change[~animated].max(initial=0))
     if not animated.any():
         return LoopQuality(seam=None, stillness=stillness)
     n_anim = animated.sum()
     # the original figures are means over channels: divide the integer sums by the channel count
-    consecutive = float(sums[0]) / channels / (n_anim * (n_frames - 1))
-    seam = float(sums[1]) / channels / n_anim
+    consecutive = float(step_sum) / channels / (n_anim * (n_frames - 1))
+    seam = float(seam_sum) / channels / n_anim
     return LoopQuality(
         seam=seam / consecutive if consecutive > 0 else (0.0 if seam == 0 else float("inf")),
         stillness=stillness,

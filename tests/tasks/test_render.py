@@ -92,3 +92,54 @@ def test_render_loops_each_region_over_its_interval(rendered_store):
         length = reg.stop - reg.start
         for t in range(result.loop_frames - RenderParams().crossfade_frames):
             np.testing.assert_array_equal(loop[t, y, x], warped[reg.start + t % length, y, x])
+
+
+def test_one_pass_figures_equal_those_read_back_from_the_store(rendered_store):
+    """The render takes its range check and figures from the tiles on their way to the store; the same
+    functions run on the stored loop give the same figures."""
+    from tasks.loop_timing import loop_wrap_figures, wrap_figures
+    from tasks.render import loop_quality, region_flicker
+    from tasks.sample_range import check_loop_range
+
+    store, result = rendered_store
+    ds = xr.open_zarr(store, consolidated=False)
+    loop, warped = ds[N.LOOP].data, ds[N.WARPED].data
+    regions = ds["loop_regions"].values
+    animated = ds[N.ANIMATED_MASK].values
+    assert result.range_fallback_pixels == 0
+    np.testing.assert_array_equal(animated, regions > 0)
+    check = check_loop_range(loop, warped, ds[N.VISIBLE].data, ds[N.REFERENCE].data, animated)
+    assert not check.bad.any()
+    quality = loop_quality(loop, animated)
+    assert (result.quality.seam, result.quality.stillness) == (quality.seam, quality.stillness)
+    intervals = [(r.start, r.stop) for r in result.regions]
+    flicker = region_flicker(loop, warped, regions, intervals)
+    assert [r.flicker for r in result.regions] == flicker
+    assert result.quality.flicker == max(flicker)
+    wraps = loop_wrap_figures(loop, regions, len(result.regions))
+    assert [(r.wrap_change, r.largest_step) for r in result.regions] == [
+        (round(w, 4), round(s, 4)) for w, s in wraps
+    ]
+    # the integer wrap sums give the float figures of the region's samples
+    values = loop.compute()
+    for r in result.regions:
+        v = values[:, regions == r.label].astype(np.float64)
+        wrap, step = wrap_figures(values, regions == r.label)
+        assert wrap == pytest.approx(np.abs(v[-1] - v[0]).mean(), rel=1e-12)
+        assert step == pytest.approx(np.abs(np.diff(v, axis=0)).mean(axis=(1, 2)).max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("with_visible", [True, False])
+def test_tile_window_range_equals_the_guard_s(with_visible):
+    from tasks.render import tile_window_range
+    from tasks.sample_range import window_range
+
+    rng = np.random.default_rng(3)
+    warped = rng.integers(0, 256, (7, 5, 6, 3), dtype=np.uint8)
+    visible = rng.random((7, 5, 6)) < 0.6 if with_visible else None
+    if with_visible:
+        visible[:, 0, 0] = False  # a pixel never visible: the reference bounds it
+    reference = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    expected = [a.compute() for a in window_range(warped, visible, reference)]
+    for got, want in zip(tile_window_range(warped, visible, reference), expected, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -350,3 +350,17 @@ def test_gap_box_covers_the_region_s_gap_samples_only():
     assert box == (slice(2, 7), slice(2, 20), slice(2, 19))
     # clipped to the crop
     assert gap_box(gap, mask, margin=(9, 99, 99)) == (slice(0, 10), slice(0, 30), slice(0, 40))
+
+
+def test_nothing_animated_renders_the_reference(tmp_path):
+    """No cyclic or display pixel: every loop frame is the reference, no region, no seam figure."""
+    rng = np.random.default_rng(5)
+    n = 12
+    warped = rng.integers(0, 256, (n, 40, 48, 3), dtype=np.uint8)
+    empty = np.zeros((40, 48), bool)
+    store = write_store(tmp_path / "s.zarr", warped, 4, empty, display_mask=empty)
+    result = render_loop(store, RenderParams(), CyclicityParams())
+    loop = np.asarray(zarr.open_group(store, mode="r")[N.LOOP][...])
+    assert result.regions == [] and result.animated_pixels == 0 and result.range_fallback_pixels == 0
+    assert (loop == warped[4][None]).all()
+    assert result.quality.seam is None and result.quality.stillness == 0 and result.quality.flicker is None
