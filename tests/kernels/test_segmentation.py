@@ -85,18 +85,16 @@ def test_random_noise_matches_naive():
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_tiny_buffers_exercise_growth_compaction_and_rebuild(monkeypatch, seed):
-    # The heap / pending buffer sizes and the rebuild ratio only change the speed:
-    # with tiny buffers and a rebuild at every full heap the hierarchy is the same.
+def test_smallest_buffers_exercise_compaction_and_rebuild(monkeypatch, seed):
+    # The spare room of the heap / pending buffers only changes the speed: without any
+    # (3 n + 1 records for n regions) they compact and rebuild most often, same hierarchy.
     rng = np.random.default_rng(30 + seed)
     video = _patterned_video(rng, 7, 8, 9, n_patterns=4, noise=int(rng.integers(5, 50)))
     visible = rng.random(video.shape[:3]) > 0.1
     (default, default_thr), (want, want_thr) = _all_levels(video, visible)
     np.testing.assert_array_equal(default, want)
     np.testing.assert_array_equal(default_thr, want_thr)
-    monkeypatch.setattr(segmentation, "_HEAP_CAPACITY", 1)
-    monkeypatch.setattr(segmentation, "_PENDING_CAPACITY", 1)
-    monkeypatch.setattr(segmentation, "_REBUILD_RATIO", 0)
+    monkeypatch.setattr(segmentation, "_SPARE_RECORDS", 0)
     (small, small_thr), _ = _all_levels(video, visible)
     np.testing.assert_array_equal(small, want)
     np.testing.assert_array_equal(small_thr, want_thr)
