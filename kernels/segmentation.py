@@ -202,13 +202,23 @@ def _lab_codes(video, lut, memo, use_memo, out):
     """Packed LAB bins ``iL * 64 + ia * 8 + ib`` of every sample of ``video`` (T, H, W, 3) into ``out`` (T, H, W).
 
     For uint8 video (``use_memo``) the code of each distinct colour is computed
-    once and kept in ``memo`` (2**24,) int16, initialised to -1.
+    once and kept in ``memo`` (2**24,) int16, initialised to -1.  A sample with
+    the colour of the same pixel in the frame before takes that sample's code
+    (a steady clip repeats about half of its samples; the frame before is read
+    in order, the memo at random).
     """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
     for t in range(n_frames):
         for y in range(height):
             for x in range(width):
-                if use_memo:
+                if (
+                    t > 0
+                    and video[t, y, x, 0] == video[t - 1, y, x, 0]
+                    and video[t, y, x, 1] == video[t - 1, y, x, 1]
+                    and video[t, y, x, 2] == video[t - 1, y, x, 2]
+                ):
+                    out[t, y, x] = out[t - 1, y, x]
+                elif use_memo:
                     colour = (
                         (int(video[t, y, x, 0]) << 16)
                         | (int(video[t, y, x, 1]) << 8)
