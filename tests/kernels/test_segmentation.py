@@ -366,3 +366,17 @@ def test_lab_bin_codes_pack_the_histogram_bins():
     big = rng.integers(0, 256, (20, 240, 240, 3)).astype(np.uint8)  # through the colour memo
     bins = lab_histogram_bins(srgb_to_lab(big[:2]))
     np.testing.assert_array_equal(segmentation.lab_bin_codes(big)[:2], bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+def test_lab_bin_codes_of_samples_repeating_the_frame_before(dtype):
+    # a pixel whose colour repeats the frame before reuses that code: half of the pixels hold
+    # still, some change channel by channel only, the rest are fresh colours
+    rng = np.random.default_rng(71)
+    video = rng.integers(0, 256, (6, 8, 9, 3)).astype(dtype)
+    still = rng.random((8, 9)) < 0.5
+    for t in range(1, 6):
+        video[t, still] = video[t - 1, still]
+    video[3, :2, :, 1] = video[2, :2, :, 1] + 1  # one channel differs
+    bins = lab_histogram_bins(srgb_to_lab(video))
+    np.testing.assert_array_equal(segmentation.lab_bin_codes(video), bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2])
