@@ -358,11 +358,17 @@ def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, 
     """:func:`_pixel_statistics` of frames ``first .. stop-1`` (the change from frame ``first - 1`` included)."""
     width = video.shape[2]
     total = None
+    # one pair of float32 buffers for all blocks: fresh ones cost a page fault per 4 KiB every block
+    rgb_buffer = np.empty((min(_BLOCK_FRAMES, stop - first) * video.shape[1], width, 3), np.float32)
+    lab_buffer = np.empty_like(rgb_buffer)
     for start in range(first, stop, _BLOCK_FRAMES):
         end = min(start + _BLOCK_FRAMES, stop)
         block = video[start:end]
-        rgb = (block.reshape(-1, width, 3) / np.float32(255.0)).astype(np.float32, copy=False)
-        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(block.shape)
+        rows = block.shape[0] * block.shape[1]
+        rgb = rgb_buffer[:rows]
+        # as `(block / np.float32(255.0)).astype(np.float32)`: the same division, then rounded to float32
+        np.divide(block.reshape(-1, width, 3), np.float32(255.0), out=rgb, casting="same_kind")
+        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab, dst=lab_buffer[:rows]).reshape(block.shape)
         previous = (video[start - 1], visible[start - 1]) if start > 0 else (None, None)
         # each block's sums are formed first and then added to the total's (same bits as adding arrays)
         total = pixel_statistics(block, visible[start:end], lab, *previous, out=total)

@@ -448,13 +448,14 @@ def find_displays(store: str, params: DisplayParams) -> DisplaysResult:
     with cluster_compute():
         video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
     segments, thresholds, mask, n_positive = detect_displays(video, visible.astype(bool), model, params)
-    chunks = {N.Y: ds[N.WARPED].chunks[1][0], N.X: ds[N.WARPED].chunks[2][0]}
+    # one chunk per level: readers take whole frames (the render stage the whole mask), and a
+    # few hundred small chunks cost more to write than the pixels
     out = xr.Dataset(
         {
             N.SEGMENTS: ((N.LEVEL, N.Y, N.X), segments),
             N.DISPLAY_MASK: ((N.Y, N.X), mask),
         }
-    ).chunk({N.LEVEL: 1, **chunks})
+    ).chunk({N.LEVEL: 1, N.Y: -1, N.X: -1})
     write_variables(out, store)
     _, n_regions = ndimage.label(mask, structure=np.ones((3, 3), bool))
     result = DisplaysResult(
