@@ -1018,7 +1018,7 @@ def tiled_hierarchical_segmentation(
         Tile edge (pixels), >= 2.
     map_tiles : callable, default ``map``
         ``map_tiles(function, items)`` returning the results in order; the
-        display stage passes one that runs the tiles on Dask threads (the
+        display stage passes one that runs the tiles on threads (the
         kernels release the GIL).
 
     Returns

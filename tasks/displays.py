@@ -9,7 +9,7 @@ levels of the hierarchical segmentation, labels ``0 .. K-1`` per level -- and
 Steps (one call of :func:`detect_displays`):
 
 1. the hierarchical segmentation of the window
-   (:func:`kernels.segmentation.tiled_hierarchical_segmentation`, tiles on Dask
+   (:func:`kernels.segmentation.tiled_hierarchical_segmentation`, tiles on
    threads; with ``tile=None`` the exact whole-frame
    :func:`kernels.segmentation.hierarchical_segmentation`), while a second
    thread computes the per-pixel statistics and motion maps of the window
@@ -70,6 +70,7 @@ from tasks.display_features import (
     ModelFileError,
     level_features,
     load_model,
+    map_on_threads,
     rasterise_polygons,
     segment_targets,
     window_statistics,
@@ -180,7 +181,7 @@ def segment_window(
     """Kept levels of the hierarchical segmentation with ``params``: (segments, thresholds).
 
     ``segments`` is (levels, H, W) int32, ``thresholds`` (levels,) float64.
-    With ``params.tile`` every level is merged tile by tile on Dask threads
+    With ``params.tile`` every level is merged tile by tile on threads
     first, then over the whole frame
     (:func:`kernels.segmentation.tiled_hierarchical_segmentation`); with
     ``tile=None`` it is the exact greedy merge from single pixels over the
@@ -205,13 +206,12 @@ def _threads() -> int:
 
 
 def _map_on_threads(function, items) -> list:
-    """``[function(item) for item in items]`` on Dask's threaded scheduler (the kernels release the GIL)."""
-    parts = [dask.delayed(function, pure=False)(item) for item in items]
-    return list(dask.compute(*parts, scheduler="threads", num_workers=_threads()))
+    """``[function(item) for item in items]`` on the stage's threads (:func:`tasks.display_features.map_on_threads`)."""
+    return map_on_threads(function, items, _threads())
 
 
 def _lab_codes(video: np.ndarray) -> np.ndarray:
-    """The segmentation's packed LAB bins of every sample, in blocks of frames on Dask threads."""
+    """The segmentation's packed LAB bins of every sample, in blocks of frames on threads."""
     n_frames = video.shape[0]
     bounds = np.linspace(0, n_frames, min(_threads(), n_frames) + 1).astype(int)
     return np.concatenate(_map_on_threads(lab_bin_codes, [video[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]))
