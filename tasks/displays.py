@@ -232,14 +232,16 @@ def classify_segments(
     classes = np.asarray(model.classes_).tolist()
     column = classes.index(True)
     mask = np.zeros(segments.shape[1:], bool)
+    usable = [~np.isnan(rows).any(axis=1) for rows in features]
+    # one forest call for the usable rows of all levels (each row's probability is its own)
+    stacked = np.concatenate([rows[keep] for rows, keep in zip(features, usable, strict=True)])
+    if not len(stacked):
+        return mask, 0
+    probabilities = np.split(model.predict_proba(stacked)[:, column], np.cumsum([int(k.sum()) for k in usable])[:-1])
     n_positive = 0
-    for rows, labels in zip(features, segments, strict=True):
-        usable = ~np.isnan(rows).any(axis=1)
-        if not usable.any():
-            continue
-        probability = np.zeros(rows.shape[0])
-        probability[usable] = model.predict_proba(rows[usable])[:, column]
-        positive = usable & (probability >= probability_threshold)
+    for labels, keep, probability in zip(segments, usable, probabilities, strict=True):
+        positive = np.zeros(keep.shape[0], bool)
+        positive[keep] = probability >= probability_threshold
         n_positive += int(positive.sum())
         mask |= positive[labels]
     return mask, n_positive
