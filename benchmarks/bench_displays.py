@@ -16,6 +16,10 @@ seed 20, displays, walkers, lit windows, blinkers, foliage) and the first
 frames of ``vtest.avi`` (opencv-doc; people walking), each resized to the
 benchmark size and fully visible.
 
+With ``--window-store NAME=PATH`` the warped window of a kept pipeline store is added
+(``bench_pipeline.py --clip steady --keep DIR`` keeps ``DIR/out_steady/store.zarr``: the
+benchmark's steady clip as the pipeline hands it to the display stage).
+
 Printed per window: wall and CPU seconds before and after with their ratios,
 segments per kept level, display pixels, and the IoU of the two display
 masks.  Note the load average printed first: on a shared machine read the
@@ -188,6 +192,13 @@ def main() -> None:
     parser.add_argument(
         "--store", action="append", default=[], metavar="NAME=PATH", help="take a clip's window from a pipeline store"
     )
+    parser.add_argument(
+        "--window-store",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="add the warped window of a pipeline store (e.g. bench_pipeline.py --keep DIR: DIR/out_steady/store.zarr)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("VIDEO", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -208,6 +219,15 @@ def main() -> None:
         )
         print(header)
         cases = {name: (video, None, None) for name, video in windows(width, height, n_frames).items()}
+        for item in args.window_store:
+            import dask
+
+            from tasks.store import open_store
+
+            name, path = item.split("=", 1)
+            ds = open_store(path)
+            video, visible = dask.compute(ds["warped"].data, ds["visible"].data, scheduler="sync")
+            cases[name] = (np.ascontiguousarray(video), np.asarray(visible, bool), None)
         if args.real:
             stores = dict(item.split("=", 1) for item in args.store)
             cases.update(real_windows(args.annotations, stores))

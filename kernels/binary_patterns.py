@@ -99,34 +99,36 @@ def _pair_frames(k, n1, n_frames):
 
 
 @jit
-def _descriptor_from_sums(sums, counts, theta2, n1, n2, bits_out, valid_out):
-    """Descriptor of a region from its per-frame colour sums and visible counts.
+def _descriptor_from_sums(sums, counts, k, theta2, n1, n2, bits_out, valid_out):
+    """Descriptor of region ``k`` from its per-frame colour sums and visible counts.
 
-    ``sums`` (T, 3) and ``counts`` (T,) may be any numeric dtype; the mean colour
-    of frame ``f`` is ``sums[f] / counts[f]`` (float64) and frame ``f`` is usable
-    when ``counts[f] > 0``.  ``bits_out`` and ``valid_out`` (n_words,) uint64 are
-    overwritten.
+    ``sums`` (R, T, 3) and ``counts`` (R, T) may be any numeric dtype; the mean
+    colour of frame ``f`` is ``sums[k, f] / counts[k, f]`` (float64) and frame
+    ``f`` is usable when ``counts[k, f] > 0``.  Rows ``k`` of ``bits_out`` and
+    ``valid_out`` (R, n_words) uint64 are overwritten.  Whole arrays and a row
+    index rather than row views: a view is a new array, reference-counted
+    (an atomic update) at every call of the segmentation's merge loop.
     """
-    n_frames = sums.shape[0]
-    for w in range(bits_out.shape[0]):
-        bits_out[w] = np.uint64(0)
-        valid_out[w] = np.uint64(0)
+    n_frames = sums.shape[1]
+    for w in range(bits_out.shape[1]):
+        bits_out[k, w] = np.uint64(0)
+        valid_out[k, w] = np.uint64(0)
     one = np.uint64(1)
-    for k in range(n1 + n2):
-        f0, f1 = _pair_frames(k, n1, n_frames)
-        c0 = counts[f0]
-        c1 = counts[f1]
+    for i in range(n1 + n2):
+        f0, f1 = _pair_frames(i, n1, n_frames)
+        c0 = counts[k, f0]
+        c1 = counts[k, f1]
         if c0 <= 0 or c1 <= 0:
             continue
         d2 = 0.0
         for c in range(3):
-            diff = np.float64(sums[f1, c]) / np.float64(c1) - np.float64(sums[f0, c]) / np.float64(c0)
+            diff = np.float64(sums[k, f1, c]) / np.float64(c1) - np.float64(sums[k, f0, c]) / np.float64(c0)
             d2 += diff * diff
-        word = k // 64
-        mask = one << np.uint64(k % 64)
-        valid_out[word] |= mask
+        word = i // 64
+        mask = one << np.uint64(i % 64)
+        valid_out[k, word] |= mask
         if d2 > theta2:
-            bits_out[word] |= mask
+            bits_out[k, word] |= mask
 
 
 @jit
@@ -354,10 +356,10 @@ def region_descriptor(
     mean_colour = np.where(usable[:, None], mean_colour, 0.0)
     theta2 = _check_theta(theta) ** 2
     n1, n2, n_words = _layout(n_frames)
-    bits = np.empty(n_words, np.uint64)
-    valid = np.empty(n_words, np.uint64)
-    _descriptor_from_sums(mean_colour, counts, theta2, n1, n2, bits, valid)
-    return bits, valid, int(n1 + n2)
+    bits = np.empty((1, n_words), np.uint64)
+    valid = np.empty((1, n_words), np.uint64)
+    _descriptor_from_sums(mean_colour[None], counts[None], 0, theta2, n1, n2, bits, valid)
+    return bits[0], valid[0], int(n1 + n2)
 
 
 def hamming_distance(

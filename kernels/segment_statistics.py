@@ -62,12 +62,12 @@ def _pixel_statistics(video, visible, lab, previous, previous_visible, has_previ
     summing each block into its own array and adding the arrays.
     """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
-    acc = np.empty(17, np.float64)
+    # the 17 sums are scalars, not an array: kept in registers, not stored and reloaded per sample
     for y in range(height):
         for x in range(width):
             p = y * width + x
-            for k in range(17):
-                acc[k] = 0.0
+            n = l0 = l1 = l2 = q0 = q1 = q2 = sat = val = 0.0
+            s0 = s1 = s2 = r2 = g2 = b2 = diff = n_diff = 0.0
             prev_seen = has_previous and previous_visible[y, x]
             if has_previous:
                 pr = np.float64(previous[y, x, 0])
@@ -81,35 +81,70 @@ def _pixel_statistics(video, visible, lab, previous, previous_visible, has_previ
                 g = np.float64(video[t, y, x, 1])
                 b = np.float64(video[t, y, x, 2])
                 if seen:
-                    acc[0] += 1.0
-                    for c in range(3):
-                        v = np.float64(lab[t, y, x, c])
-                        acc[1 + c] += v
-                        acc[4 + c] += v * v
+                    n += 1.0
+                    v = np.float64(lab[t, y, x, 0])
+                    l0 += v
+                    q0 += v * v
+                    v = np.float64(lab[t, y, x, 1])
+                    l1 += v
+                    q1 += v * v
+                    v = np.float64(lab[t, y, x, 2])
+                    l2 += v
+                    q2 += v * v
                     vmax = max(r, max(g, b))
                     vmin = min(r, min(g, b))
                     if vmax > 0:
-                        acc[7] += (vmax - vmin) / vmax
-                    acc[8] += vmax / 255.0
-                    acc[9] += r
-                    acc[10] += g
-                    acc[11] += b
-                    acc[12] += r * r
-                    acc[13] += g * g
-                    acc[14] += b * b
+                        sat += (vmax - vmin) / vmax
+                    val += vmax / 255.0
+                    s0 += r
+                    s1 += g
+                    s2 += b
+                    r2 += r * r
+                    g2 += g * g
+                    b2 += b * b
                     if prev_seen:
-                        acc[15] += (abs(r - pr) + abs(g - pg) + abs(b - pb)) / 3.0
-                        acc[16] += 1.0
+                        diff += (abs(r - pr) + abs(g - pg) + abs(b - pb)) / 3.0
+                        n_diff += 1.0
                 prev_seen = seen
                 pr = r
                 pg = g
                 pb = b
             if accumulate:
-                for k in range(17):
-                    out[p, k] += acc[k]
+                out[p, 0] += n
+                out[p, 1] += l0
+                out[p, 2] += l1
+                out[p, 3] += l2
+                out[p, 4] += q0
+                out[p, 5] += q1
+                out[p, 6] += q2
+                out[p, 7] += sat
+                out[p, 8] += val
+                out[p, 9] += s0
+                out[p, 10] += s1
+                out[p, 11] += s2
+                out[p, 12] += r2
+                out[p, 13] += g2
+                out[p, 14] += b2
+                out[p, 15] += diff
+                out[p, 16] += n_diff
             else:
-                for k in range(17):
-                    out[p, k] = acc[k]
+                out[p, 0] = n
+                out[p, 1] = l0
+                out[p, 2] = l1
+                out[p, 3] = l2
+                out[p, 4] = q0
+                out[p, 5] = q1
+                out[p, 6] = q2
+                out[p, 7] = sat
+                out[p, 8] = val
+                out[p, 9] = s0
+                out[p, 10] = s1
+                out[p, 11] = s2
+                out[p, 12] = r2
+                out[p, 13] = g2
+                out[p, 14] = b2
+                out[p, 15] = diff
+                out[p, 16] = n_diff
 
 
 @jit

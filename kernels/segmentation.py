@@ -81,6 +81,8 @@ colour-to-bin memo for uint8 video.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -92,6 +94,7 @@ from kernels.binary_patterns import (
     _descriptor_from_sums,
     _hamming_one,
     _layout,
+    _popcount64,
 )
 
 __all__ = [
@@ -109,13 +112,10 @@ LAB_RANGES = ((0.0, 100.0), (-88.0, 100.0), (-108.0, 96.0))
 
 _XN, _YN, _ZN = 0.95047, 1.0, 1.08883
 
-# Buffer sizes of the merge (speed only; the tests shrink them to exercise growth,
-# compaction and heap rebuilds): initial heap records, initial pending records
-# (None: twice the number of grid edges), and the stale-record ratio that
-# triggers a heap rebuild (a planar region graph has < 3 edges per region).
-_HEAP_CAPACITY = 1024
-_PENDING_CAPACITY = None
-_REBUILD_RATIO = 8
+# Spare records of the merge's two fixed-size buffers beyond the one more than the pairs of
+# neighbouring regions that always suffices (speed only; None: as many again; the tests set 0
+# to compact the buffers as often as possible).
+_SPARE_RECORDS = None
 _DELTA = 6.0 / 29.0
 
 
@@ -202,13 +202,23 @@ def _lab_codes(video, lut, memo, use_memo, out):
     """Packed LAB bins ``iL * 64 + ia * 8 + ib`` of every sample of ``video`` (T, H, W, 3) into ``out`` (T, H, W).
 
     For uint8 video (``use_memo``) the code of each distinct colour is computed
-    once and kept in ``memo`` (2**24,) int16, initialised to -1.
+    once and kept in ``memo`` (2**24,) int16, initialised to -1.  A sample with
+    the colour of the same pixel in the frame before takes that sample's code
+    (a steady clip repeats about half of its samples; the frame before is read
+    in order, the memo at random).
     """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
     for t in range(n_frames):
         for y in range(height):
             for x in range(width):
-                if use_memo:
+                if (
+                    t > 0
+                    and video[t, y, x, 0] == video[t - 1, y, x, 0]
+                    and video[t, y, x, 1] == video[t - 1, y, x, 1]
+                    and video[t, y, x, 2] == video[t - 1, y, x, 2]
+                ):
+                    out[t, y, x] = out[t - 1, y, x]
+                elif use_memo:
                     colour = (
                         (int(video[t, y, x, 0]) << 16)
                         | (int(video[t, y, x, 1]) << 8)
@@ -302,8 +312,11 @@ def _distance(a, b, bits, valid, hist, colour_weight):
 
 
 @jit
-def _moments(h, k, mean, var):
-    """Mean and sum of squared deviations of histogram row ``k``, summed exactly as :func:`_ncc` does."""
+def _moments(h, k, centred, var):
+    """Deviations from the mean and their sum of squares of histogram row ``k``, summed exactly as :func:`_ncc` does.
+
+    ``centred[k, j] = h[k, j] - mean`` (float64), the terms :func:`_ncc` forms for every pair.
+    """
     n = h.shape[1]
     m = 0.0
     for j in range(n):
@@ -312,25 +325,36 @@ def _moments(h, k, mean, var):
     v = 0.0
     for j in range(n):
         d = np.float64(h[k, j]) - m
+        centred[k, j] = d
         v += d * d
-    mean[k] = m
     var[k] = v
 
 
 @jit
-def _distance_cached(a, b, bits, valid, hist, mean, var, colour_weight):
-    """:func:`_distance` with each histogram's mean and variance from :func:`_moments` (the same bits)."""
-    dt = _hamming_one(bits[a], valid[a], bits[b], valid[b])
+def _distance_cached(a, b, bits, valid, centred, var, colour_weight, limit):
+    """:func:`_distance` with each histogram's deviations and variance from :func:`_moments` (the same bits).
+
+    When ``D_T`` alone reaches ``limit`` the colour term, which cannot lower ``D``, is skipped and ``D_T``
+    is returned (a caller that only keeps distances below ``limit`` passes it; others pass infinity).
+    The Hamming distance is :func:`kernels.binary_patterns._hamming_one` on the rows, indexed in place.
+    """
+    n_diff = 0
+    n_common = 0
+    for w in range(bits.shape[1]):
+        common = valid[a, w] & valid[b, w]
+        n_common += _popcount64(common)
+        n_diff += _popcount64((bits[a, w] ^ bits[b, w]) & common)
+    dt = 1.0 if n_common == 0 else n_diff / n_common
+    if dt >= limit:
+        return dt
     va = var[a]
     vb = var[b]
     if va == 0.0 or vb == 0.0:
         r = 0.0
     else:
-        ma = mean[a]
-        mb = mean[b]
         num = 0.0
-        for j in range(hist.shape[1]):
-            num += (np.float64(hist[a, j]) - ma) * (np.float64(hist[b, j]) - mb)
+        for j in range(centred.shape[1]):
+            num += centred[a, j] * centred[b, j]
         r = num / math.sqrt(va * vb)
         if r > 1.0:
             r = 1.0
@@ -419,15 +443,6 @@ def _rebuild(heap, n, parent, changed, n_pix):
 
 
 @jit
-def _grow(heap):
-    bigger = np.empty((2 * heap.shape[0] + 16, 3), np.float64)
-    for i in range(heap.shape[0]):  # explicit loops: slice assignment is slow to compile
-        for j in range(3):
-            bigger[i, j] = heap[i, j]
-    return bigger
-
-
-@jit
 def _is_valid(record_pair, record_time, parent, changed, n_pix):
     pair = np.int64(record_pair)
     a = pair // n_pix
@@ -480,30 +495,24 @@ def _find(parent, p):
 
 
 @jit
-def _push_record(
-    heap, hn, pending, pn, key, pair, time, threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending
-):
+def _file_record(heap, hn, pending, pn, key, pair, time, threshold, keep_pending, parent, changed, n_pix):
     """File one candidate merge: into the heap below ``threshold``, else into ``pending`` (dropped unless ``keep_pending``).
 
-    Returns the (possibly reallocated) buffers and their sizes.
+    A full buffer first drops its stale records in place (the heap is re-heapified); the
+    buffers are sized so that this always leaves room (:func:`_hierarchy`).  Returns the new sizes.
     """
     if key < threshold:
         if hn == heap.shape[0]:
-            if hn > rebuild_ratio * n_regions:
-                hn = _rebuild(heap, hn, parent, changed, n_pix)
-            if 2 * hn > heap.shape[0]:
-                heap = _grow(heap)
+            hn = _rebuild(heap, hn, parent, changed, n_pix)
         hn = _push(heap, hn, key, pair, time)
     elif keep_pending:
         if pn == pending.shape[0]:
             pn = _compact(pending, pn, parent, changed, n_pix)
-            if 2 * pn > pending.shape[0]:
-                pending = _grow(pending)
         pending[pn, 0] = key
         pending[pn, 1] = pair
         pending[pn, 2] = time
         pn += 1
-    return heap, hn, pending, pn
+    return hn, pn
 
 
 @jit
@@ -520,9 +529,7 @@ def _hierarchy(
     colour_weight,
     level_roots,
     level_thresholds,
-    heap_capacity,
-    pending_capacity,
-    rebuild_ratio,
+    spare,
     can_stop,
 ):
     """Run all levels; fill ``level_roots`` (max_levels, N) and return the number of levels.
@@ -539,10 +546,17 @@ def _hierarchy(
     Single pixels are ``slot = arange(N)``.  Every initial region must be
     4-connected.
 
-    ``heap_capacity`` and ``pending_capacity`` are the initial sizes of the two
-    record buffers (both grow on demand) and the heap is rebuilt when it is full
-    and holds more than ``rebuild_ratio * n_regions`` records; they change the
-    speed, never the result.
+    Both record buffers (the heap and the pending list) have a fixed size, one
+    more than the number of pairs of initial regions that can be neighbours
+    (at most the grid edges, and at most every pair) plus ``spare`` (negative:
+    as many again), and drop their stale records in place when full.  At most
+    one record of a pair of regions is valid (a merge re-keys each neighbour
+    of the merged region once and makes the older records stale), so a
+    compaction always leaves room; ``spare`` only changes how often it
+    happens, never the result.  The buffers are never reallocated: Numba
+    counts references at every assignment of an array variable (an atomic
+    update each), and a loop that could reassign them paid that for every
+    record.
     """
     n_pix = height * width
     n_slots = sums.shape[0]
@@ -550,11 +564,11 @@ def _hierarchy(
     n1, n2, n_words = _layout(n_frames)
     bits = np.empty((n_slots, n_words), np.uint64)
     valid = np.empty((n_slots, n_words), np.uint64)
-    hmean = np.empty(n_slots, np.float64)
+    hcentred = np.empty((n_slots, hist.shape[1]), np.float64)
     hvar = np.empty(n_slots, np.float64)
     for k in range(n_slots):
-        _descriptor_from_sums(sums[k], counts[k], theta2, n1, n2, bits[k], valid[k])
-        _moments(hist, k, hmean, hvar)
+        _descriptor_from_sums(sums, counts, k, theta2, n1, n2, bits, valid)
+        _moments(hist, k, hcentred, hvar)
 
     # the name (smallest pixel) of every slot's region
     parent = np.empty(n_pix, np.int64)
@@ -595,7 +609,9 @@ def _hierarchy(
                 _append(head, tail, nxt, parent[q], 2 * e + 1)
                 e += 1
 
-    heap = np.empty((max(1, heap_capacity), 3), np.float64)
+    n_pairs = min(n_slots * (n_slots - 1) // 2, n_edges)  # neighbouring pairs of regions, at most
+    capacity = n_pairs + 1 + (n_pairs + 16 if spare < 0 else spare)
+    heap = np.empty((capacity, 3), np.float64)
     hn = 0
     # Entries at or above the current threshold wait unsorted in `pending`; most of
     # them go stale (their region changes again) before the threshold reaches them,
@@ -603,7 +619,9 @@ def _hierarchy(
     # threshold, hence its valid top is the global minimum while it is not empty.
     # a single level never uses the records at or above its threshold: they are not kept
     keep_pending = level_roots.shape[0] > 1
-    pending = np.empty((max(1, pending_capacity) if keep_pending else 1, 3), np.float64)
+    # without the pending records, a distance at or above the threshold is dropped, so its exact value is not needed
+    limit = np.inf if keep_pending else start
+    pending = np.empty((capacity if keep_pending else 1, 3), np.float64)
     pn = 0
     threshold = start
     # the first candidate of every pair of neighbouring regions, once per pair
@@ -626,10 +644,9 @@ def _hierarchy(
             else:
                 mark[o] = stamp
                 if a < o:
-                    key = _distance_cached(slot[a], slot[o], bits, valid, hist, hmean, hvar, colour_weight)
-                    heap, hn, pending, pn = _push_record(
-                        heap, hn, pending, pn, key, np.float64(a * n_pix + o), 0.0,
-                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending,
+                    key = _distance_cached(slot[a], slot[o], bits, valid, hcentred, hvar, colour_weight, limit)
+                    hn, pn = _file_record(
+                        heap, hn, pending, pn, key, np.float64(a * n_pix + o), 0.0, threshold, keep_pending, parent, changed, n_pix
                     )
                 prev = h
             h = nh
@@ -645,12 +662,15 @@ def _hierarchy(
             pair = np.int64(heap[0, 1])
             a = pair // n_pix
             b = pair - a * n_pix
-            if not _is_valid(heap[0, 1], heap[0, 2], parent, changed, n_pix):
-                hn = _pop(heap, hn)
-                continue
-            if not heap[0, 0] < threshold:
+            valid_top = _is_valid(heap[0, 1], heap[0, 2], parent, changed, n_pix)
+            if valid_top and not heap[0, 0] < threshold:
                 break
-            hn = _pop(heap, hn)
+            # pop the top (written out rather than calling _pop, which would count a reference to the heap)
+            hn -= 1
+            if hn > 0:
+                _sift_down(heap, hn, 0, heap[hn, 0], heap[hn, 1], heap[hn, 2])
+            if not valid_top:
+                continue
             # merge b into a (a < b, so the merged region keeps the smaller name)
             n_merges += 1
             parent[b] = a
@@ -664,8 +684,8 @@ def _hierarchy(
                     sums[sa, t, c] += sums[sb, t, c]
             for k in range(hist.shape[1]):
                 hist[sa, k] += hist[sb, k]
-            _descriptor_from_sums(sums[sa], counts[sa], theta2, n1, n2, bits[sa], valid[sa])
-            _moments(hist, sa, hmean, hvar)
+            _descriptor_from_sums(sums, counts, sa, theta2, n1, n2, bits, valid)
+            _moments(hist, sa, hcentred, hvar)
             if head[b] != -1:
                 if head[a] == -1:
                     head[a] = head[b]
@@ -692,10 +712,9 @@ def _hierarchy(
                     mark[o] = n_merges
                     lo = min(a, o)
                     hi = max(a, o)
-                    key = _distance_cached(slot[lo], slot[hi], bits, valid, hist, hmean, hvar, colour_weight)
-                    heap, hn, pending, pn = _push_record(
-                        heap, hn, pending, pn, key, np.float64(lo * n_pix + hi), np.float64(n_merges),
-                        threshold, parent, changed, n_pix, n_regions, rebuild_ratio, keep_pending,
+                    key = _distance_cached(slot[lo], slot[hi], bits, valid, hcentred, hvar, colour_weight, limit)
+                    hn, pn = _file_record(
+                        heap, hn, pending, pn, key, np.float64(lo * n_pix + hi), np.float64(n_merges), threshold, keep_pending, parent, changed, n_pix
                     )
                     prev = h
                 h = nh
@@ -718,7 +737,7 @@ def _hierarchy(
                 continue
             if pending[i, 0] < threshold:
                 if hn == heap.shape[0]:
-                    heap = _grow(heap)
+                    hn = _rebuild(heap, hn, parent, changed, n_pix)
                 hn = _push(heap, hn, pending[i, 0], pending[i, 1], pending[i, 2])
             else:
                 pending[kept, 0] = pending[i, 0]
@@ -865,25 +884,18 @@ def hierarchical_segmentation(
     >>> thresholds.round(3).tolist()
     [0.2, 1.013]
     """
-    video = _check_video(video)
-    n_frames, height, width = video.shape[:3]
-    has_visible, visible = _check_visible(visible, (n_frames, height, width))
-    theta2 = _check_theta(theta) ** 2
-    start, growth, colour_weight = _check_merge_parameters(start_threshold, growth, colour_weight)
-    fractions = _check_fractions(keep_levels)
+    o = _check_options(video, visible, theta, start_threshold, growth, keep_levels, colour_weight, lab_codes)
+    height, width = o.video.shape[1:3]
     slot = _slots(initial_labels, (height, width))
-
-    codes = _check_codes(lab_codes, video)
-    max_levels, can_stop, _ = _level_plan(start, growth, colour_weight, fractions)
     level_roots, level_thresholds, n_levels = _segment(
-        video, visible, has_visible, codes, slot, theta2, start, growth, colour_weight, max_levels, can_stop
+        o.video, o.visible, o.has_visible, o.codes, slot, o.theta2, o.start, o.growth, o.colour_weight,
+        o.max_levels, o.can_stop,
     )
-    segments = np.empty((len(fractions), height, width), np.int32)
-    thresholds = np.empty(len(fractions), np.float64)
-    for i, q in enumerate(fractions):
-        level = min(n_levels, max(1, math.ceil(q * n_levels - 1e-9))) - 1
-        segments[i] = _relabel(level_roots[level]).reshape(height, width)
-        thresholds[i] = level_thresholds[level]
+    segments = np.empty((len(o.fractions), height, width), np.int32)
+    thresholds = np.empty(len(o.fractions), np.float64)
+    for i, level in enumerate(o.kept(n_levels)):
+        segments[i] = _relabel(level_roots[level - 1]).reshape(height, width)
+        thresholds[i] = level_thresholds[level - 1]
     return segments, thresholds
 
 
@@ -1006,7 +1018,7 @@ def tiled_hierarchical_segmentation(
         Tile edge (pixels), >= 2.
     map_tiles : callable, default ``map``
         ``map_tiles(function, items)`` returning the results in order; the
-        display stage passes one that runs the tiles on Dask threads (the
+        display stage passes one that runs the tiles on threads (the
         kernels release the GIL).
 
     Returns
@@ -1022,21 +1034,17 @@ def tiled_hierarchical_segmentation(
     >>> segments[0].tolist()
     [[0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]]
     """
-    video = _check_video(video)
-    n_frames, height, width = video.shape[:3]
-    has_visible, visible = _check_visible(visible, (n_frames, height, width))
-    _check_theta(theta)
-    start, growth, colour_weight = _check_merge_parameters(start_threshold, growth, colour_weight)
-    fractions = _check_fractions(keep_levels)
+    o = _check_options(video, visible, theta, start_threshold, growth, keep_levels, colour_weight, lab_codes)
     tile = int(tile)
     if tile < 2:
         raise ValueError(f"tile must be >= 2; got {tile}")
-    codes = _check_codes(lab_codes, video)
-    if codes is None:
-        codes = lab_bin_codes(video)
-    max_levels, can_stop, kept = _level_plan(start, growth, colour_weight, fractions)
+    video, visible, has_visible, theta2, colour_weight, fractions = (
+        o.video, o.visible, o.has_visible, o.theta2, o.colour_weight, o.fractions
+    )
+    start, growth, max_levels, can_stop, kept = o.start, o.growth, o.max_levels, o.can_stop, o.kept
+    n_frames, height, width = video.shape[:3]
+    codes = lab_bin_codes(video) if o.codes is None else o.codes
     corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
-    theta2 = float(theta) ** 2
     # Integer colour sums (uint8 video) add up exactly in any order, so the statistics of a
     # merged region are the sums of its parts' and no level goes back to the pixels; float
     # video recomputes them from the pixels (in raster order, as the exact merge does).
@@ -1230,6 +1238,37 @@ def lab_bin_codes(video: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Options(NamedTuple):
+    """The checked inputs of a hierarchy and its plan of levels (:func:`_check_options`)."""
+
+    video: np.ndarray
+    visible: np.ndarray
+    has_visible: bool
+    theta2: float
+    start: float
+    growth: float
+    colour_weight: float
+    fractions: tuple[float, ...]
+    codes: np.ndarray | None
+    max_levels: int
+    can_stop: np.ndarray
+    kept: Callable[[int], tuple[int, ...]]
+
+
+def _check_options(video, visible, theta, start_threshold, growth, keep_levels, colour_weight, lab_codes) -> _Options:
+    """The one parameter check of :func:`hierarchical_segmentation` and :func:`tiled_hierarchical_segmentation`."""
+    video = _check_video(video)
+    has_visible, visible = _check_visible(visible, video.shape[:3])
+    theta2 = _check_theta(theta) ** 2
+    start, growth, colour_weight = _check_merge_parameters(start_threshold, growth, colour_weight)
+    fractions = _check_fractions(keep_levels)
+    codes = _check_codes(lab_codes, video)
+    max_levels, can_stop, kept = _level_plan(start, growth, colour_weight, fractions)
+    return _Options(
+        video, visible, has_visible, theta2, start, growth, colour_weight, fractions, codes, max_levels, can_stop, kept
+    )
+
+
 def _check_codes(codes, video) -> np.ndarray | None:
     if codes is None:
         return None
@@ -1347,7 +1386,6 @@ def _merge(shape, slot, statistics, theta2, start, growth, colour_weight, max_le
     sums, counts, hist = statistics
     level_roots = np.empty((max_levels, n_pix), np.int64)
     level_thresholds = np.empty(max_levels, np.float64)
-    n_edges = height * (width - 1) + (height - 1) * width
     n_levels = _hierarchy(
         sums,
         counts,
@@ -1361,9 +1399,7 @@ def _merge(shape, slot, statistics, theta2, start, growth, colour_weight, max_le
         colour_weight,
         level_roots,
         level_thresholds,
-        _HEAP_CAPACITY,
-        2 * n_edges + 16 if _PENDING_CAPACITY is None else _PENDING_CAPACITY,
-        _REBUILD_RATIO,
+        -1 if _SPARE_RECORDS is None else _SPARE_RECORDS,
         can_stop,
     )
     return level_roots, level_thresholds, n_levels

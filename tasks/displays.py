@@ -9,7 +9,7 @@ levels of the hierarchical segmentation, labels ``0 .. K-1`` per level -- and
 Steps (one call of :func:`detect_displays`):
 
 1. the hierarchical segmentation of the window
-   (:func:`kernels.segmentation.tiled_hierarchical_segmentation`, tiles on Dask
+   (:func:`kernels.segmentation.tiled_hierarchical_segmentation`, tiles on
    threads; with ``tile=None`` the exact whole-frame
    :func:`kernels.segmentation.hierarchical_segmentation`), while a second
    thread computes the per-pixel statistics and motion maps of the window
@@ -70,6 +70,7 @@ from tasks.display_features import (
     ModelFileError,
     level_features,
     load_model,
+    map_on_threads,
     rasterise_polygons,
     segment_targets,
     window_statistics,
@@ -180,7 +181,7 @@ def segment_window(
     """Kept levels of the hierarchical segmentation with ``params``: (segments, thresholds).
 
     ``segments`` is (levels, H, W) int32, ``thresholds`` (levels,) float64.
-    With ``params.tile`` every level is merged tile by tile on Dask threads
+    With ``params.tile`` every level is merged tile by tile on threads
     first, then over the whole frame
     (:func:`kernels.segmentation.tiled_hierarchical_segmentation`); with
     ``tile=None`` it is the exact greedy merge from single pixels over the
@@ -205,13 +206,12 @@ def _threads() -> int:
 
 
 def _map_on_threads(function, items) -> list:
-    """``[function(item) for item in items]`` on Dask's threaded scheduler (the kernels release the GIL)."""
-    parts = [dask.delayed(function, pure=False)(item) for item in items]
-    return list(dask.compute(*parts, scheduler="threads", num_workers=_threads()))
+    """``[function(item) for item in items]`` on the stage's threads (:func:`tasks.display_features.map_on_threads`)."""
+    return map_on_threads(function, items, _threads())
 
 
 def _lab_codes(video: np.ndarray) -> np.ndarray:
-    """The segmentation's packed LAB bins of every sample, in blocks of frames on Dask threads."""
+    """The segmentation's packed LAB bins of every sample, in blocks of frames on threads."""
     n_frames = video.shape[0]
     bounds = np.linspace(0, n_frames, min(_threads(), n_frames) + 1).astype(int)
     return np.concatenate(_map_on_threads(lab_bin_codes, [video[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]))
@@ -232,14 +232,16 @@ def classify_segments(
     classes = np.asarray(model.classes_).tolist()
     column = classes.index(True)
     mask = np.zeros(segments.shape[1:], bool)
+    usable = [~np.isnan(rows).any(axis=1) for rows in features]
+    # one forest call for the usable rows of all levels (each row's probability is its own)
+    stacked = np.concatenate([rows[keep] for rows, keep in zip(features, usable, strict=True)])
+    if not len(stacked):
+        return mask, 0
+    probabilities = np.split(model.predict_proba(stacked)[:, column], np.cumsum([int(k.sum()) for k in usable])[:-1])
     n_positive = 0
-    for rows, labels in zip(features, segments, strict=True):
-        usable = ~np.isnan(rows).any(axis=1)
-        if not usable.any():
-            continue
-        probability = np.zeros(rows.shape[0])
-        probability[usable] = model.predict_proba(rows[usable])[:, column]
-        positive = usable & (probability >= probability_threshold)
+    for labels, keep, probability in zip(segments, usable, probabilities, strict=True):
+        positive = np.zeros(keep.shape[0], bool)
+        positive[keep] = probability >= probability_threshold
         n_positive += int(positive.sum())
         mask |= positive[labels]
     return mask, n_positive
@@ -448,13 +450,14 @@ def find_displays(store: str, params: DisplayParams) -> DisplaysResult:
     with cluster_compute():
         video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
     segments, thresholds, mask, n_positive = detect_displays(video, visible.astype(bool), model, params)
-    chunks = {N.Y: ds[N.WARPED].chunks[1][0], N.X: ds[N.WARPED].chunks[2][0]}
+    # one chunk per level: readers take whole frames (the render stage the whole mask), and a
+    # few hundred small chunks cost more to write than the pixels
     out = xr.Dataset(
         {
             N.SEGMENTS: ((N.LEVEL, N.Y, N.X), segments),
             N.DISPLAY_MASK: ((N.Y, N.X), mask),
         }
-    ).chunk({N.LEVEL: 1, **chunks})
+    ).chunk({N.LEVEL: 1, N.Y: -1, N.X: -1})
     write_variables(out, store)
     _, n_regions = ndimage.label(mask, structure=np.ones((3, 3), bool))
     result = DisplaysResult(

@@ -85,18 +85,16 @@ def test_random_noise_matches_naive():
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_tiny_buffers_exercise_growth_compaction_and_rebuild(monkeypatch, seed):
-    # The heap / pending buffer sizes and the rebuild ratio only change the speed:
-    # with tiny buffers and a rebuild at every full heap the hierarchy is the same.
+def test_smallest_buffers_exercise_compaction_and_rebuild(monkeypatch, seed):
+    # The spare room of the heap / pending buffers only changes the speed: without any
+    # (3 n + 1 records for n regions) they compact and rebuild most often, same hierarchy.
     rng = np.random.default_rng(30 + seed)
     video = _patterned_video(rng, 7, 8, 9, n_patterns=4, noise=int(rng.integers(5, 50)))
     visible = rng.random(video.shape[:3]) > 0.1
     (default, default_thr), (want, want_thr) = _all_levels(video, visible)
     np.testing.assert_array_equal(default, want)
     np.testing.assert_array_equal(default_thr, want_thr)
-    monkeypatch.setattr(segmentation, "_HEAP_CAPACITY", 1)
-    monkeypatch.setattr(segmentation, "_PENDING_CAPACITY", 1)
-    monkeypatch.setattr(segmentation, "_REBUILD_RATIO", 0)
+    monkeypatch.setattr(segmentation, "_SPARE_RECORDS", 0)
     (small, small_thr), _ = _all_levels(video, visible)
     np.testing.assert_array_equal(small, want)
     np.testing.assert_array_equal(small_thr, want_thr)
@@ -368,3 +366,17 @@ def test_lab_bin_codes_pack_the_histogram_bins():
     big = rng.integers(0, 256, (20, 240, 240, 3)).astype(np.uint8)  # through the colour memo
     bins = lab_histogram_bins(srgb_to_lab(big[:2]))
     np.testing.assert_array_equal(segmentation.lab_bin_codes(big)[:2], bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+def test_lab_bin_codes_of_samples_repeating_the_frame_before(dtype):
+    # a pixel whose colour repeats the frame before reuses that code: half of the pixels hold
+    # still, some change channel by channel only, the rest are fresh colours
+    rng = np.random.default_rng(71)
+    video = rng.integers(0, 256, (6, 8, 9, 3)).astype(dtype)
+    still = rng.random((8, 9)) < 0.5
+    for t in range(1, 6):
+        video[t, still] = video[t - 1, still]
+    video[3, :2, :, 1] = video[2, :2, :, 1] + 1  # one channel differs
+    bins = lab_histogram_bins(srgb_to_lab(video))
+    np.testing.assert_array_equal(segmentation.lab_bin_codes(video), bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2])
