@@ -1,5 +1,7 @@
 """Corpus items bound to one Dask worker: real Prefect runs on a real LocalCluster of worker processes."""
 
+import logging
+
 import dask
 import pytest
 from prefect import flow, task
@@ -12,10 +14,12 @@ from flows.execution import (
     tasks_on,
     worker_addresses,
 )
-from flows.process_corpus import largest_first
+from flows.make_cinemagraph import call_with_retries
+from flows.process_corpus import _WorkerChooser, largest_first
 from schemas.config import ExecutionParams
 from schemas.corpus import ItemPlan
-from tasks.runtime import cluster_compute
+from tasks.runtime import cluster_compute, retry_on_io_only
+from tasks.video import VideoError
 
 
 def _address(_: int) -> str:
@@ -86,3 +90,44 @@ def test_largest_items_first_ties_in_manifest_order():
 
     plans = [plan("a", 0, 50), plan("b", 10, 110), plan("c", 0, 50), plan("d", 0, 300)]
     assert [p.item_id for p in largest_first(plans)] == ["d", "b", "a", "c"]
+
+
+def test_items_go_to_the_worker_with_the_least_outstanding_work():
+    """Six equal items, two one-thread workers, two in flight per worker: three items each, whatever
+    order they end in; unequal items: the next goes where the fewest frames are still to do."""
+    with dask_cluster(ExecutionParams(n_workers=2, threads_per_worker=1)) as runner:
+        a, b = worker_addresses(runner)
+        chooser = _WorkerChooser(runner, enabled=True)
+        placed = [chooser.take(72) for _ in range(4)]
+        assert [w for w, _ in placed] == [a, b, a, b]
+        # an item bound to a one-thread worker waits behind the one before it: each worker's first ends first
+        chooser.give_back(*placed[0])
+        fifth = chooser.take(72)
+        chooser.give_back(*placed[1])
+        sixth = chooser.take(72)
+        assert (fifth[0], sixth[0]) == (a, b), "the batch's last items do not pile up on one worker"
+        chooser.give_back(*placed[3])  # b's second item ended before a's: a still has two to do, b one
+        assert chooser.take(72)[0] == b
+        assert chooser.take(1)[0] is not None and not _WorkerChooser(runner, enabled=False).take(5)[0]
+
+        chooser = _WorkerChooser(runner, enabled=True)
+        sizes = [100, 60, 50, 40]
+        assert [chooser.take(n)[0] for n in sizes] == [a, b, b, a]  # 100 | 60+50 -> 140 | 110
+
+
+def test_an_inline_stage_is_retried_as_its_task_would_be():
+    calls = []
+
+    @task(retries=1, retry_delay_seconds=0, retry_condition_fn=retry_on_io_only)
+    def flaky(kind: type[Exception]) -> int:
+        calls.append(kind)
+        if len(calls) == 1:
+            raise kind("first try fails")
+        return len(calls)
+
+    log = logging.getLogger("test")
+    assert call_with_retries(flaky, (OSError,), log) == 2  # I/O: retried
+    calls.clear()
+    with pytest.raises(VideoError):
+        call_with_retries(flaky, (VideoError,), log)  # bad input: not retried
+    assert calls == [VideoError]
