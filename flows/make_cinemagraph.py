@@ -4,7 +4,9 @@ Stages (each a Prefect task that reads and writes the item's store and returns a
 small result): ingest -> window -> motion -> [sfm -> depth, moving camera only] -> warp
 -> cyclicity -> displays -> render -> encode [-> render3d, moving camera, when enabled] -> result.json.
 A stage already complete in the store with the same inputs is skipped, so a
-rerun (``existing="resume"``) continues where a stopped run ended.
+rerun (``existing="resume"``) continues where a stopped run ended.  A corpus item
+bound to one worker (``CorpusConfig.stages_in_one_task``) runs the same stages, in
+the same order and with the same records, inside one task run (:func:`item_stages`).
 """
 
 import time

@@ -3,9 +3,10 @@
 Per source a ``plan_source`` task resolves the path (or fetches the URL), splits it into shots
 and plans its items.  Per item a ``make_item`` task runs ``make_cinemagraph`` as a subflow
 (shown in the UI under the item's id), holding a lock on the item's folder.  Items run
-depth-first, largest first, with at most ``max_in_flight`` at once; each item's stage tasks and
+depth-first, largest first, with at most ``max_in_flight`` at once; each item's stages and
 their tiles run on one worker of the Dask cluster (``bind_items_to_workers``), so two workers
-with their own items never wait for each other or ship tiles between processes.  A failing
+with their own items never wait for each other or ship tiles between processes, and as one
+task run there (``stages_in_one_task``), so Prefect's bookkeeping per item stays small.  A failing
 item is recorded with its error and the others go on; finished items are skipped on rerun.
 Results go to ``OUT_ROOT/<item_id>/`` and the corpus index ``OUT_ROOT/index.jsonl``.
 """

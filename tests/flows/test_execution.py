@@ -52,9 +52,11 @@ def corpus_like_flow():
             for worker in workers:
                 with on_worker(worker):
                     bound[worker] = item_flow(12)
+            with on_worker("tcp://127.0.0.1:9"):  # no such worker: placed loosely, it runs elsewhere
+                moved = item_flow(12)
         with tasks_on(runner):
             spread = where_it_runs.submit(12).result()
-    return workers, bound, spread
+    return workers, bound, spread, moved
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def corpus_like(prefect_harness):
 
 
 def test_a_bound_item_runs_its_tasks_and_tiles_on_its_worker(corpus_like):
-    workers, bound, _ = corpus_like
+    workers, bound, _, _ = corpus_like
     assert len(workers) == 2
     for worker, (task_worker, tile_workers, local) in bound.items():
         assert task_worker == worker
@@ -71,8 +73,15 @@ def test_a_bound_item_runs_its_tasks_and_tiles_on_its_worker(corpus_like):
         assert local, "a task placed on its worker computes its tiles there, not through the scheduler"
 
 
+def test_a_bound_task_run_elsewhere_keeps_its_tiles_where_it_runs(corpus_like):
+    """Dask may move a loosely placed task off its worker (gone, or work stealing to an idle worker):
+    its tiles still stay in the process that runs it."""
+    workers, _, _, (task_worker, tile_workers, local) = corpus_like
+    assert task_worker in workers and tile_workers == [task_worker] and local
+
+
 def test_an_unbound_task_computes_on_the_cluster(corpus_like):
-    workers, _, (task_worker, tile_workers, local) = corpus_like
+    workers, _, (task_worker, tile_workers, local), _ = corpus_like
     assert task_worker in workers
     assert not local
     assert set(tile_workers) <= set(workers)
