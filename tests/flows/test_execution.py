@@ -14,7 +14,7 @@ from flows.execution import (
     tasks_on,
     worker_addresses,
 )
-from flows.make_cinemagraph import call_with_retries
+from flows.make_cinemagraph import StageRunner, call_with_retries
 from flows.process_corpus import _WorkerChooser, largest_first
 from schemas.config import ExecutionParams
 from schemas.corpus import ItemPlan
@@ -140,3 +140,30 @@ def test_an_inline_stage_is_retried_as_its_task_would_be():
     with pytest.raises(VideoError):
         call_with_retries(flaky, (VideoError,), log)  # bad input: not retried
     assert calls == [VideoError]
+
+
+@task
+def stage_work(x: int) -> int:
+    return 2 * x
+
+
+@task(task_run_name="stages of demo")
+def two_inline_stages(store: str) -> tuple[list[int], list[str]]:
+    run = StageRunner(store, inline=True)
+    return [run(stage, stage_work, k, resumable=False) for k, stage in enumerate(("ingest", "render"))], run.skipped
+
+
+@flow
+def inline_stages_flow(store: str):
+    return two_inline_stages.submit(store).result()
+
+
+def test_inline_stages_say_in_their_task_runs_log_which_stage_runs(prefect_harness, tmp_path, caplog):
+    """One task run for several stages: its log (shown by the UI under the task run) names each stage."""
+    caplog.set_level(logging.INFO, logger="prefect.task_runs")
+    values, skipped = inline_stages_flow(str(tmp_path / "store.zarr"))
+    assert values == [0, 2] and skipped == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "prefect.task_runs"]
+    assert lines[0] == "stage ingest started" and lines[2] == "stage render started", lines
+    assert lines[1].startswith("stage ingest finished in ") and lines[3].startswith("stage render finished in ")
+    assert all(getattr(r, "task_run_name", None) == "stages of demo" for r in caplog.records if r.name == "prefect.task_runs")
