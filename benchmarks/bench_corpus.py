@@ -255,21 +255,10 @@ def print_run(run: Run, n_items: int, cores: int) -> None:
     for name, tenths in run.busy.items():
         print(f"      {name} cores used per tenth of the run: " + " ".join(f"{x:4.2f}" for x in tenths)
               + f"   (mean {run.roles.get(name, 0.0) / run.wall:4.2f})")
-    stage_cpu = {o.item_id: item_stage_cpu(o.output_dir) for o in run.result.items}
     for it in run.items:
         wall = it["end"] - it["start"]
         print(f"      item {it['item']:8s} {it['start']:7.1f} -> {it['end']:7.1f} s  ({wall:5.1f} s, "
-              f"{wall - it['in_tasks']:5.1f} s outside stage tasks, {stage_cpu.get(it['item'], 0.0):5.1f} CPU-s in stages)")
-
-
-def item_stage_cpu(output_dir: str | None) -> float:
-    """An item's CPU seconds summed over its stages (result.json's usage: measured in the worker that ran
-    them when the item's stages run as one task run), so uneven workers can be told from uneven items."""
-    try:
-        usage = json.loads((Path(output_dir) / "result.json").read_text())["usage"]
-    except (OSError, TypeError, KeyError, ValueError):
-        return 0.0
-    return sum(u["cpu_s"] for u in usage.values())
+              f"{wall - it['in_tasks']:5.1f} s outside stage tasks)")
 
 
 def cpu_seconds() -> float:
