@@ -88,6 +88,7 @@ class Sampler:
     samples: list[tuple[float, dict[int, tuple[str, float]]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.own_cpu = 0.0  # this thread's CPU seconds: the benchmark's, not the flow's
         self._roles: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -110,7 +111,9 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
+            t0 = time.thread_time()
             self._sample()
+            self.own_cpu += time.thread_time() - t0
 
     def __enter__(self) -> Sampler:
         self._sample()
@@ -131,6 +134,9 @@ class Sampler:
         for pid, (role, cpu) in last.items():
             name = f"worker {pid}" if role == "worker" else role
             out[name] = out.get(name, 0.0) + cpu - first.get(pid, (role, 0.0))[1]
+        if "flow" in out:  # the sampling thread runs in the flow's process
+            out["flow"] -= self.own_cpu
+            out["bench sampler"] = self.own_cpu
         return out
 
     def busy_tenths(self) -> dict[str, list[float]]:
@@ -170,7 +176,8 @@ class Run:
         """CPU-based lower bound of the wall time: all CPU spread on the cores, but never below the
         flow process's CPU (one GIL) nor the busiest worker's (one thread)."""
         worker_cpu = [v for k, v in self.roles.items() if k.startswith("worker")]
-        return max(self.cpu / cores, self.roles.get("flow", 0.0), max(worker_cpu, default=0.0))
+        cpu = self.cpu - self.roles.get("bench sampler", 0.0)
+        return max(cpu / cores, self.roles.get("flow", 0.0), max(worker_cpu, default=0.0))
 
 
 def corpus_run(manifest: Path, out: Path, workers: int, bind: bool = True, per_worker: int = 2) -> Run:
@@ -246,7 +253,8 @@ def print_run(run: Run, n_items: int, cores: int) -> None:
     print(f"      CPU-based ideal wall {run.ideal(cores):6.1f} s  (measured {run.wall:.1f} s, "
           f"{run.ideal(cores) / run.wall:5.1%} of it)")
     for name, tenths in run.busy.items():
-        print(f"      {name} cores used per tenth of the run: " + " ".join(f"{x:4.2f}" for x in tenths))
+        print(f"      {name} cores used per tenth of the run: " + " ".join(f"{x:4.2f}" for x in tenths)
+              + f"   (mean {run.roles.get(name, 0.0) / run.wall:4.2f})")
     for it in run.items:
         wall = it["end"] - it["start"]
         print(f"      item {it['item']:8s} {it['start']:7.1f} -> {it['end']:7.1f} s  ({wall:5.1f} s, "

@@ -4,16 +4,19 @@ Stages (each a Prefect task that reads and writes the item's store and returns a
 small result): ingest -> window -> motion -> [sfm -> depth, moving camera only] -> warp
 -> cyclicity -> displays -> render -> encode [-> render3d, moving camera, when enabled] -> result.json.
 A stage already complete in the store with the same inputs is skipped, so a
-rerun (``existing="resume"``) continues where a stopped run ended.
+rerun (``existing="resume"``) continues where a stopped run ended.  A corpus item
+bound to one worker (``CorpusConfig.stages_in_one_task``) runs the same stages, in
+the same order and with the same records, inside one task run (:func:`item_stages`).
 """
 
 import time
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, task
 from prefect.logging import get_run_logger
+from prefect.states import Failed
 
-from flows.execution import runs_on_cluster
+from flows.execution import bound_runner, runs_on_cluster
 from flows.stage_meter import StageMeter
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
@@ -75,23 +78,90 @@ def make_cinemagraph(
     if config.render3d.enabled and config.render3d.path_file is not None:
         read_path_file(config.render3d.path_file)  # a bad camera path file is refused before any work
     out = prepare_output_dir(out_dir, existing)
-    store = str(out / N.STORE_NAME)
-    timings: dict[str, float] = {}
-    skipped: list[str] = []
-    meter = StageMeter()
+    bound = bound_runner()
+    if bound is not None and bound.stages_in_one_task:  # a corpus item on its worker: one task run, not ten
+        result = item_stages.with_options(task_run_name=f"stages of {out.name}").submit(str(src), str(out), config)
+        result = result.result()
+    else:
+        result = run_stages(src, out, config, StageRunner(str(out / N.STORE_NAME)))
+    publish_summary(result, str(out))  # in the flow's process: its API client is the live one
+    return result
 
-    def run(stage: str, task, *args):
-        before = (stage_record(store, stage) or {}).get("finished")
+
+class StageRunner:
+    """Runs a flow's stages one after another: wall time, CPU and memory (``usage``) and skips per stage.
+
+    By default each stage is its own Prefect task run (``task.submit``) on the flow's task runner.
+    With ``inline`` the stages are plain calls of the task functions inside the task run that
+    calls this (:func:`item_stages`): one task run per item instead of one per stage.  Each stage
+    still reads and writes its own record in the store (a rerun resumes from the stored stages),
+    keeps its task's retries, and says in the run's log when it starts and ends.
+    """
+
+    def __init__(self, store: str, inline: bool = False) -> None:
+        self.store, self.inline = store, inline
+        self.timings: dict[str, float] = {}
+        self.skipped: list[str] = []
+        self.meter = StageMeter()
+
+    def __call__(self, stage: str, task, *args, resumable: bool = True):
+        before = (stage_record(self.store, stage) or {}).get("finished") if resumable else None
         t0 = time.perf_counter()
-        with meter.measure(stage):
-            value = task.submit(*args).result()
-        timings[stage] = round(time.perf_counter() - t0, 3)
-        after = (stage_record(store, stage) or {}).get("finished")
+        with self.meter.measure(stage):
+            value = self._call(stage, task, args)
+        self.timings[stage] = round(time.perf_counter() - t0, 3)
+        after = (stage_record(self.store, stage) or {}).get("finished") if resumable else None
         if before is not None and before == after:
-            skipped.append(stage)
-            timings[stage] = 0.0
+            self.skipped.append(stage)
+            self.timings[stage] = 0.0
+        if self.inline:
+            get_run_logger().info("stage %s finished in %.1f s", stage, self.timings[stage])
         return value
 
+    def _call(self, stage: str, task, args):
+        if not self.inline:
+            return task.submit(*args).result()
+        log = get_run_logger()
+        log.info("stage %s started", stage)
+        return call_with_retries(task, args, log)
+
+
+def call_with_retries(task, args, log):
+    """``task``'s function called with ``args``, retried as the task would be (its ``retries``,
+    ``retry_delay_seconds`` and ``retry_condition_fn``) when called inside another task run."""
+    delays = task.retry_delay_seconds or 0
+    attempt = 0
+    while True:
+        try:
+            return task.fn(*args)
+        except Exception as exc:
+            if attempt >= (task.retries or 0) or not _retryable(task, exc):
+                raise
+            delay = delays[min(attempt, len(delays) - 1)] if isinstance(delays, list) else delays
+            attempt += 1
+            log.warning("%s failed (%s); retry %d of %d in %s s", task.name, exc, attempt, task.retries, delay)
+            time.sleep(float(delay))
+
+
+def _retryable(task, exc: Exception) -> bool:
+    if task.retry_condition_fn is None:
+        return True
+    return bool(task.retry_condition_fn(task, None, Failed(data=exc)))
+
+
+@task(name="item_stages")
+def item_stages(source: str, out_dir: str, config: PipelineConfig) -> CinemagraphResult:
+    """Prefect task: every stage of one item, in this one task run (a corpus item on its worker).
+
+    The run's log names each stage as it starts and ends; the store keeps each stage's record.
+    """
+    out = Path(out_dir)
+    return run_stages(Path(source), out, config, StageRunner(str(out / N.STORE_NAME), inline=True))
+
+
+def run_stages(src: Path, out: Path, config: PipelineConfig, run: StageRunner) -> CinemagraphResult:
+    """Every stage of ``config`` on ``src`` (through ``run``), result.json written; the flow's body."""
+    store = str(out / N.STORE_NAME)
     min_frames = 2 * config.cyclicity.tau + 2  # the cyclicity score needs a cyclic band
     ingested = run("ingest", ingest_video, str(src), store, config.ingest, min_frames)
     shots = run("shots", find_shots_task, str(src), store, config.ingest, config.window)
@@ -131,10 +201,7 @@ def make_cinemagraph(
         cyclic = run("cyclicity", find_cyclic_regions_task, store, config.cyclicity)
         displays = run("displays", find_displays_task, store, config.displays)
         rendered = run("render", render_loop_task, store, config.render, config.cyclicity)
-    t0 = time.perf_counter()
-    with meter.measure("encode"):
-        outputs = encode_outputs_task.submit(store, str(out), config.render).result()
-    timings["encode"] = round(time.perf_counter() - t0, 3)
+    outputs = run("encode", encode_outputs_task, store, str(out), config.render, resumable=False)
     render3d = None
     if config.render3d.enabled:
         if mode == "moving":
@@ -181,9 +248,9 @@ def make_cinemagraph(
         quality=rendered.quality if looped is None else LoopQuality.model_validate(looped.quality),
         loop_method=config.loop_method,
         video_loop=looped,
-        timings=timings,
-        skipped_stages=skipped,
-        usage=meter.usage,
+        timings=run.timings,
+        skipped_stages=run.skipped,
+        usage=run.meter.usage,
         warnings=warnings,
         outcome=judged.outcome,
         outcome_reasons=judged.reasons,
@@ -193,8 +260,10 @@ def make_cinemagraph(
         render3d=render3d,
         config=config.model_dump(mode="json"),
     )
-    write_result_task.submit(result, str(out)).result()
-    publish_summary(result, str(out))  # in the flow's process: its API client is the live one
+    if run.inline:
+        write_result_task.fn(result, str(out))
+    else:
+        write_result_task.submit(result, str(out)).result()
     return result
 
 

@@ -3,9 +3,10 @@
 Per source a ``plan_source`` task resolves the path (or fetches the URL), splits it into shots
 and plans its items.  Per item a ``make_item`` task runs ``make_cinemagraph`` as a subflow
 (shown in the UI under the item's id), holding a lock on the item's folder.  Items run
-depth-first, largest first, with at most ``max_in_flight`` at once; each item's stage tasks and
+depth-first, largest first, with at most ``max_in_flight`` at once; each item's stages and
 their tiles run on one worker of the Dask cluster (``bind_items_to_workers``), so two workers
-with their own items never wait for each other or ship tiles between processes.  A failing
+with their own items never wait for each other or ship tiles between processes, and as one
+task run there (``stages_in_one_task``), so Prefect's bookkeeping per item stays small.  A failing
 item is recorded with its error and the others go on; finished items are skipped on rerun.
 Results go to ``OUT_ROOT/<item_id>/`` and the corpus index ``OUT_ROOT/index.jsonl``.
 """
@@ -161,11 +162,13 @@ def make_item(
     overwrite: bool,
     lease_timeout: float = 300.0,
     worker: str | None = None,
+    stages_in_one_task: bool = False,
 ) -> ItemOutcome:
     """Make one item's cinemagraph as a subflow, holding the item's lease; every error becomes a recorded failure.
 
     ``base.execution`` is where the subflow's stage tasks run (the corpus hands on its cluster);
-    with ``worker`` (an address of the corpus cluster) they all run on that worker, tiles included.
+    with ``worker`` (an address of the corpus cluster) they all run on that worker, tiles included,
+    and with ``stages_in_one_task`` as one task run there.
     A lease left by a dead run is taken over (and that run marked Crashed if Prefect still shows
     it Running); the item's finished stages are kept and only the rest is computed.
     """
@@ -195,7 +198,7 @@ def make_item(
                 if _same_work(done, config):
                     return _from_result(plan, "done_before", done, time.perf_counter() - t0)
             subflow = make_cinemagraph.with_options(flow_run_name=f"{plan.item_id}")
-            with on_worker(worker):
+            with on_worker(worker, stages_in_one_task):
                 result = subflow(
                     source=plan.source,
                     out_dir=str(folder),
@@ -235,40 +238,49 @@ def _index_rows(outcomes: list[ItemOutcome]) -> list[dict[str, Any]]:
     ]
 
 
+def item_work(plan: ItemPlan) -> int:
+    """An item's planned amount of work, in frames (at least 1)."""
+    return max(1, plan.end_frame - plan.start_frame)
+
+
 def largest_first(plans: list[ItemPlan]) -> list[ItemPlan]:
     """Items with the most frames first (ties keep manifest order): the batch does not end on one long
     item while the other workers idle."""
-    return sorted(plans, key=lambda p: -max(0, p.end_frame - p.start_frame))
+    return sorted(plans, key=lambda p: -item_work(p))
 
 
 class _WorkerChooser:
-    """Which worker the next item goes to: the one with the fewest items running; among those, the
-    one whose latest item started earliest (it frees up first, so the batch's last items do not
-    pile up on one worker while another idles)."""
+    """Which worker the next item goes to: the one with the least work (frames) placed on it and not
+    finished; among equals, the one whose latest item started earliest (it frees up first).  An item
+    bound to a worker of one thread waits there for the items before it, so this spreads the batch's
+    work, not its item count, and its last items do not pile up on one worker while another idles."""
 
     def __init__(self, runner, enabled: bool) -> None:
-        self.runner, self.enabled, self.started = runner, enabled, {}
+        self.runner, self.enabled = runner, enabled
+        self.placed: dict[str, dict[int, tuple[float, int]]] = {}  # worker -> token -> (start, work)
+        self._tokens = 0
 
-    def take(self) -> str | None:
+    def take(self, work: int = 1) -> tuple[str | None, int]:
+        """The worker for an item of ``work`` frames (None: not bound) and the token to give it back."""
+        self._tokens += 1
         if not self.enabled:
-            return None
+            return None, self._tokens
         workers = worker_addresses(self.runner)  # now: an adaptive cluster's workers come and go
         if not workers:
-            return None
+            return None, self._tokens
 
         def load(w: str) -> tuple[int, float]:
-            starts = self.started.get(w, [])
-            return len(starts), max(starts, default=float("-inf"))
+            items = self.placed.get(w, {}).values()
+            return sum(k for _, k in items), max((t for t, _ in items), default=float("-inf"))
 
         worker = min(workers, key=load)
-        self.started.setdefault(worker, []).append(time.monotonic())
-        return worker
+        self.placed.setdefault(worker, {})[self._tokens] = (time.monotonic(), work)
+        return worker, self._tokens
 
-    def give_back(self, worker: str | None, started: float | None = None) -> None:
-        """The item ``take`` placed on ``worker`` at ``started`` (its start, default the oldest) ended."""
-        starts = self.started.get(worker) if worker is not None else None
-        if starts:
-            starts.remove(started if started in starts else starts[0])
+    def give_back(self, worker: str | None, token: int) -> None:
+        """The item that ``take`` placed on ``worker`` under ``token`` ended."""
+        if worker is not None:
+            self.placed.get(worker, {}).pop(token, None)
 
 
 def _plan_all(config: CorpusConfig, manifest: str, out: Path) -> tuple[list[ItemPlan], list[ItemOutcome]]:
@@ -330,13 +342,19 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
         chooser = _WorkerChooser(cluster, config.bind_items_to_workers)
         while pending or running:
             while pending and len(running) < config.max_in_flight:
-                worker = chooser.take()
-                started = chooser.started[worker][-1] if worker is not None else None
+                plan = pending.popleft()
+                worker, token = chooser.take(item_work(plan))
                 with corpus_cluster(cluster):  # make_item's thread binds its subflow to `worker`
                     fut = make_item.submit(
-                        pending.popleft(), str(out), base, config.overwrite, config.lease_timeout, worker
+                        plan,
+                        str(out),
+                        base,
+                        config.overwrite,
+                        config.lease_timeout,
+                        worker,
+                        config.stages_in_one_task,
                     )
-                running[fut] = (worker, started)
+                running[fut] = (worker, token)
             fut = next(as_completed(list(running)))
             chooser.give_back(*running.pop(fut))
             outcome = fut.result()

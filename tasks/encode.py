@@ -23,6 +23,7 @@ from schemas.config import RenderParams
 from schemas.results import EncodeResult
 from tasks.runtime import stage_logger
 from tasks.store import open_store, read_attrs, require
+from tasks.threads import pin_codec_threads
 from tasks.video import resize, scaled_size
 
 STAGE = "encode"
@@ -51,6 +52,7 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "medium", "movflags": "+faststart"}
+        pin_codec_threads(stream.codec_context)  # a one-thread corpus worker: one libx264 thread
         for frame in frames:
             for packet in stream.encode(
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")

@@ -61,13 +61,14 @@ def cluster_compute():
     it waits, so a task that waits on its tiles never holds the thread those
     tiles need (no deadlock however many tasks run at once).
 
-    A task placed on this very worker (``workers=[this worker]``, as a corpus
-    item's stages are: :class:`flows.execution.WorkerBoundRunner`) keeps its
-    graphs in this worker instead: they run on the task's own thread (Dask's
+    A task placed on a worker (``workers=[...]``, as a corpus item's stages
+    are: :class:`flows.execution.WorkerBoundRunner`) keeps its graphs in the
+    worker that runs it instead: they run on the task's own thread (Dask's
     synchronous scheduler, or a pool of the worker's thread count when it has
     more than one), so no tile is shipped between processes or passes through
     the scheduler, and two workers each busy with their own item do not wait
-    for each other.
+    for each other.  That holds too when Dask's work stealing moved the task
+    (its placement is loose) from a busy worker's queue to an idle one.
 
     Anywhere else (plain calls, ``.fn`` in tests, another task runner) dask's
     default scheduler is used; no cluster is started.
@@ -88,12 +89,12 @@ def cluster_compute():
 
 
 def _placed_on(worker) -> bool:
-    """Whether the task running on this thread was submitted for this worker (``workers=[...]``)."""
+    """Whether the task running on this thread was submitted for a worker (``workers=[...]``): this one,
+    or another whose queue it was stolen from."""
     from distributed.worker import thread_state
 
     state = worker.state.tasks.get(getattr(thread_state, "key", None))
-    workers = ((state.annotations or {}).get("workers") or ()) if state is not None else ()
-    return worker.address in workers
+    return bool(((state.annotations or {}).get("workers") or ()) if state is not None else ())
 
 
 _local_lock = threading.Lock()

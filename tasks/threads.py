@@ -31,3 +31,27 @@ def worker_process_threads(worker) -> int | None:
     if str(worker.address).startswith("inproc://"):
         return None
     return max(1, int(worker.state.nthreads))
+
+
+def codec_threads() -> int | None:
+    """Threads one FFmpeg decoder or encoder (libx264 included) may use; None: FFmpeg's own choice.
+
+    Inside a Dask worker process it is that worker's thread count (a one-thread corpus worker gets a
+    one-thread codec, where FFmpeg would start one thread per core); elsewhere (a plain call, a
+    worker of the flow's own process) None, and FFmpeg picks as it always did.
+    """
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:
+        return None
+    return worker_process_threads(worker)
+
+
+def pin_codec_threads(codec_context) -> None:
+    """Set a PyAV codec context's ``thread_count`` to :func:`codec_threads` (before the first frame);
+    leave it alone outside a Dask worker process."""
+    n = codec_threads()
+    if n is not None:
+        codec_context.thread_count = n

@@ -1,5 +1,7 @@
 """Corpus items bound to one Dask worker: real Prefect runs on a real LocalCluster of worker processes."""
 
+import logging
+
 import dask
 import pytest
 from prefect import flow, task
@@ -12,10 +14,12 @@ from flows.execution import (
     tasks_on,
     worker_addresses,
 )
-from flows.process_corpus import largest_first
+from flows.make_cinemagraph import StageRunner, call_with_retries
+from flows.process_corpus import _WorkerChooser, largest_first
 from schemas.config import ExecutionParams
 from schemas.corpus import ItemPlan
-from tasks.runtime import cluster_compute
+from tasks.runtime import cluster_compute, retry_on_io_only
+from tasks.video import VideoError
 
 
 def _address(_: int) -> str:
@@ -48,9 +52,11 @@ def corpus_like_flow():
             for worker in workers:
                 with on_worker(worker):
                     bound[worker] = item_flow(12)
+            with on_worker("tcp://127.0.0.1:9"):  # no such worker: placed loosely, it runs elsewhere
+                moved = item_flow(12)
         with tasks_on(runner):
             spread = where_it_runs.submit(12).result()
-    return workers, bound, spread
+    return workers, bound, spread, moved
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,7 @@ def corpus_like(prefect_harness):
 
 
 def test_a_bound_item_runs_its_tasks_and_tiles_on_its_worker(corpus_like):
-    workers, bound, _ = corpus_like
+    workers, bound, _, _ = corpus_like
     assert len(workers) == 2
     for worker, (task_worker, tile_workers, local) in bound.items():
         assert task_worker == worker
@@ -67,8 +73,15 @@ def test_a_bound_item_runs_its_tasks_and_tiles_on_its_worker(corpus_like):
         assert local, "a task placed on its worker computes its tiles there, not through the scheduler"
 
 
+def test_a_bound_task_run_elsewhere_keeps_its_tiles_where_it_runs(corpus_like):
+    """Dask may move a loosely placed task off its worker (gone, or work stealing to an idle worker):
+    its tiles still stay in the process that runs it."""
+    workers, _, _, (task_worker, tile_workers, local) = corpus_like
+    assert task_worker in workers and tile_workers == [task_worker] and local
+
+
 def test_an_unbound_task_computes_on_the_cluster(corpus_like):
-    workers, _, (task_worker, tile_workers, local) = corpus_like
+    workers, _, (task_worker, tile_workers, local), _ = corpus_like
     assert task_worker in workers
     assert not local
     assert set(tile_workers) <= set(workers)
@@ -86,3 +99,71 @@ def test_largest_items_first_ties_in_manifest_order():
 
     plans = [plan("a", 0, 50), plan("b", 10, 110), plan("c", 0, 50), plan("d", 0, 300)]
     assert [p.item_id for p in largest_first(plans)] == ["d", "b", "a", "c"]
+
+
+def test_items_go_to_the_worker_with_the_least_outstanding_work():
+    """Six equal items, two one-thread workers, two in flight per worker: three items each, whatever
+    order they end in; unequal items: the next goes where the fewest frames are still to do."""
+    with dask_cluster(ExecutionParams(n_workers=2, threads_per_worker=1)) as runner:
+        a, b = worker_addresses(runner)
+        chooser = _WorkerChooser(runner, enabled=True)
+        placed = [chooser.take(72) for _ in range(4)]
+        assert [w for w, _ in placed] == [a, b, a, b]
+        # an item bound to a one-thread worker waits behind the one before it: each worker's first ends first
+        chooser.give_back(*placed[0])
+        fifth = chooser.take(72)
+        chooser.give_back(*placed[1])
+        sixth = chooser.take(72)
+        assert (fifth[0], sixth[0]) == (a, b), "the batch's last items do not pile up on one worker"
+        chooser.give_back(*placed[3])  # b's second item ended before a's: a still has two to do, b one
+        assert chooser.take(72)[0] == b
+        assert chooser.take(1)[0] is not None and not _WorkerChooser(runner, enabled=False).take(5)[0]
+
+        chooser = _WorkerChooser(runner, enabled=True)
+        sizes = [100, 60, 50, 40]
+        assert [chooser.take(n)[0] for n in sizes] == [a, b, b, a]  # 100 | 60+50 -> 140 | 110
+
+
+def test_an_inline_stage_is_retried_as_its_task_would_be():
+    calls = []
+
+    @task(retries=1, retry_delay_seconds=0, retry_condition_fn=retry_on_io_only)
+    def flaky(kind: type[Exception]) -> int:
+        calls.append(kind)
+        if len(calls) == 1:
+            raise kind("first try fails")
+        return len(calls)
+
+    log = logging.getLogger("test")
+    assert call_with_retries(flaky, (OSError,), log) == 2  # I/O: retried
+    calls.clear()
+    with pytest.raises(VideoError):
+        call_with_retries(flaky, (VideoError,), log)  # bad input: not retried
+    assert calls == [VideoError]
+
+
+@task
+def stage_work(x: int) -> int:
+    return 2 * x
+
+
+@task(task_run_name="stages of demo")
+def two_inline_stages(store: str) -> tuple[list[int], list[str]]:
+    run = StageRunner(store, inline=True)
+    return [run(stage, stage_work, k, resumable=False) for k, stage in enumerate(("ingest", "render"))], run.skipped
+
+
+@flow
+def inline_stages_flow(store: str):
+    return two_inline_stages.submit(store).result()
+
+
+def test_inline_stages_say_in_their_task_runs_log_which_stage_runs(prefect_harness, tmp_path, caplog):
+    """One task run for several stages: its log (shown by the UI under the task run) names each stage."""
+    caplog.set_level(logging.INFO, logger="prefect.task_runs")
+    values, skipped = inline_stages_flow(str(tmp_path / "store.zarr"))
+    assert values == [0, 2] and skipped == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "prefect.task_runs"]
+    assert lines[0] == "stage ingest started" and lines[2] == "stage render started", lines
+    assert lines[1].startswith("stage ingest finished in ") and lines[3].startswith("stage render finished in ")
+    assert all(getattr(r, "task_run_name", None) == "stages of demo" for r in caplog.records if r.name == "prefect.task_runs")

@@ -198,3 +198,45 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path, blinking_clip):
         assert stage in result.skipped_stages
     assert set(final) == {"ingest", "shots", "window", "motion", "warp", "cyclicity", "displays", "render"}
     assert result.quality.stillness == 0 and len(result.regions) == 3
+
+
+def _task_run_names(flow_run_name: str) -> list[str]:
+    """The task runs of the latest flow run named ``flow_run_name``."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+        assert runs, flow_run_name
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id])))
+    return sorted(t.name for t in tasks)
+
+
+def test_an_item_runs_its_stages_in_one_task_run_and_resumes_from_its_stored_stages(corpus):
+    """A corpus item's stages run as one task run ("stages of <item>", its log naming each stage);
+    after its render record is dropped, a rerun skips every stored stage and redoes render and encode."""
+    manifest, out, config, _ = corpus
+    names = _task_run_names("lights")
+    assert names == ["stages of lights"], names  # not one task run per stage
+    store = out / "lights" / N.STORE_NAME
+    from tasks.store import forget_stages
+
+    before = read_attrs(store)["stages"]
+    forget_stages(store, ["render"])
+    (out / "lights" / N.RESULT_NAME).unlink()
+    state = run_process_corpus(manifest, out, config)
+    by_id = outcome_map(state.result(raise_on_failure=False))
+    assert by_id["lights"].status == "succeeded", by_id["lights"]
+    done = json.loads((out / "lights" / N.RESULT_NAME).read_text())
+    assert done["skipped_stages"] == ["ingest", "shots", "window", "motion", "warp", "cyclicity", "displays"]
+    after = read_attrs(store)["stages"]
+    assert {s: r for s, r in after.items() if s != "render"} == {s: r for s, r in before.items() if s != "render"}
+    assert after["render"]["finished"] > before["render"]["finished"]
+    assert set(done["usage"]) >= {"ingest", "render", "encode"}  # measured in the worker, per stage
+    names = _task_run_names("lights")
+    assert names == ["stages of lights"], names

@@ -1,22 +1,34 @@
-"""Tests for tasks.threads.thread_budget (a stage's own thread count)."""
+"""Tests for tasks.threads: a stage's own thread count and a codec's (FFmpeg, libx264) thread count."""
 
 from __future__ import annotations
 
 import os
 
+import av
 from distributed import Client, LocalCluster
 
-from tasks.threads import thread_budget
+from tasks.threads import codec_threads, pin_codec_threads, thread_budget
+
+
+def _codec_thread_count() -> int:
+    """The thread count of a libx264 encoder after :func:`pin_codec_threads`, where this runs."""
+    ctx = av.CodecContext.create("libx264", "w")
+    pin_codec_threads(ctx)
+    return ctx.thread_count
 
 
 def test_plain_call_may_use_every_core():
     assert thread_budget() == (os.cpu_count() or 1)
+    assert codec_threads() is None
+    assert _codec_thread_count() == av.CodecContext.create("libx264", "w").thread_count  # FFmpeg's own choice
 
 
 def test_worker_processes_get_their_own_thread_count_and_in_process_workers_the_machine():
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             assert client.submit(thread_budget, pure=False).result() == 1
+            assert client.submit(_codec_thread_count, pure=False).result() == 1
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             assert client.submit(thread_budget, pure=False).result() == (os.cpu_count() or 1)
+            assert client.submit(codec_threads, pure=False).result() is None
