@@ -60,7 +60,14 @@ def source_stamp(source: str | Path) -> dict:
 
 
 def ingest_digest(source: str | Path, params: IngestParams) -> str:
-    return digest(STAGE, source_stamp(source), params.model_dump(mode="json"))
+    """What the stored ``frames`` depend on.  ``write_threads`` changes no byte of the store, and the
+    default codec (Zstandard level 1) writes the same chunks as the ingest before the codec became an
+    option, so neither enters the digest and stores ingested before still count as done."""
+    recorded = params.model_dump(mode="json", exclude={"write_threads"})
+    default = IngestParams()
+    if (params.compression, params.compression_level) == (default.compression, default.compression_level):
+        del recorded["compression"], recorded["compression_level"]
+    return digest(STAGE, source_stamp(source), recorded)
 
 
 def frames_codec(params: IngestParams) -> ZstdCodec | BloscCodec:

@@ -355,3 +355,22 @@ def test_compression_options_are_validated():
         IngestParams(compression_level=23)
     with pytest.raises(ValueError):
         IngestParams(write_threads=0)
+
+
+def test_digest_counts_the_codec_but_not_the_writer_threads(clip):
+    """A store of the earlier writer (same chunks as today's default codec) stays done; another codec or
+    level re-ingests; the number of writer threads changes no byte and re-ingests nothing."""
+    from tasks.ingest import ingest_digest, source_stamp
+    from tasks.store import digest
+
+    # what the writer before this option recorded: the params without the three new fields
+    earlier = IngestParams().model_dump(
+        mode="json", exclude={"compression", "compression_level", "write_threads"}
+    )
+    assert ingest_digest(clip, IngestParams()) == digest("ingest", source_stamp(clip), earlier)
+    assert ingest_digest(clip, IngestParams(write_threads=1)) == ingest_digest(clip, IngestParams())
+    others = {
+        ingest_digest(clip, IngestParams(compression_level=3)),
+        ingest_digest(clip, IngestParams(compression="blosc-lz4", compression_level=1)),
+    }
+    assert len(others) == 2 and ingest_digest(clip, IngestParams()) not in others
