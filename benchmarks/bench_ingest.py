@@ -20,7 +20,8 @@ time, CPU time of this process, peak resident memory with the peak counter reset
   RGB conversion, downscale to 640 px, compress and write the Zarr store) -- "ingest";
 * ingest of the half-length clip.
 
-With ``--baseline DIR`` (a source tree, e.g. ``git archive main | tar -x -C DIR``), this tree's
+``--options JSON`` sets :class:`schemas.config.IngestParams` fields of this tree's ingest (the
+baseline runs with its defaults).  With ``--baseline DIR`` (a source tree, e.g. ``git archive main | tar -x -C DIR``), this tree's
 ingest and the baseline's ingest of the long clip then run ``--rounds`` times each, alternating,
 each in a fresh child process that measures itself the same way -- "ingest, this tree (child)" and
 "ingest, baseline (child)" -- and the two stores are checked to hold the same frames.
@@ -61,7 +62,7 @@ from schemas.config import IngestParams
 from tasks.ingest import ingest
 meter = StageMeter()
 with meter.measure("ingest"):
-    n = ingest(sys.argv[2], sys.argv[3], IngestParams()).n_frames
+    n = ingest(sys.argv[2], sys.argv[3], IngestParams(**json.loads(sys.argv[4]))).n_frames
 u = meter.usage["ingest"]
 print(json.dumps({"frames": n, "wall_s": u.wall_s, "cpu_s": u.cpu_s, "peak_rss_mb": u.peak_rss_mb}))
 """
@@ -71,10 +72,10 @@ def store_bytes(store: Path) -> int:
     return sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
 
 
-def child_ingest(tree: Path, clip: Path, store: Path) -> dict:
+def child_ingest(tree: Path, clip: Path, store: Path, options: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tree), str(clip), str(store)],
+        [sys.executable, "-c", CHILD, str(tree), str(clip), str(store), json.dumps(options)],
         env=env,
         check=True,
         capture_output=True,
@@ -150,7 +151,14 @@ def main() -> None:
     ap.add_argument(
         "--rounds", type=int, default=1, help="alternating rounds of this tree's and the baseline's ingest"
     )
+    ap.add_argument(
+        "--options",
+        type=json.loads,
+        default={},
+        help="IngestParams of this tree's ingest, as JSON, e.g. '{\"compression_level\": -3}'",
+    )
     args = ap.parse_args()
+    options = args.options
     if args.baseline is not None and not (args.baseline / "tasks" / "ingest.py").is_file():
         sys.exit(f"{args.baseline}: not a source tree of this project (no tasks/ingest.py)")
     meter = StageMeter()
@@ -175,9 +183,11 @@ def main() -> None:
         with meter.measure("decode, frame threads"):
             counts["decode, frame threads"] = decode(long_clip, "AUTO")
         with meter.measure("ingest"):
-            counts["ingest"] = ingest(long_clip, tmp / "long.zarr", IngestParams()).n_frames
+            counts["ingest"] = ingest(long_clip, tmp / "long.zarr", IngestParams(**options)).n_frames
         with meter.measure("ingest, half clip"):
-            counts["ingest, half clip"] = ingest(short_clip, tmp / "short.zarr", IngestParams()).n_frames
+            counts["ingest, half clip"] = ingest(
+                short_clip, tmp / "short.zarr", IngestParams(**options)
+            ).n_frames
         rows = {name: (counts[name], u.wall_s, u.cpu_s, u.peak_rss_mb) for name, u in meter.usage.items()}
         sizes = {"ingest": store_bytes(tmp / "long.zarr") / counts["ingest"]}
         children = {"this tree": [], "baseline": []}
@@ -185,7 +195,9 @@ def main() -> None:
             for r in range(args.rounds):
                 for name, tree in (("this tree", HERE), ("baseline", args.baseline.resolve())):
                     store = tmp / f"child_{name.replace(' ', '_')}_{r}.zarr"
-                    children[name].append(child_ingest(tree, long_clip, store))
+                    children[name].append(
+                        child_ingest(tree, long_clip, store, options if name == "this tree" else {})
+                    )
                     print(
                         f"  round {r + 1} {name}: {children[name][-1]['wall_s']:.2f} s wall, "
                         f"{children[name][-1]['cpu_s']:.2f} s cpu, load {os.getloadavg()[0]:.2f}",
