@@ -25,6 +25,7 @@ so stores written with another codec still read).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -141,8 +142,11 @@ def ingest(source: str | Path, store: str | Path, params: IngestParams, progress
         with VideoSource(source, frame_threads=params.end_frame is None) as video:
             info = video.info
             kept = _KeptFrames(video, params)
-            with FrameWriter(tmp, params) as writer:
-                for batch in prefetched(kept.batches(), depth=1):
+            with (
+                FrameWriter(tmp, params) as writer,
+                contextlib.closing(prefetched(kept.batches(), depth=1)) as batches,
+            ):
+                for batch in batches:
                     writer.write(batch)
                     if progress is not None:
                         progress(writer.written)
