@@ -61,7 +61,8 @@ class IngestParams(_Model):
         None,
         ge=1,
         description="Threads compressing and writing the chunks of `frames` while the next batch is decoded "
-        "(threads); None = the stage's thread budget (the Dask worker's threads, or the machine's cores).",
+        "(threads); None = one fewer than the stage's thread budget (the Dask worker's threads, or the machine's "
+        "cores), at least 1: the decoding thread and FFmpeg's frame threads take about one core.",
     )
 
     @model_validator(mode="after")

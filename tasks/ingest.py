@@ -298,7 +298,8 @@ class FrameWriter:
         self.written = 0
         self._queued = 0
         self._depth = max(1, depth)
-        self._threads = threads or params.write_threads or _thread_budget()
+        # by default one core's worth goes to the decoding thread and FFmpeg's frame threads
+        self._threads = threads or params.write_threads or max(1, _thread_budget() - 1)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[tuple[int, list[Future]]] = deque()
         self._scratch = threading.local()
