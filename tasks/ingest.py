@@ -26,9 +26,7 @@ so stores written with another codec still read).
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -299,7 +297,7 @@ class FrameWriter:
         self._queued = 0
         self._depth = max(1, depth)
         # by default one core's worth goes to the decoding thread and FFmpeg's frame threads
-        self._threads = threads or params.write_threads or max(1, _thread_budget() - 1)
+        self._threads = threads or params.write_threads or max(1, thread_budget() - 1)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[tuple[int, list[Future]]] = deque()
         self._scratch = threading.local()
@@ -387,13 +385,6 @@ class FrameWriter:
             f.result()
         self._array.resize((end, *self._array.shape[1:]))
         self.written = end
-
-
-def _thread_budget() -> int:
-    """:func:`tasks.threads.thread_budget`, without importing Dask's ``distributed`` where no worker can be."""
-    if "distributed" not in sys.modules:
-        return os.cpu_count() or 1
-    return thread_budget()
 
 
 def chunk_encoder(codecs) -> Callable[[np.ndarray], bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 def thread_budget() -> int:
@@ -12,6 +13,8 @@ def thread_budget() -> int:
     one-thread workers stay on one core each; in a plain call or a worker of the flow's own
     process (``inproc://``) it is the machine's core count.
     """
+    if "distributed" not in sys.modules:  # no Dask worker can run here; do not pay distributed's import
+        return os.cpu_count() or 1
     from distributed import get_worker
 
     try:
@@ -40,6 +43,8 @@ def codec_threads() -> int | None:
     one-thread codec, where FFmpeg would start one thread per core); elsewhere (a plain call, a
     worker of the flow's own process) None, and FFmpeg picks as it always did.
     """
+    if "distributed" not in sys.modules:  # no Dask worker can run here; do not pay distributed's import
+        return None
     from distributed import get_worker
 
     try:

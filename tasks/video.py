@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from tasks.threads import pin_codec_threads
+
 # FFmpeg's own chatter (encoder statistics, decoder warnings) stays out of the console;
 # problems reach the user through VideoError and the run's warnings instead.
 # (PyAV routes FFmpeg's messages to the "libav" loggers; the last one is quoted in PyAV's exceptions).
@@ -85,6 +87,7 @@ class VideoSource:
         # Slice threading only: with frame threading ("AUTO"), closing a decoder that stopped
         # mid-stream (a frame range, a preflight check) was seen to hang in avcodec_free_context.
         self._stream.thread_type = "AUTO" if self.frame_threads else "SLICE"
+        pin_codec_threads(self._stream.codec_context)  # a one-thread corpus worker: one decoder thread
         ctx = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         fps = float(rate) if rate else 0.0

