@@ -120,7 +120,7 @@ from tasks.loop_timing import (
     wraps_from_sums,
 )
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
-from tasks.sample_range import RangeGuard, check_loop_range, guard_loop_range, rpca_about_median
+from tasks.sample_range import RangeGuard, check_loop_range, guard_loop_range, rpca_about_median, window_range
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
     aligned_digest,
@@ -615,20 +615,7 @@ def _composite_store_tile(store, where, warped, visible, reference, labels, alph
     :class:`TailTile` (``visible`` the tile's visibility or None)."""
     loop = _composite_tile(warped, reference, labels, alpha, pieces, fa, fb, wb)
     group(store)[N.LOOP][:, where[0], where[1], :] = loop
-    return _tail_tile(loop, warped, labels, intervals, tile_window_range(warped, visible, reference))
-
-
-def tile_window_range(warped: np.ndarray, visible: np.ndarray | None, reference: np.ndarray):
-    """:func:`tasks.sample_range.window_range` of in-memory arrays, in numpy (a Dask graph per tile cost
-    five times the arithmetic): (lo, hi), each (h, w, C) uint8."""
-    reference = np.asarray(reference).astype(np.uint8)
-    if visible is None:
-        lo, hi = warped.min(axis=0), warped.max(axis=0)
-    else:
-        vis = np.asarray(visible)[..., None]
-        lo = np.where(vis, warped, np.uint8(255)).min(axis=0)
-        hi = np.where(vis, warped, np.uint8(0)).max(axis=0)
-    return np.minimum(lo, reference), np.maximum(hi, reference)
+    return _tail_tile(loop, warped, labels, intervals, window_range(warped, visible, np.asarray(reference)))
 
 
 class TailTile(NamedTuple):

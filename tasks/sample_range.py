@@ -89,21 +89,21 @@ def rpca_about_median(P: np.ndarray, lam: float, **options):
     return res.low_rank + median, res.n_iter, res.converged
 
 
-def window_range(warped: da.Array, visible: da.Array | None, reference: da.Array) -> tuple[da.Array, da.Array]:
-    """Lazy per-pixel, per-channel (lo, hi) of the visible window samples and the reference, (y, x, C) uint8.
+def window_range(warped, visible, reference):
+    """Per-pixel, per-channel (lo, hi) of the visible window samples and the reference, (y, x, C) uint8.
 
-    A pixel with no visible sample has the reference's value as both bounds.
+    A pixel with no visible sample has the reference's value as both bounds.  Numpy arrays give numpy
+    arrays (one tile in a task); Dask arrays give lazy Dask arrays (the whole window).
     """
-    warped = da.asarray(warped)
-    reference = da.asarray(reference).astype(np.uint8)
+    reference = reference.astype(np.uint8)
     if visible is None:
         lo = warped.min(axis=0)
         hi = warped.max(axis=0)
     else:
-        vis = da.asarray(visible)[..., None]
-        lo = da.where(vis, warped, np.uint8(255)).min(axis=0)
-        hi = da.where(vis, warped, np.uint8(0)).max(axis=0)
-    return da.minimum(lo, reference), da.maximum(hi, reference)
+        vis = visible[..., None]
+        lo = np.where(vis, warped, np.uint8(255)).min(axis=0)
+        hi = np.where(vis, warped, np.uint8(0)).max(axis=0)
+    return np.minimum(lo, reference), np.maximum(hi, reference)
 
 
 class RangeCheck(NamedTuple):
@@ -119,7 +119,9 @@ def check_loop_range(
     """Animated pixels of ``loop`` outside their window's sample range (see the module docstring)."""
     from scipy import ndimage
 
-    lo, hi = (np.asarray(a.compute()).astype(np.int16) for a in window_range(warped, visible, reference))
+    visible = None if visible is None else da.asarray(visible)
+    lo, hi = window_range(da.asarray(warped), visible, da.asarray(reference))
+    lo, hi = (np.asarray(a.compute()).astype(np.int16) for a in (lo, hi))
     if radius > 0:
         size = (2 * radius + 1, 2 * radius + 1, 1)
         lo, hi = ndimage.minimum_filter(lo, size=size), ndimage.maximum_filter(hi, size=size)

@@ -130,8 +130,9 @@ def test_one_pass_figures_equal_those_read_back_from_the_store(rendered_store):
 
 
 @pytest.mark.parametrize("with_visible", [True, False])
-def test_tile_window_range_equals_the_guard_s(with_visible):
-    from tasks.render import tile_window_range
+def test_window_range_of_a_tile_in_numpy_equals_the_lazy_one(with_visible):
+    import dask.array as da
+
     from tasks.sample_range import window_range
 
     rng = np.random.default_rng(3)
@@ -140,6 +141,9 @@ def test_tile_window_range_equals_the_guard_s(with_visible):
     if with_visible:
         visible[:, 0, 0] = False  # a pixel never visible: the reference bounds it
     reference = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
-    expected = [a.compute() for a in window_range(warped, visible, reference)]
-    for got, want in zip(tile_window_range(warped, visible, reference), expected, strict=True):
-        np.testing.assert_array_equal(got, want)
+    lazy = window_range(da.asarray(warped, chunks=(7, 3, 3, 3)), None if visible is None else da.asarray(visible),
+                        da.asarray(reference))
+    assert all(isinstance(a, da.Array) for a in lazy)
+    for got, want in zip(window_range(warped, visible, reference), lazy, strict=True):
+        assert isinstance(got, np.ndarray) and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want.compute())
