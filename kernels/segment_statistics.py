@@ -54,12 +54,13 @@ PIXEL_COLUMNS: tuple[str, ...] = (
 
 
 @jit
-def _pixel_statistics(video, visible, lab, previous, previous_visible, has_previous, out, accumulate):
-    """Per-pixel sums of the block into ``out`` (H W, 17); ``accumulate`` adds the block's sums to ``out``.
+def _pixel_statistics(video, visible, lab, previous, previous_visible, has_previous, out):
+    """Per-pixel sums of the block added to ``out`` (H W, 17).
 
     Each column is summed over the block's frames from 0.0 first and then
-    stored (or added), so a window cut into blocks gives the same bits as
-    summing each block into its own array and adding the arrays.
+    added, so a window cut into blocks gives the same bits as summing each
+    block into its own array and adding the arrays (a sum that starts at
+    +0.0 is never -0.0, so adding it to a zeroed ``out`` stores it exactly).
     """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
     # the 17 sums are scalars, not an array: kept in registers, not stored and reloaded per sample
@@ -109,42 +110,23 @@ def _pixel_statistics(video, visible, lab, previous, previous_visible, has_previ
                 pr = r
                 pg = g
                 pb = b
-            if accumulate:
-                out[p, 0] += n
-                out[p, 1] += l0
-                out[p, 2] += l1
-                out[p, 3] += l2
-                out[p, 4] += q0
-                out[p, 5] += q1
-                out[p, 6] += q2
-                out[p, 7] += sat
-                out[p, 8] += val
-                out[p, 9] += s0
-                out[p, 10] += s1
-                out[p, 11] += s2
-                out[p, 12] += r2
-                out[p, 13] += g2
-                out[p, 14] += b2
-                out[p, 15] += diff
-                out[p, 16] += n_diff
-            else:
-                out[p, 0] = n
-                out[p, 1] = l0
-                out[p, 2] = l1
-                out[p, 3] = l2
-                out[p, 4] = q0
-                out[p, 5] = q1
-                out[p, 6] = q2
-                out[p, 7] = sat
-                out[p, 8] = val
-                out[p, 9] = s0
-                out[p, 10] = s1
-                out[p, 11] = s2
-                out[p, 12] = r2
-                out[p, 13] = g2
-                out[p, 14] = b2
-                out[p, 15] = diff
-                out[p, 16] = n_diff
+            out[p, 0] += n
+            out[p, 1] += l0
+            out[p, 2] += l1
+            out[p, 3] += l2
+            out[p, 4] += q0
+            out[p, 5] += q1
+            out[p, 6] += q2
+            out[p, 7] += sat
+            out[p, 8] += val
+            out[p, 9] += s0
+            out[p, 10] += s1
+            out[p, 11] += s2
+            out[p, 12] += r2
+            out[p, 13] += g2
+            out[p, 14] += b2
+            out[p, 15] += diff
+            out[p, 16] += n_diff
 
 
 @jit
@@ -272,13 +254,10 @@ def pixel_statistics(
         previous = np.zeros((1, 1, 3), video.dtype)
         previous_visible = np.zeros((1, 1), bool)
     if out is None:
-        out = np.empty((shape[1] * shape[2], len(PIXEL_COLUMNS)), np.float64)
-        accumulate = False
+        out = np.zeros((shape[1] * shape[2], len(PIXEL_COLUMNS)), np.float64)
     elif out.shape != (shape[1] * shape[2], len(PIXEL_COLUMNS)) or out.dtype != np.float64:
         raise ValueError(f"out must be float64 of shape {(shape[1] * shape[2], len(PIXEL_COLUMNS))}")
-    else:
-        accumulate = True
-    _pixel_statistics(video, visible, lab, previous, previous_visible, has_previous, out, accumulate)
+    _pixel_statistics(video, visible, lab, previous, previous_visible, has_previous, out)
     return out
 
 
