@@ -632,8 +632,7 @@ class TailTile(NamedTuple):
 def _tail_tile(loop: np.ndarray, warped: np.ndarray, labels: np.ndarray, intervals, window) -> TailTile:
     """The figures of one composited tile of the loop (``labels`` the regions on it): see :func:`loop_figures`."""
     low, high = loop.min(axis=0), loop.max(axis=0)
-    first = loop[0].astype(np.int16)
-    change = np.maximum(high.astype(np.int16) - first, first - low.astype(np.int16)).max(axis=2)
+    change = _largest_change(loop[0], low, high)
     holding = bool(labels.any())
     return TailTile(
         window,
@@ -966,14 +965,11 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
     return result
 
 
-def _step_tile(loop: np.ndarray, animated: np.ndarray) -> np.ndarray:
-    """Sums over the animated pixels of a tile of ``|L[t+1] - L[t]|`` (all t, channels) and of ``|L[-1] - L[0]|``."""
-    if not animated.any():
-        return np.zeros(2, np.int64)
-    lp = loop[:, animated].astype(np.int16)  # (T, n, C)
-    step = np.abs(lp[1:] - lp[:-1]).sum(dtype=np.int64)
-    seam = np.abs(lp[-1] - lp[0]).sum(dtype=np.int64)
-    return np.array([step, seam], np.int64)
+def _largest_change(first: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Per-pixel largest change from the first frame (y, x) int16, over frames and channels, from the loop's
+    first frame and its per-pixel minimum and maximum over time (y, x, C) uint8."""
+    first = np.asarray(first).astype(np.int16)
+    return np.maximum(np.asarray(high).astype(np.int16) - first, first - np.asarray(low).astype(np.int16)).max(axis=2)
 
 
 def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
@@ -987,15 +983,12 @@ def loop_quality(loop: da.Array, animated: np.ndarray) -> LoopQuality:
     n_frames, channels = lp.shape[0], lp.shape[3]
     blocks = lp.to_delayed()
     parts = [
-        dask.delayed(_step_tile)(blocks[0, by, bx, 0], m)
+        dask.delayed(wrap_sums)(blocks[0, by, bx, 0], m.astype(np.int32), 1)
         for by, bx, m in _tiles_holding(animated, lp.chunks[1], lp.chunks[2])
     ]
-    lo, hi, first, sums = dask.compute(
-        lp.min(axis=0), lp.max(axis=0), lp[0], dask.delayed(sum)(parts) if parts else np.zeros(2, np.int64)
-    )
-    first = np.asarray(first).astype(np.int16)
-    diff0 = np.maximum(np.asarray(hi).astype(np.int16) - first, first - np.asarray(lo).astype(np.int16)).max(axis=2)
-    return _quality(diff0, animated, sums[0], sums[1], n_frames, channels)
+    none = np.zeros((2, n_frames + 1), np.int64)
+    lo, hi, first, sums = dask.compute(lp.min(axis=0), lp.max(axis=0), lp[0], dask.delayed(sum)(parts) if parts else none)
+    return _quality(_largest_change(first, lo, hi), animated, sums[1, 2:].sum(), sums[1, 1], n_frames, channels)
 
 
 def _quality(change, animated, step_sum, seam_sum, n_frames: int, channels: int) -> LoopQuality:
