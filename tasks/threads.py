@@ -13,15 +13,7 @@ def thread_budget() -> int:
     one-thread workers stay on one core each; in a plain call or a worker of the flow's own
     process (``inproc://``) it is the machine's core count.
     """
-    if "distributed" not in sys.modules:  # no Dask worker can run here; do not pay distributed's import
-        return os.cpu_count() or 1
-    from distributed import get_worker
-
-    try:
-        worker = get_worker()
-    except ValueError:
-        return os.cpu_count() or 1
-    threads = worker_process_threads(worker)
+    threads = worker_threads()
     return (os.cpu_count() or 1) if threads is None else threads
 
 
@@ -36,13 +28,9 @@ def worker_process_threads(worker) -> int | None:
     return max(1, int(worker.state.nthreads))
 
 
-def codec_threads() -> int | None:
-    """Threads one FFmpeg decoder or encoder (libx264 included) may use; None: FFmpeg's own choice.
-
-    Inside a Dask worker process it is that worker's thread count (a one-thread corpus worker gets a
-    one-thread codec, where FFmpeg would start one thread per core); elsewhere (a plain call, a
-    worker of the flow's own process) None, and FFmpeg picks as it always did.
-    """
+def worker_threads() -> int | None:
+    """The thread count of the Dask worker process running this; None anywhere else (a plain call,
+    a worker of the flow's own process: :func:`worker_process_threads`)."""
     if "distributed" not in sys.modules:  # no Dask worker can run here; do not pay distributed's import
         return None
     from distributed import get_worker
@@ -55,8 +43,10 @@ def codec_threads() -> int | None:
 
 
 def pin_codec_threads(codec_context) -> None:
-    """Set a PyAV codec context's ``thread_count`` to :func:`codec_threads` (before the first frame);
-    leave it alone outside a Dask worker process."""
-    n = codec_threads()
+    """Set a PyAV codec context's (FFmpeg decoder or encoder, libx264 included) ``thread_count`` to
+    :func:`worker_threads` before the first frame: a one-thread corpus worker gets a one-thread codec,
+    where FFmpeg would start one thread per core.  Outside a Dask worker process FFmpeg picks, as it
+    always did."""
+    n = worker_threads()
     if n is not None:
         codec_context.thread_count = n

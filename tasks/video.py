@@ -87,8 +87,8 @@ class VideoSource:
         # Slice threading only: with frame threading ("AUTO"), closing a decoder that stopped
         # mid-stream (a frame range, a preflight check) was seen to hang in avcodec_free_context.
         self._stream.thread_type = "AUTO" if self.frame_threads else "SLICE"
-        pin_codec_threads(self._stream.codec_context)  # a one-thread corpus worker: one decoder thread
         ctx = self._stream.codec_context
+        pin_codec_threads(ctx)  # a one-thread corpus worker: one decoder thread
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         fps = float(rate) if rate else 0.0
         if not math.isfinite(fps) or fps <= 0 or fps > 1000:

@@ -8,7 +8,7 @@ import av
 import pytest
 from distributed import Client, LocalCluster
 
-from tasks.threads import codec_threads, pin_codec_threads, thread_budget
+from tasks.threads import pin_codec_threads, thread_budget, worker_threads
 from tasks.video import VideoSource
 from tests.conftest import installed_package_file
 
@@ -28,7 +28,7 @@ def _decoder_thread_count(path: str) -> int:
 
 def test_plain_call_may_use_every_core():
     assert thread_budget() == (os.cpu_count() or 1)
-    assert codec_threads() is None
+    assert worker_threads() is None
     assert _codec_thread_count() == av.CodecContext.create("libx264", "w").thread_count  # FFmpeg's own choice
 
 
@@ -40,7 +40,7 @@ def test_worker_processes_get_their_own_thread_count_and_in_process_workers_the_
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             assert client.submit(thread_budget, pure=False).result() == (os.cpu_count() or 1)
-            assert client.submit(codec_threads, pure=False).result() is None
+            assert client.submit(worker_threads, pure=False).result() is None
 
 
 def test_a_one_thread_worker_decodes_on_one_thread():
