@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import av
 import numpy as np
 import xarray as xr
 import zarr
@@ -46,9 +47,10 @@ from schemas.results import IngestResult
 from tasks.runtime import retry_on_io_only, stage_logger
 from tasks.store import digest, read_attrs, record_stage, remove_store, stage_done, update_attrs
 from tasks.threads import thread_budget
-from tasks.video import VideoError, VideoSource, resize, scaled_size
+from tasks.video import FrameConverter, VideoError, VideoSource, scaled_size
 
 STAGE = "ingest"
+_EARLIER_TILE = 256  # IngestParams.tile's default before 128, as stage records of that time hold it
 
 
 def source_stamp(source: str | Path) -> dict:
@@ -58,15 +60,38 @@ def source_stamp(source: str | Path) -> dict:
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def ingest_digest(source: str | Path, params: IngestParams) -> str:
-    """What the stored ``frames`` depend on.  ``write_threads`` changes no byte of the store, and the
-    default codec (Zstandard level 1) writes the same chunks as the ingest before the codec became an
-    option, so neither enters the digest and stores ingested before still count as done."""
+def ingest_digest(source: str | Path, params: IngestParams, source_hw: tuple[int, int] | None = None) -> str:
+    """What the stored ``frames`` depend on.
+
+    ``write_threads`` and ``tile`` (the chunk layout; it enters as its earlier default, 256) change
+    no stored pixel, and the default codec (Zstandard level 1) writes
+    the same chunks as the ingest before the codec became an option, so neither enters the digest.
+    ``downscale`` enters it only when it is ``yuv-area`` and the frames are downscaled (the source's
+    ``source_hw``, probed from the file when not given): ``rgb-area`` and frames kept at their size
+    give the pixels of the ingest before that option.  So stores ingested before still count as
+    done unless today's default would store other pixels.
+    """
     recorded = params.model_dump(mode="json", exclude={"write_threads"})
+    recorded["tile"] = _EARLIER_TILE  # the chunk layout changes no pixel
     default = IngestParams()
     if (params.compression, params.compression_level) == (default.compression, default.compression_level):
         del recorded["compression"], recorded["compression_level"]
+    if params.downscale == "rgb-area" or not _downscaled(source, params, source_hw):
+        del recorded["downscale"]
     return digest(STAGE, source_stamp(source), recorded)
+
+
+def _downscaled(source: str | Path, params: IngestParams, source_hw: tuple[int, int] | None) -> bool:
+    """Whether ingest downscales the frames of ``source`` (True when the file cannot tell its size)."""
+    if source_hw is None:
+        try:
+            with VideoSource(source) as video:
+                source_hw = (video.info.height, video.info.width)
+        except VideoError:
+            return True
+    if min(source_hw) <= 0:
+        return True
+    return scaled_size(*source_hw, params.max_long_side) != tuple(source_hw)
 
 
 def frames_codec(params: IngestParams) -> ZstdCodec | BloscCodec:
@@ -95,7 +120,7 @@ def preflight(source: str | Path, params: IngestParams, min_frames: int) -> None
     kept = 0
     decoded = 0
     with VideoSource(source) as video:
-        for index, _ in enumerate(video.frames()):
+        for index, _ in enumerate(video.decoded()):
             decoded = index + 1
             if params.end_frame is not None and index >= params.end_frame:
                 break
@@ -175,7 +200,9 @@ def ingest(source: str | Path, store: str | Path, params: IngestParams, progress
         "ingest_warnings": warnings,
     }
     update_attrs(tmp, attrs)
-    record_stage(tmp, STAGE, ingest_digest(source, params), time.perf_counter() - t0, {"n_frames": written})
+    record_stage(
+        tmp, STAGE, ingest_digest(source, params, source_hw), time.perf_counter() - t0, {"n_frames": written}
+    )
     remove_store(store)
     tmp.rename(store)
     return IngestResult(
@@ -192,7 +219,8 @@ def ingest(source: str | Path, store: str | Path, params: IngestParams, progress
 
 
 class _KeptFrames:
-    """The frames ``params`` keeps (range, stride), downscaled; counts what was decoded on the way."""
+    """The frames ``params`` keeps (range, stride), in RGB at the stored size; counts what was decoded
+    on the way.  Only the kept frames are converted."""
 
     def __init__(self, video: VideoSource, params: IngestParams) -> None:
         self.video, self.params = video, params
@@ -200,29 +228,31 @@ class _KeptFrames:
         self.size: tuple[int, int] | None = None
         self.source_hw: tuple[int, int] | None = None
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[av.VideoFrame]:
         p = self.params
-        for index, frame in enumerate(self.video.frames()):
+        for index, frame in enumerate(self.video.decoded()):
             self.decoded = index + 1
             if p.end_frame is not None and index >= p.end_frame:
                 break
             if index < p.start_frame or (index - p.start_frame) % p.stride:
                 continue
             if self.size is None:
-                self.size = scaled_size(frame.shape[0], frame.shape[1], p.max_long_side)
-                self.source_hw = frame.shape[:2]
+                self.size = scaled_size(frame.height, frame.width, p.max_long_side)
+                self.source_hw = (frame.height, frame.width)
             yield frame
 
     def batches(self) -> Iterator[np.ndarray]:
-        """The kept frames, downscaled into arrays of ``time_chunk`` frames (the last one may be shorter).
+        """The kept frames, converted and downscaled into arrays of ``time_chunk`` frames (the last one
+        may be shorter).
 
         Each yielded array is new: the consumer may keep it while the next one is filled.
         """
+        convert = FrameConverter(self.params.downscale)
         batch, n = None, 0
         for frame in self:
             if batch is None:
                 batch = np.empty((self.params.time_chunk, *self.size, 3), np.uint8)
-            resize(frame, self.size, out=batch[n])
+            convert(frame, self.size, out=batch[n])
             n += 1
             if n == len(batch):
                 yield batch
