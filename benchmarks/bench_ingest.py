@@ -24,7 +24,8 @@ time, CPU time of this process, peak resident memory with the peak counter reset
 baseline runs with its defaults).  With ``--baseline DIR`` (a source tree, e.g. ``git archive main | tar -x -C DIR``), this tree's
 ingest and the baseline's ingest of the long clip then run ``--rounds`` times each, alternating,
 each in a fresh child process that measures itself the same way -- "ingest, this tree (child)" and
-"ingest, baseline (child)" -- and the two stores are checked to hold the same frames.
+"ingest, baseline (child)" -- and the two stores' frames are compared (the same, or their max and
+mean absolute difference, e.g. after a change of ``IngestParams.downscale``).
 
 Ratios are frames per second of ingest over those of decode.  The load average is printed: on a
 shared machine wall times are stretched by other work; CPU times much less so, hence the
@@ -87,15 +88,21 @@ def child_ingest(tree: Path, clip: Path, store: Path, options: dict) -> dict:
     return figures
 
 
-def same_frames(a: Path, b: Path) -> bool:
+def frame_difference(a: Path, b: Path) -> str:
+    """How the frames of two stores differ: "same frames", or the max and mean absolute difference."""
     import numpy as np
     import zarr
 
     fa, fb = zarr.open_array(str(a / "frames"), mode="r"), zarr.open_array(str(b / "frames"), mode="r")
     if fa.shape != fb.shape:
-        return False
-    step = fa.chunks[0] * 8
-    return all(np.array_equal(fa[t : t + step], fb[t : t + step]) for t in range(0, fa.shape[0], step))
+        return f"different shapes {fa.shape} and {fb.shape}"
+    step, worst, total = fa.chunks[0] * 8, 0, 0
+    for t in range(0, fa.shape[0], step):
+        d = np.abs(fa[t : t + step].astype(np.int16) - fb[t : t + step])
+        worst, total = max(worst, int(d.max())), total + int(d.sum(dtype=np.int64))
+    if worst == 0:
+        return "same frames"
+    return f"frames differ: max abs {worst}, mean abs {total / np.prod(fa.shape):.3f} (0-255)"
 
 
 def source_clip() -> Path:
@@ -204,8 +211,8 @@ def main() -> None:
                         flush=True,
                     )
                     if name == "baseline":
-                        same = same_frames(tmp / "child_this_tree_0.zarr", store)
-                        print(f"  round {r + 1}: stores hold the same frames: {same}")
+                        diff = frame_difference(tmp / "child_this_tree_0.zarr", store)
+                        print(f"  round {r + 1}: this tree's store against the baseline's: {diff}")
                     if r > 0:
                         remove = tmp / f"child_{name.replace(' ', '_')}_{r}.zarr"
                         subprocess.run(["rm", "-rf", str(remove)], check=True)

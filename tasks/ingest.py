@@ -51,6 +51,7 @@ from tasks.video import FrameConverter, VideoError, VideoSource, scaled_size
 
 STAGE = "ingest"
 _EARLIER_TILE = 256  # IngestParams.tile's default before 128, as stage records of that time hold it
+_EARLIER_CODEC = ("zstd", 1)  # the codec of stores written before IngestParams.compression existed
 
 
 def source_stamp(source: str | Path) -> dict:
@@ -64,8 +65,8 @@ def ingest_digest(source: str | Path, params: IngestParams, source_hw: tuple[int
     """What the stored ``frames`` depend on.
 
     ``write_threads`` and ``tile`` (the chunk layout; it enters as its earlier default, 256) change
-    no stored pixel, and the default codec (Zstandard level 1) writes
-    the same chunks as the ingest before the codec became an option, so neither enters the digest.
+    no stored pixel.  Neither the default codec nor Zstandard level 1 (what the ingest wrote before
+    the codec became an option, and its default until level -3) enters the digest.
     ``downscale`` enters it only when it is ``yuv-area`` and the frames are downscaled (the source's
     ``source_hw``, probed from the file when not given): ``rgb-area`` and frames kept at their size
     give the pixels of the ingest before that option.  So stores ingested before still count as
@@ -74,7 +75,8 @@ def ingest_digest(source: str | Path, params: IngestParams, source_hw: tuple[int
     recorded = params.model_dump(mode="json", exclude={"write_threads"})
     recorded["tile"] = _EARLIER_TILE  # the chunk layout changes no pixel
     default = IngestParams()
-    if (params.compression, params.compression_level) == (default.compression, default.compression_level):
+    codec = (params.compression, params.compression_level)
+    if codec in {_EARLIER_CODEC, (default.compression, default.compression_level)}:
         del recorded["compression"], recorded["compression_level"]
     if params.downscale == "rgb-area" or not _downscaled(source, params, source_hw):
         del recorded["downscale"]

@@ -417,6 +417,7 @@ def test_digest_counts_the_codec_but_not_the_writer_threads(clip):
     assert ingest_digest(clip, IngestParams()) == digest("ingest", source_stamp(clip), earlier)
     assert ingest_digest(clip, IngestParams(write_threads=1)) == ingest_digest(clip, IngestParams())
     assert ingest_digest(clip, IngestParams(tile=64)) == ingest_digest(clip, IngestParams())
+    assert ingest_digest(clip, IngestParams(compression_level=1)) == ingest_digest(clip, IngestParams())
     others = {
         ingest_digest(clip, IngestParams(compression_level=3)),
         ingest_digest(clip, IngestParams(compression="blosc-lz4", compression_level=1)),
