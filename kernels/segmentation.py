@@ -993,6 +993,7 @@ def tiled_hierarchical_segmentation(
     colour_weight: float = 0.1,
     lab_codes: np.ndarray | None = None,
     map_tiles=map,
+    block: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`hierarchical_segmentation` with each level merged tile by tile first, then over the frame.
 
@@ -1020,6 +1021,12 @@ def tiled_hierarchical_segmentation(
         ``map_tiles(function, items)`` returning the results in order; the
         display stage passes one that runs the tiles on threads (the
         kernels release the GIL).
+    block : int, default 1
+        Edge of the square blocks of pixels (aligned to the tile, cut at
+        its edges) the first level starts from instead of single pixels,
+        >= 1.  Blocks of 2 leave about a quarter of the merges, which are
+        most of the segmentation's work; region borders then follow the
+        block grid where a block straddles an edge.  1 = single pixels.
 
     Returns
     -------
@@ -1038,6 +1045,9 @@ def tiled_hierarchical_segmentation(
     tile = int(tile)
     if tile < 2:
         raise ValueError(f"tile must be >= 2; got {tile}")
+    block = int(block)
+    if block < 1:
+        raise ValueError(f"block must be >= 1; got {block}")
     video, visible, has_visible, theta2, colour_weight, fractions = (
         o.video, o.visible, o.has_visible, o.theta2, o.colour_weight, o.fractions
     )
@@ -1054,14 +1064,13 @@ def tiled_hierarchical_segmentation(
         (y, x), threshold = item
         window = (slice(None), slice(y, y + tile), slice(x, x + tile))
         crop = np.ascontiguousarray(video[window])
-        n = crop.shape[1] * crop.shape[2]
-        slot = np.arange(n, dtype=np.int64)
+        slot, n = _block_slots(crop.shape[1], crop.shape[2], block)
         crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
         statistics = _region_statistics(crop, crop_visible, has_visible, np.ascontiguousarray(codes[window]), slot, n)
         roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
         names, merged = np.unique(roots[0], return_inverse=True)
-        # each region's statistics are left in its name's row (a pixel's slot is the pixel)
-        return merged.reshape(crop.shape[1:3]), tuple(a[names] for a in statistics)
+        # each region's statistics are left in its name's slot's row
+        return merged.reshape(crop.shape[1:3]), tuple(a[slot[names]] for a in statistics)
 
     def next_level(item):
         # the tile's regions with their statistics over the whole frame; only the tile's
@@ -1136,6 +1145,17 @@ def tiled_hierarchical_segmentation(
 
 
 _NO_STOP = np.zeros(2, bool)
+
+
+def _block_slots(height, width, block):
+    """(slot (H W,) int64, n): the ``block`` x ``block`` block of each pixel, in raster order of the blocks."""
+    if block == 1:
+        return np.arange(height * width, dtype=np.int64), height * width
+    per_row = -(-width // block)
+    ys = np.arange(height) // block
+    xs = np.arange(width) // block
+    slot = (ys[:, None] * per_row + xs[None, :]).reshape(-1).astype(np.int64)
+    return slot, per_row * -(-height // block)
 
 
 def _add_rows(array, index, n):

@@ -85,6 +85,16 @@ class DisplayParams(BaseModel):
         "in proportion to its boundary, which a tile bounds.  None = one merge from single pixels over "
         "the whole frame (the exact greedy order; about 10x slower at 640x360).",
     )
+    block: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Edge of the square blocks of pixels (aligned to the tiles) that the tiled segmentation "
+        "starts from instead of single pixels (pixels).  Most of the segmentation's work is merging single "
+        "pixels; blocks of 2 leave about a quarter of those merges, and region borders follow the block grid "
+        "where a block straddles an edge.  1 = single pixels (the behaviour before blocks).  Ignored with "
+        "tile None.",
+    )
     colour_weight: float = Field(
         0.1, ge=0, description="Weight of the colour-histogram distance in D = D_T + w D_A (unitless)."
     )

@@ -198,7 +198,9 @@ def segment_window(
     height, width = video.shape[1:3]
     if params.tile is None or (height <= params.tile and width <= params.tile):
         return hierarchical_segmentation(video, visible, **options)
-    return tiled_hierarchical_segmentation(video, visible, tile=params.tile, map_tiles=_map_on_threads, **options)
+    return tiled_hierarchical_segmentation(
+        video, visible, tile=params.tile, map_tiles=_map_on_threads, block=params.block, **options
+    )
 
 
 def _threads() -> int:
