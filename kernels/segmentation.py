@@ -994,7 +994,8 @@ def tiled_hierarchical_segmentation(
     lab_codes: np.ndarray | None = None,
     map_tiles=map,
     block: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_sums: bool = False,
+):
     """:func:`hierarchical_segmentation` with each level merged tile by tile first, then over the frame.
 
     Level ``l`` (threshold ``t_l``) starts from level ``l - 1`` (single pixels
@@ -1027,11 +1028,19 @@ def tiled_hierarchical_segmentation(
         >= 1.  Blocks of 2 leave about a quarter of the merges, which are
         most of the segmentation's work; region borders then follow the
         block grid where a block straddles an edge.  1 = single pixels.
+    return_sums : bool, default False
+        Also return each kept level's per-frame colour sums and visible
+        counts, which the merge keeps anyway.
 
     Returns
     -------
     segments, thresholds
         As for :func:`hierarchical_segmentation`.
+    sums : list of (ndarray (K, T, 3) float64, ndarray (K, T) int64)
+        Only with ``return_sums``: per kept level, the colour sums over the
+        visible pixels of every segment in every frame and their counts
+        (the numbers :func:`kernels.segment_statistics.level_frame_sums`
+        gives for ``segments``).
 
     Examples
     --------
@@ -1103,7 +1112,7 @@ def tiled_hierarchical_segmentation(
             return labels, _region_statistics(video, visible, has_visible, codes, labels.reshape(-1).astype(np.int64), len(names))
         return labels, tuple(a[slot[names]] for a in statistics)
 
-    levels, thresholds = [], []
+    levels, thresholds, level_sums = [], [], []
     labels = statistics = None
     threshold = start
     while True:
@@ -1129,6 +1138,7 @@ def tiled_hierarchical_segmentation(
         labels, statistics = whole_frame(slot, tiled_statistics, threshold)
         levels.append(labels)
         thresholds.append(threshold)
+        level_sums.append((statistics[0], statistics[1]))
         if int(labels.max()) == 0 or len(levels) == max_levels:
             n_levels = len(levels)
             break
@@ -1141,6 +1151,9 @@ def tiled_hierarchical_segmentation(
     for i, level in enumerate(kept(n_levels)):
         segments[i] = levels[level - 1]
         out_thresholds[i] = thresholds[level - 1]
+    if return_sums:
+        sums = [level_sums[level - 1] for level in kept(n_levels)]
+        return segments, out_thresholds, [(a.astype(np.float64), b.astype(np.int64)) for a, b in sums]
     return segments, out_thresholds
 
 

@@ -345,6 +345,70 @@ def test_tiled_hierarchy_carrying_statistics_equals_the_one_from_pixels(seed, ti
     np.testing.assert_array_equal(thresholds, expected_thresholds)
 
 
+@pytest.mark.parametrize(("seed", "block"), [(0, 2), (1, 3)])
+def test_tiled_hierarchy_from_blocks_with_one_tile_is_the_exact_one_from_those_blocks(seed, block):
+    rng = np.random.default_rng(70 + seed)
+    video = _patterned_video(rng, 10, 7, 8, n_patterns=3, noise=30)
+    visible = rng.random(video.shape[:3]) > 0.1
+    keep = (0.2, 0.4, 0.6, 0.8, 1.0)
+    blocks = (np.arange(7)[:, None] // block) * 10 + np.arange(8)[None, :] // block
+    expected, expected_thresholds = hierarchical_segmentation(
+        video, visible, theta=60.0, keep_levels=keep, initial_labels=blocks
+    )
+    got, thresholds = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=8, block=block, theta=60.0, keep_levels=keep
+    )
+    assert int(got[0].max()) >= 2
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(thresholds, expected_thresholds)
+
+
+@pytest.mark.parametrize(("tile", "block", "dtype"), [(4, 2, np.uint8), (5, 2, np.float64), (6, 4, np.uint8)])
+def test_tiled_hierarchy_from_blocks_keeps_blocks_whole_and_returns_the_level_sums(tile, block, dtype):
+    rng = np.random.default_rng(80 + tile)
+    video = _patterned_video(rng, 9, 13, 11, n_patterns=4, noise=40).astype(dtype)
+    visible = rng.random(video.shape[:3]) > 0.1
+    keep = (0.2, 0.5, 1.0)
+    segments, thresholds, sums = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=tile, block=block, theta=60.0, keep_levels=keep, return_sums=True
+    )
+    plain, plain_thresholds = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=tile, block=block, theta=60.0, keep_levels=keep
+    )
+    np.testing.assert_array_equal(segments, plain)
+    np.testing.assert_array_equal(thresholds, plain_thresholds)
+    # every block (cut at the tile edges) lies in one region of every level
+    ys, xs = np.mgrid[0:13, 0:11]
+    block_id = ((ys // tile) * 100 + (xs // tile)) * 10000 + ((ys % tile) // block) * 100 + (xs % tile) // block
+    for level in segments:
+        for k in np.unique(block_id):
+            assert np.unique(level[block_id == k]).size == 1
+    assert int(segments[0].max()) + 1 < np.unique(block_id).size  # and blocks did merge
+    expected = naive_level_sums(video, visible, segments)
+    assert len(sums) == len(segments)
+    for (got_sums, got_counts), (want_sums, want_counts) in zip(sums, expected, strict=True):
+        assert got_sums.dtype == np.float64 and got_counts.dtype == np.int64
+        np.testing.assert_array_equal(got_sums, want_sums)
+        np.testing.assert_array_equal(got_counts, want_counts)
+
+
+def naive_level_sums(video, visible, segments):
+    """Per level, colour sums (K, T, 3) and visible counts (K, T) of every segment, by loops."""
+    out = []
+    for level in segments:
+        n = int(level.max()) + 1
+        sums = np.zeros((n, video.shape[0], 3))
+        counts = np.zeros((n, video.shape[0]), np.int64)
+        for t in range(video.shape[0]):
+            for y in range(level.shape[0]):
+                for x in range(level.shape[1]):
+                    if visible[t, y, x]:
+                        sums[level[y, x], t] += video[t, y, x]
+                        counts[level[y, x], t] += 1
+        out.append((sums, counts))
+    return out
+
+
 def test_initial_labels_and_tiles_are_validated():
     video = np.zeros((4, 3, 3, 3), np.uint8)
     with pytest.raises(ValueError, match="4-connected"):
@@ -353,6 +417,8 @@ def test_initial_labels_and_tiles_are_validated():
         hierarchical_segmentation(video, initial_labels=np.zeros((2, 2), int))
     with pytest.raises(ValueError, match="tile must be"):
         segmentation.tiled_hierarchical_segmentation(video, tile=1)
+    with pytest.raises(ValueError, match="block must be"):
+        segmentation.tiled_hierarchical_segmentation(video, tile=2, block=0)
     with pytest.raises(ValueError, match="lab_codes must be"):
         hierarchical_segmentation(video, lab_codes=np.zeros((4, 3, 3), np.int32))
 
