@@ -1024,10 +1024,12 @@ def tiled_hierarchical_segmentation(
         kernels release the GIL).
     block : int, default 1
         Edge of the square blocks of pixels (aligned to the tile, cut at
-        its edges) the first level starts from instead of single pixels,
-        >= 1.  Blocks of 2 leave about a quarter of the merges, which are
-        most of the segmentation's work; region borders then follow the
-        block grid where a block straddles an edge.  1 = single pixels.
+        its edges) the first level starts from, >= 1: a block whose pixels
+        change alike (:func:`_alike_blocks`: their frame-to-frame colour
+        changes differ by more than ``theta`` in at most a tenth of the
+        frame pairs) is one initial region, the pixels of any other block
+        are regions of their own.  Blocks of 2 leave far fewer merges, which
+        are most of the segmentation's work.  1 = single pixels.
     return_sums : bool, default False
         Also return each kept level's per-frame colour sums and visible
         counts, which the merge keeps anyway.
@@ -1073,8 +1075,8 @@ def tiled_hierarchical_segmentation(
         (y, x), threshold = item
         window = (slice(None), slice(y, y + tile), slice(x, x + tile))
         crop = np.ascontiguousarray(video[window])
-        slot, n = _block_slots(crop.shape[1], crop.shape[2], block)
         crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
+        slot, n = _block_slots(crop, crop_visible, has_visible, block, theta2)
         statistics = _region_statistics(crop, crop_visible, has_visible, np.ascontiguousarray(codes[window]), slot, n)
         roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
         names, merged = np.unique(roots[0], return_inverse=True)
@@ -1160,15 +1162,74 @@ def tiled_hierarchical_segmentation(
 _NO_STOP = np.zeros(2, bool)
 
 
-def _block_slots(height, width, block):
-    """(slot (H W,) int64, n): the ``block`` x ``block`` block of each pixel, in raster order of the blocks."""
+def _block_slots(video, visible, has_visible, block, theta2):
+    """(slot (H W,) int64, n): the initial regions of a tile, alike blocks whole and the other pixels alone."""
+    height, width = video.shape[1:3]
     if block == 1:
         return np.arange(height * width, dtype=np.int64), height * width
-    per_row = -(-width // block)
-    ys = np.arange(height) // block
-    xs = np.arange(width) // block
-    slot = (ys[:, None] * per_row + xs[None, :]).reshape(-1).astype(np.int64)
-    return slot, per_row * -(-height // block)
+    slot = np.empty(height * width, np.int64)
+    return slot, _alike_blocks(video, visible, has_visible, block, theta2, slot)
+
+
+@jit
+def _alike_blocks(video, visible, has_visible, block, theta2, slot):
+    """Fill ``slot`` (H W,) with the initial regions of ``block`` x ``block`` blocks; return their number.
+
+    A block is one region when each of its pixels changes alike with the
+    block's first (top-left) pixel: they are visible in the same frames and,
+    over the frame pairs ``(t - 1, t)`` both see, the squared RGB distance
+    between the two pixels' changes ``I(t) - I(t - 1)`` exceeds ``theta2``
+    in at most a tenth of the pairs.  Otherwise each of its pixels is a region
+    of its own, so a block never straddles the edge of something that
+    changes differently.  Regions are numbered in raster order of the blocks.
+    """
+    n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
+    n = 0
+    for y0 in range(0, height, block):
+        for x0 in range(0, width, block):
+            y1 = min(y0 + block, height)
+            x1 = min(x0 + block, width)
+            whole = True
+            for y in range(y0, y1):
+                for x in range(x0, x1):
+                    if not whole or (y == y0 and x == x0):
+                        continue
+                    bad = 0
+                    pairs = 0
+                    for t in range(n_frames):
+                        if has_visible:
+                            if visible[t, y, x] != visible[t, y0, x0]:
+                                whole = False
+                                break
+                            if t == 0 or not (visible[t, y, x] and visible[t - 1, y, x]):
+                                continue
+                        elif t == 0:
+                            continue
+                        d2 = 0.0
+                        for c in range(3):
+                            d = (np.float64(video[t, y, x, c]) - np.float64(video[t - 1, y, x, c])) - (
+                                np.float64(video[t, y0, x0, c]) - np.float64(video[t - 1, y0, x0, c])
+                            )
+                            d2 += d * d
+                        pairs += 1
+                        if d2 > theta2:
+                            bad += 1
+                            if 10 * bad > n_frames - 1:
+                                whole = False
+                                break
+                    if whole and 10 * bad > pairs:
+                        whole = False
+            if whole:
+                for y in range(y0, y1):
+                    for x in range(x0, x1):
+                        slot[y * width + x] = n
+                n += 1
+            else:
+                for y in range(y0, y1):
+                    for x in range(x0, x1):
+                        slot[y * width + x] = n
+                        n += 1
+    return n
 
 
 def _add_rows(array, index, n):

@@ -348,3 +348,43 @@ def tiled_from_pixels(video, visible=None, *, tile, theta=100.0, start=0.2, grow
         threshold *= growth
     chosen = kept(n_levels)
     return np.array([levels[k - 1] for k in chosen]), np.array([thresholds[k - 1] for k in chosen])
+
+
+def naive_alike_blocks(video, visible, block, theta):
+    """Initial regions of a tile from ``block`` x ``block`` blocks, (H, W) int labels.
+
+    A block is one region when every pixel of it, compared with the block's
+    top-left pixel, is visible in the same frames and the squared RGB
+    distance between their changes ``I(t) - I(t-1)`` exceeds ``theta ** 2``
+    in at most a tenth of the frame pairs both see; otherwise its pixels are
+    regions of their own.
+    """
+    video = np.asarray(video, np.float64)
+    n_frames, height, width = video.shape[:3]
+    if visible is None:
+        visible = np.ones((n_frames, height, width), bool)
+    labels = np.zeros((height, width), np.int64)
+    n = 0
+    for y0 in range(0, height, block):
+        for x0 in range(0, width, block):
+            pixels = [(y, x) for y in range(y0, min(y0 + block, height)) for x in range(x0, min(x0 + block, width))]
+            whole = True
+            for y, x in pixels[1:]:
+                if any(visible[t, y, x] != visible[t, y0, x0] for t in range(n_frames)):
+                    whole = False
+                    continue
+                both = [t for t in range(1, n_frames) if visible[t, y, x] and visible[t - 1, y, x]]
+                bad = 0
+                for t in both:
+                    change = (video[t, y, x] - video[t - 1, y, x]) - (video[t, y0, x0] - video[t - 1, y0, x0])
+                    if float((change**2).sum()) > theta**2:
+                        bad += 1
+                if 10 * bad > len(both):
+                    whole = False
+            for y, x in pixels:
+                labels[y, x] = n
+                if not whole:
+                    n += 1
+            if whole:
+                n += 1
+    return labels
