@@ -90,10 +90,11 @@ class DisplayParams(BaseModel):
         ge=1,
         le=8,
         description="Edge of the square blocks of pixels (aligned to the tiles) that the tiled segmentation "
-        "starts from instead of single pixels (pixels).  Most of the segmentation's work is merging single "
-        "pixels; blocks of 2 leave about a quarter of those merges, and region borders follow the block grid "
-        "where a block straddles an edge.  1 = single pixels (the behaviour before blocks).  Ignored with "
-        "tile None.",
+        "starts from (pixels): a block whose pixels change alike (frame-to-frame colour changes within theta "
+        "of each other in 9 of 10 frame pairs) is one initial region, the pixels of any other block start "
+        "alone.  Most of the segmentation's work is merging single pixels; blocks of 2 leave about a third "
+        "of those merges.  1 = single pixels, as before blocks (the packaged model for that is "
+        "schemas/models/display_classifier_pixels.skops).  Ignored with tile None.",
     )
     colour_weight: float = Field(
         0.1, ge=0, description="Weight of the colour-histogram distance in D = D_T + w D_A (unitless)."
