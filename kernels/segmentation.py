@@ -1025,9 +1025,10 @@ def tiled_hierarchical_segmentation(
     block : int, default 1
         Edge of the square blocks of pixels (aligned to the tile, cut at
         its edges) the first level starts from, >= 1: a block whose pixels
-        change alike (:func:`_alike_blocks`: their frame-to-frame colour
-        changes differ by more than ``theta`` in at most a tenth of the
-        frame pairs) is one initial region, the pixels of any other block
+        change alike (:func:`_alike_blocks`: each pixel's colour difference
+        to the block's first pixel moves by more than ``theta`` from its
+        value in the first frame in at most a tenth of the frames) is one
+        initial region, the pixels of any other block
         are regions of their own.  Blocks of 2 leave far fewer merges, which
         are most of the segmentation's work.  1 = single pixels.
     return_sums : bool, default False
@@ -1175,13 +1176,14 @@ def _block_slots(video, visible, has_visible, block, theta2):
 def _alike_blocks(video, visible, has_visible, block, theta2, slot):
     """Fill ``slot`` (H W,) with the initial regions of ``block`` x ``block`` blocks; return their number.
 
-    A block is one region when each of its pixels changes alike with the
-    block's first (top-left) pixel: they are visible in the same frames and,
-    over the frame pairs ``(t - 1, t)`` both see, the squared RGB distance
-    between the two pixels' changes ``I(t) - I(t - 1)`` exceeds ``theta2``
-    in at most a tenth of the pairs.  Otherwise each of its pixels is a region
-    of its own, so a block never straddles the edge of something that
-    changes differently.  Regions are numbered in raster order of the blocks.
+    A block is one region when each of its pixels keeps its colour
+    difference to the block's first (top-left) pixel: they are visible in the
+    same frames and, over those frames, the squared RGB distance between
+    ``I_q(t) - I_p(t)`` and its value in their first visible frame exceeds
+    ``theta2`` in at most a tenth of the frames.  Otherwise each of its
+    pixels is a region of its own, so a block never straddles the edge of
+    something that changes differently.  Regions are numbered in raster
+    order of the blocks.
     """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
     n = 0
@@ -1195,29 +1197,30 @@ def _alike_blocks(video, visible, has_visible, block, theta2, slot):
                     if not whole or (y == y0 and x == x0):
                         continue
                     bad = 0
-                    pairs = 0
+                    seen = 0
+                    first = -1
                     for t in range(n_frames):
                         if has_visible:
                             if visible[t, y, x] != visible[t, y0, x0]:
                                 whole = False
                                 break
-                            if t == 0 or not (visible[t, y, x] and visible[t - 1, y, x]):
+                            if not visible[t, y, x]:
                                 continue
-                        elif t == 0:
-                            continue
+                        if first < 0:
+                            first = t
+                        seen += 1
                         d2 = 0.0
                         for c in range(3):
-                            d = (np.float64(video[t, y, x, c]) - np.float64(video[t - 1, y, x, c])) - (
-                                np.float64(video[t, y0, x0, c]) - np.float64(video[t - 1, y0, x0, c])
+                            d = (np.float64(video[t, y, x, c]) - np.float64(video[t, y0, x0, c])) - (
+                                np.float64(video[first, y, x, c]) - np.float64(video[first, y0, x0, c])
                             )
                             d2 += d * d
-                        pairs += 1
                         if d2 > theta2:
                             bad += 1
-                            if 10 * bad > n_frames - 1:
+                            if 10 * bad > n_frames:
                                 whole = False
                                 break
-                    if whole and 10 * bad > pairs:
+                    if whole and 10 * bad > seen:
                         whole = False
             if whole:
                 for y in range(y0, y1):

@@ -90,8 +90,9 @@ class DisplayParams(BaseModel):
         ge=1,
         le=8,
         description="Edge of the square blocks of pixels (aligned to the tiles) that the tiled segmentation "
-        "starts from (pixels): a block whose pixels change alike (frame-to-frame colour changes within theta "
-        "of each other in 9 of 10 frame pairs) is one initial region, the pixels of any other block start "
+        "starts from (pixels): a block whose pixels change alike (each pixel's colour difference to the block's "
+        "first pixel stays within theta of its value in the first frame, in 9 of 10 frames) is one initial "
+        "region, the pixels of any other block start "
         "alone.  Most of the segmentation's work is merging single pixels; blocks of 2 leave about a third "
         "of those merges.  1 = single pixels, as before blocks (the packaged model for that is "
         "schemas/models/display_classifier_pixels.skops).  Ignored with tile None.",

@@ -354,10 +354,10 @@ def naive_alike_blocks(video, visible, block, theta):
     """Initial regions of a tile from ``block`` x ``block`` blocks, (H, W) int labels.
 
     A block is one region when every pixel of it, compared with the block's
-    top-left pixel, is visible in the same frames and the squared RGB
-    distance between their changes ``I(t) - I(t-1)`` exceeds ``theta ** 2``
-    in at most a tenth of the frame pairs both see; otherwise its pixels are
-    regions of their own.
+    top-left pixel, is visible in the same frames and, over those frames, the
+    squared RGB distance between the two pixels' colour difference and that
+    difference in their first visible frame exceeds ``theta ** 2`` in at most
+    a tenth of the frames; otherwise its pixels are regions of their own.
     """
     video = np.asarray(video, np.float64)
     n_frames, height, width = video.shape[:3]
@@ -373,13 +373,13 @@ def naive_alike_blocks(video, visible, block, theta):
                 if any(visible[t, y, x] != visible[t, y0, x0] for t in range(n_frames)):
                     whole = False
                     continue
-                both = [t for t in range(1, n_frames) if visible[t, y, x] and visible[t - 1, y, x]]
+                frames = [t for t in range(n_frames) if visible[t, y, x]]
                 bad = 0
-                for t in both:
-                    change = (video[t, y, x] - video[t - 1, y, x]) - (video[t, y0, x0] - video[t - 1, y0, x0])
-                    if float((change**2).sum()) > theta**2:
+                for t in frames:
+                    drift = (video[t, y, x] - video[t, y0, x0]) - (video[frames[0], y, x] - video[frames[0], y0, x0])
+                    if float((drift**2).sum()) > theta**2:
                         bad += 1
-                if 10 * bad > len(both):
+                if 10 * bad > len(frames):
                     whole = False
             for y, x in pixels:
                 labels[y, x] = n
