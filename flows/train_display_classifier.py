@@ -22,7 +22,7 @@ vtest, bikes and carphone are held out)::
     python -m flows.train_display_classifier --out schemas/models/display_classifier.skops \
         --n-synthetic 32 --real-negatives
 
-It printed (2026-12-01, 167 s on a loaded 2-core machine, segments from
+It printed (2026-12-01, 149 s on a loaded 2-core machine, segments from
 2x2 alike blocks, ``DisplayParams.block = 2``): 36 clips (4 real without
 displays, 35 groups), 2860 usable segments, 443 of them display;
 cross-validated (4 folds grouped by clip): precision 0.698, recall 0.763,
