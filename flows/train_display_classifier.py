@@ -22,11 +22,15 @@ vtest, bikes and carphone are held out)::
     python -m flows.train_display_classifier --out schemas/models/display_classifier.skops \
         --n-synthetic 32 --real-negatives
 
-It printed (2026-11-30, 611 s on a loaded 2-core machine): 36 clips (4 real
-without displays, 35 groups), 2806 usable segments, 453 of them display;
-cross-validated (4 folds grouped by clip): precision 0.741, recall 0.766,
-F1 0.754; real clips without displays: 80 of 1345 segments predicted display
-out of fold (5.95 %).  (The earlier, synthetic-only model: precision 0.937,
+It printed (2026-12-01, 149 s on a loaded 2-core machine, segments from
+2x2 alike blocks, ``DisplayParams.block = 2``): 36 clips (4 real without
+displays, 35 groups), 2860 usable segments, 443 of them display;
+cross-validated (4 folds grouped by clip): precision 0.698, recall 0.763,
+F1 0.729; real clips without displays: 117 of 1393 segments predicted display
+out of fold (8.40 %).  The model for segments from single pixels
+(``block = 1``), ``display_classifier_pixels.skops``, printed (2026-11-30):
+2806 segments, 453 display; precision 0.741, recall 0.766, F1 0.754; 80 of
+1345 real segments predicted display (5.95 %).  (The earlier, synthetic-only model: precision 0.937,
 recall 0.833 over 1582 segments; it had never seen a real person.)
 """
 

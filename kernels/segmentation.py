@@ -993,7 +993,9 @@ def tiled_hierarchical_segmentation(
     colour_weight: float = 0.1,
     lab_codes: np.ndarray | None = None,
     map_tiles=map,
-) -> tuple[np.ndarray, np.ndarray]:
+    block: int = 1,
+    return_sums: bool = False,
+):
     """:func:`hierarchical_segmentation` with each level merged tile by tile first, then over the frame.
 
     Level ``l`` (threshold ``t_l``) starts from level ``l - 1`` (single pixels
@@ -1020,11 +1022,28 @@ def tiled_hierarchical_segmentation(
         ``map_tiles(function, items)`` returning the results in order; the
         display stage passes one that runs the tiles on threads (the
         kernels release the GIL).
+    block : int, default 1
+        Edge of the square blocks of pixels (aligned to the tile, cut at
+        its edges) the first level starts from, >= 1: a block whose pixels
+        change alike (:func:`_alike_blocks`: each pixel's colour difference
+        to the block's first pixel moves by more than ``theta`` from its
+        value in the first frame in at most a tenth of the frames) is one
+        initial region, the pixels of any other block
+        are regions of their own.  Blocks of 2 leave far fewer merges, which
+        are most of the segmentation's work.  1 = single pixels.
+    return_sums : bool, default False
+        Also return each kept level's per-frame colour sums and visible
+        counts, which the merge keeps anyway.
 
     Returns
     -------
     segments, thresholds
         As for :func:`hierarchical_segmentation`.
+    sums : list of (ndarray (K, T, 3) float64, ndarray (K, T) int64)
+        Only with ``return_sums``: per kept level, the colour sums over the
+        visible pixels of every segment in every frame and their counts
+        (the numbers :func:`kernels.segment_statistics.level_frame_sums`
+        gives for ``segments``).
 
     Examples
     --------
@@ -1038,6 +1057,9 @@ def tiled_hierarchical_segmentation(
     tile = int(tile)
     if tile < 2:
         raise ValueError(f"tile must be >= 2; got {tile}")
+    block = int(block)
+    if block < 1:
+        raise ValueError(f"block must be >= 1; got {block}")
     video, visible, has_visible, theta2, colour_weight, fractions = (
         o.video, o.visible, o.has_visible, o.theta2, o.colour_weight, o.fractions
     )
@@ -1054,14 +1076,13 @@ def tiled_hierarchical_segmentation(
         (y, x), threshold = item
         window = (slice(None), slice(y, y + tile), slice(x, x + tile))
         crop = np.ascontiguousarray(video[window])
-        n = crop.shape[1] * crop.shape[2]
-        slot = np.arange(n, dtype=np.int64)
         crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
+        slot, n = _block_slots(crop, crop_visible, has_visible, block, theta2)
         statistics = _region_statistics(crop, crop_visible, has_visible, np.ascontiguousarray(codes[window]), slot, n)
         roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
         names, merged = np.unique(roots[0], return_inverse=True)
-        # each region's statistics are left in its name's row (a pixel's slot is the pixel)
-        return merged.reshape(crop.shape[1:3]), tuple(a[names] for a in statistics)
+        # each region's statistics are left in its name's slot's row
+        return merged.reshape(crop.shape[1:3]), tuple(a[slot[names]] for a in statistics)
 
     def next_level(item):
         # the tile's regions with their statistics over the whole frame; only the tile's
@@ -1094,7 +1115,7 @@ def tiled_hierarchical_segmentation(
             return labels, _region_statistics(video, visible, has_visible, codes, labels.reshape(-1).astype(np.int64), len(names))
         return labels, tuple(a[slot[names]] for a in statistics)
 
-    levels, thresholds = [], []
+    levels, thresholds, level_sums = [], [], []
     labels = statistics = None
     threshold = start
     while True:
@@ -1120,6 +1141,7 @@ def tiled_hierarchical_segmentation(
         labels, statistics = whole_frame(slot, tiled_statistics, threshold)
         levels.append(labels)
         thresholds.append(threshold)
+        level_sums.append((statistics[0], statistics[1]))
         if int(labels.max()) == 0 or len(levels) == max_levels:
             n_levels = len(levels)
             break
@@ -1132,10 +1154,85 @@ def tiled_hierarchical_segmentation(
     for i, level in enumerate(kept(n_levels)):
         segments[i] = levels[level - 1]
         out_thresholds[i] = thresholds[level - 1]
+    if return_sums:
+        sums = [level_sums[level - 1] for level in kept(n_levels)]
+        return segments, out_thresholds, [(a.astype(np.float64), b.astype(np.int64)) for a, b in sums]
     return segments, out_thresholds
 
 
 _NO_STOP = np.zeros(2, bool)
+
+
+def _block_slots(video, visible, has_visible, block, theta2):
+    """(slot (H W,) int64, n): the initial regions of a tile, alike blocks whole and the other pixels alone."""
+    height, width = video.shape[1:3]
+    if block == 1:
+        return np.arange(height * width, dtype=np.int64), height * width
+    slot = np.empty(height * width, np.int64)
+    return slot, _alike_blocks(video, visible, has_visible, block, theta2, slot)
+
+
+@jit
+def _alike_blocks(video, visible, has_visible, block, theta2, slot):
+    """Fill ``slot`` (H W,) with the initial regions of ``block`` x ``block`` blocks; return their number.
+
+    A block is one region when each of its pixels keeps its colour
+    difference to the block's first (top-left) pixel: they are visible in the
+    same frames and, over those frames, the squared RGB distance between
+    ``I_q(t) - I_p(t)`` and its value in their first visible frame exceeds
+    ``theta2`` in at most a tenth of the frames.  Otherwise each of its
+    pixels is a region of its own, so a block never straddles the edge of
+    something that changes differently.  Regions are numbered in raster
+    order of the blocks.
+    """
+    n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
+    n = 0
+    for y0 in range(0, height, block):
+        for x0 in range(0, width, block):
+            y1 = min(y0 + block, height)
+            x1 = min(x0 + block, width)
+            whole = True
+            for y in range(y0, y1):
+                for x in range(x0, x1):
+                    if not whole or (y == y0 and x == x0):
+                        continue
+                    bad = 0
+                    seen = 0
+                    first = -1
+                    for t in range(n_frames):
+                        if has_visible:
+                            if visible[t, y, x] != visible[t, y0, x0]:
+                                whole = False
+                                break
+                            if not visible[t, y, x]:
+                                continue
+                        if first < 0:
+                            first = t
+                        seen += 1
+                        d2 = 0.0
+                        for c in range(3):
+                            d = (np.float64(video[t, y, x, c]) - np.float64(video[t, y0, x0, c])) - (
+                                np.float64(video[first, y, x, c]) - np.float64(video[first, y0, x0, c])
+                            )
+                            d2 += d * d
+                        if d2 > theta2:
+                            bad += 1
+                            if 10 * bad > n_frames:
+                                whole = False
+                                break
+                    if whole and 10 * bad > seen:
+                        whole = False
+            if whole:
+                for y in range(y0, y1):
+                    for x in range(x0, x1):
+                        slot[y * width + x] = n
+                n += 1
+            else:
+                for y in range(y0, y1):
+                    for x in range(x0, x1):
+                        slot[y * width + x] = n
+                        n += 1
+    return n
 
 
 def _add_rows(array, index, n):

@@ -85,6 +85,18 @@ class DisplayParams(BaseModel):
         "in proportion to its boundary, which a tile bounds.  None = one merge from single pixels over "
         "the whole frame (the exact greedy order; about 10x slower at 640x360).",
     )
+    block: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Edge of the square blocks of pixels (aligned to the tiles) that the tiled segmentation "
+        "starts from (pixels): a block whose pixels change alike (each pixel's colour difference to the block's "
+        "first pixel stays within theta of its value in the first frame, in 9 of 10 frames) is one initial "
+        "region, the pixels of any other block start "
+        "alone.  Most of the segmentation's work is merging single pixels; blocks of 2 leave about a third "
+        "of those merges.  1 = single pixels, as before blocks (the packaged model for that is "
+        "schemas/models/display_classifier_pixels.skops).  Ignored with tile None.",
+    )
     colour_weight: float = Field(
         0.1, ge=0, description="Weight of the colour-histogram distance in D = D_T + w D_A (unitless)."
     )

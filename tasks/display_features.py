@@ -235,6 +235,7 @@ def level_features(
     min_segment_area: int = 1,
     *,
     statistics: tuple | None = None,
+    colour_sums: list | None = None,
 ) -> list[np.ndarray]:
     """Feature rows of every level of a segmentation, the per-pixel statistics computed once.
 
@@ -252,6 +253,11 @@ def level_features(
     statistics : optional
         :func:`window_statistics` of ``video`` and ``visible``, when computed
         already (the display stage computes them beside the segmentation).
+    colour_sums : list of (sums (K, T, 3), counts (K, T)), optional
+        Per level, the colour sums of every segment in every frame over its
+        visible pixels and their counts
+        (:func:`kernels.segment_statistics.level_frame_sums` of ``video``),
+        when known already (the tiled segmentation keeps them).
 
     Returns
     -------
@@ -276,7 +282,9 @@ def level_features(
         _check_inputs(video, visible, labels)
     if statistics is None:
         statistics = _window_statistics(video, visible)
-    return _level_rows(statistics, video, visible, segments, min_segment_area)
+    if colour_sums is not None and len(colour_sums) != len(segments):
+        raise ValueError(f"colour_sums must have one entry per level ({len(segments)}); got {len(colour_sums)}")
+    return _level_rows(statistics, video, visible, segments, min_segment_area, colour_sums)
 
 
 def window_statistics(video: np.ndarray, visible: np.ndarray | None) -> tuple:
@@ -299,15 +307,17 @@ def window_statistics(video: np.ndarray, visible: np.ndarray | None) -> tuple:
     return _window_statistics(video, visible)
 
 
-def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1) -> list[np.ndarray]:
+def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1, colour=None) -> list[np.ndarray]:
     """:func:`level_features` from the window's statistics (:func:`_window_statistics`).
 
     The per-frame sums of every segment of every level (mean colour, flow,
-    change) come from one pass over the window for all levels at once.
+    change) come from one pass over the window for all levels at once;
+    ``colour``, when given, are the colour sums already.
     """
     _, motion = statistics
     segments = np.asarray(segments).astype(np.int64, copy=False)
-    colour = _colour_sums(video, visible, segments)
+    if colour is None:
+        colour = _colour_sums(video, visible, segments)
     if motion["flow"].shape[0]:
         flow = _level_frame_sums_on_threads(motion["flow"], motion["seen"], segments)
         moved = level_change_sums(motion["changed"], motion["seen"], segments)

@@ -187,6 +187,14 @@ def segment_window(
     ``tile=None`` it is the exact greedy merge from single pixels over the
     whole frame (:func:`kernels.segmentation.hierarchical_segmentation`).
     """
+    segments, thresholds, _ = _segment_window(video, visible, params)
+    return segments, thresholds
+
+
+def _segment_window(
+    video: np.ndarray, visible: np.ndarray | None, params: DisplayParams
+) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """:func:`segment_window` and, from the tiled merge, each level's per-frame colour sums (else None)."""
     options = dict(
         theta=params.theta,
         start_threshold=params.start_threshold,
@@ -197,8 +205,10 @@ def segment_window(
     )
     height, width = video.shape[1:3]
     if params.tile is None or (height <= params.tile and width <= params.tile):
-        return hierarchical_segmentation(video, visible, **options)
-    return tiled_hierarchical_segmentation(video, visible, tile=params.tile, map_tiles=_map_on_threads, **options)
+        return (*hierarchical_segmentation(video, visible, **options), None)
+    return tiled_hierarchical_segmentation(
+        video, visible, tile=params.tile, map_tiles=_map_on_threads, block=params.block, return_sums=True, **options
+    )
 
 
 def _threads() -> int:
@@ -288,9 +298,9 @@ def _segments_and_features(
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-statistics") as pool:
         statistics = pool.submit(window_statistics, video, visible)
-        segments, thresholds = segment_window(video, visible, params)
+        segments, thresholds, colour_sums = _segment_window(video, visible, params)
         features = level_features(
-            video, visible, segments, params.min_segment_area, statistics=statistics.result()
+            video, visible, segments, params.min_segment_area, statistics=statistics.result(), colour_sums=colour_sums
         )
     return segments, thresholds, features
 

@@ -348,3 +348,43 @@ def tiled_from_pixels(video, visible=None, *, tile, theta=100.0, start=0.2, grow
         threshold *= growth
     chosen = kept(n_levels)
     return np.array([levels[k - 1] for k in chosen]), np.array([thresholds[k - 1] for k in chosen])
+
+
+def naive_alike_blocks(video, visible, block, theta):
+    """Initial regions of a tile from ``block`` x ``block`` blocks, (H, W) int labels.
+
+    A block is one region when every pixel of it, compared with the block's
+    top-left pixel, is visible in the same frames and, over those frames, the
+    squared RGB distance between the two pixels' colour difference and that
+    difference in their first visible frame exceeds ``theta ** 2`` in at most
+    a tenth of the frames; otherwise its pixels are regions of their own.
+    """
+    video = np.asarray(video, np.float64)
+    n_frames, height, width = video.shape[:3]
+    if visible is None:
+        visible = np.ones((n_frames, height, width), bool)
+    labels = np.zeros((height, width), np.int64)
+    n = 0
+    for y0 in range(0, height, block):
+        for x0 in range(0, width, block):
+            pixels = [(y, x) for y in range(y0, min(y0 + block, height)) for x in range(x0, min(x0 + block, width))]
+            whole = True
+            for y, x in pixels[1:]:
+                if any(visible[t, y, x] != visible[t, y0, x0] for t in range(n_frames)):
+                    whole = False
+                    continue
+                frames = [t for t in range(n_frames) if visible[t, y, x]]
+                bad = 0
+                for t in frames:
+                    drift = (video[t, y, x] - video[t, y0, x0]) - (video[frames[0], y, x] - video[frames[0], y0, x0])
+                    if float((drift**2).sum()) > theta**2:
+                        bad += 1
+                if 10 * bad > len(frames):
+                    whole = False
+            for y, x in pixels:
+                labels[y, x] = n
+                if not whole:
+                    n += 1
+            if whole:
+                n += 1
+    return labels

@@ -9,6 +9,7 @@ from scipy import ndimage
 from kernels import segmentation
 from kernels.segmentation import hierarchical_segmentation, lab_histogram_bins, srgb_to_lab
 from tests.kernels.naive_segmentation import (
+    naive_alike_blocks,
     naive_bins,
     naive_hierarchy,
     naive_lab,
@@ -345,6 +346,125 @@ def test_tiled_hierarchy_carrying_statistics_equals_the_one_from_pixels(seed, ti
     np.testing.assert_array_equal(thresholds, expected_thresholds)
 
 
+def _blocky_video(rng, n_frames, height, width):
+    """Patterned pixels plus a changing rectangle whose edges cut through 2x2 and 3x3 blocks."""
+    video = _patterned_video(rng, n_frames, height, width, n_patterns=3, noise=30).astype(np.int64)
+    video[:, :, : width // 2] = video[:1, :, : width // 2] + rng.integers(-3, 4, (n_frames, height, width // 2, 3))
+    video[:, 1:6, 3:8] = rng.integers(0, 256, (n_frames, 1, 1, 3))
+    return np.clip(video, 0, 255).astype(np.uint8)
+
+
+def _blocky_visible(rng, shape):
+    """Mostly visible: a band invisible in some frames, and a few scattered invisible samples."""
+    visible = np.ones(shape, bool)
+    visible[rng.random(shape[0]) > 0.6, :, -3:] = False
+    visible[:, -2:, :4] = rng.random((shape[0], 2, 4)) > 0.2
+    return visible
+
+
+@pytest.mark.parametrize(("seed", "block", "dtype", "with_visible"), [(0, 2, np.uint8, True), (1, 3, np.uint8, False), (2, 2, np.float64, True), (3, 3, np.uint8, True)])
+def test_alike_blocks_match_naive(seed, block, dtype, with_visible):
+    rng = np.random.default_rng(75 + seed)
+    video = _blocky_video(rng, 11, 9, 13).astype(dtype)
+    visible = _blocky_visible(rng, video.shape[:3]) if with_visible else None
+    if with_visible:
+        visible[:, 0, :] = True
+        visible[:, 0, 1] = rng.random(video.shape[0]) > 0.5  # visible in other frames than its block's first pixel
+    slot, n = segmentation._block_slots(video, visible if with_visible else np.ones((1, 1, 1), bool), with_visible, block, 30.0**2)
+    expected = naive_alike_blocks(video, visible, block, 30.0)
+    np.testing.assert_array_equal(slot.reshape(video.shape[1:3]), expected)
+    assert n == int(expected.max()) + 1
+    sizes = np.bincount(expected.ravel())
+    assert (sizes > 1).any() and (sizes == 1).any()  # some blocks whole, some split
+
+
+def test_alike_blocks_edge_cases():
+    static = np.full((6, 5, 5, 3), 90, np.uint8)
+    slot, n = segmentation._block_slots(static, np.ones((1, 1, 1), bool), False, 2, 900.0)
+    np.testing.assert_array_equal(slot.reshape(5, 5), naive_alike_blocks(static, None, 2, 30.0))
+    assert n == 9  # 2x2, 2x1, 1x2 and 1x1 blocks at the edges, all whole
+    one_frame = static[:1]
+    assert segmentation._block_slots(one_frame, np.ones((1, 1, 1), bool), False, 3, 900.0)[1] == 4
+    flicker = static.copy()
+    flicker[1::2, :, 2:] = 200  # columns 2.. change every frame: blocks over columns 2-3 split
+    slot, n = segmentation._block_slots(flicker, np.ones((1, 1, 1), bool), False, 2, 900.0)
+    labels = slot.reshape(5, 5)
+    np.testing.assert_array_equal(labels, naive_alike_blocks(flicker, None, 2, 30.0))
+    assert labels[0, 0] == labels[1, 1] and labels[0, 2] == labels[1, 3]
+    assert np.unique(labels[:2, 1:3]).size == 4 or labels[0, 1] != labels[0, 2]
+    assert segmentation._block_slots(static, None, False, 1, 900.0)[1] == 25
+
+
+@pytest.mark.parametrize(("seed", "block"), [(0, 2), (1, 3)])
+def test_tiled_hierarchy_from_blocks_with_one_tile_is_the_exact_one_from_those_blocks(seed, block):
+    rng = np.random.default_rng(70 + seed)
+    video = _blocky_video(rng, 10, 7, 8)
+    visible = _blocky_visible(rng, video.shape[:3])
+    keep = (0.2, 0.4, 0.6, 0.8, 1.0)
+    blocks = naive_alike_blocks(video, visible, block, 60.0)
+    assert np.bincount(blocks.ravel()).max() > 1
+    expected, expected_thresholds = hierarchical_segmentation(
+        video, visible, theta=60.0, keep_levels=keep, initial_labels=blocks
+    )
+    got, thresholds = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=8, block=block, theta=60.0, keep_levels=keep
+    )
+    assert int(got[0].max()) >= 1
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(thresholds, expected_thresholds)
+
+
+@pytest.mark.parametrize(("tile", "block", "dtype"), [(4, 2, np.uint8), (5, 2, np.float64), (6, 4, np.uint8)])
+def test_tiled_hierarchy_from_blocks_keeps_alike_blocks_whole_and_returns_the_level_sums(tile, block, dtype):
+    rng = np.random.default_rng(80 + tile)
+    video = _blocky_video(rng, 9, 13, 11).astype(dtype)
+    visible = _blocky_visible(rng, video.shape[:3])
+    keep = (0.2, 0.5, 1.0)
+    segments, thresholds, sums = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=tile, block=block, theta=60.0, keep_levels=keep, return_sums=True
+    )
+    plain, plain_thresholds = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=tile, block=block, theta=60.0, keep_levels=keep
+    )
+    np.testing.assert_array_equal(segments, plain)
+    np.testing.assert_array_equal(thresholds, plain_thresholds)
+    # every alike block of every tile lies in one region of every level
+    n_whole = 0
+    for y in range(0, 13, tile):
+        for x in range(0, 11, tile):
+            crop = (slice(None), slice(y, y + tile), slice(x, x + tile))
+            blocks = naive_alike_blocks(video[crop], visible[crop], block, 60.0)
+            for k in np.unique(blocks):
+                inside = blocks == k
+                n_whole += int(inside.sum() > 1)
+                for level in segments:
+                    assert np.unique(level[y : y + tile, x : x + tile][inside]).size == 1
+    assert n_whole > 0
+    expected = naive_level_sums(video, visible, segments)
+    assert len(sums) == len(segments)
+    for (got_sums, got_counts), (want_sums, want_counts) in zip(sums, expected, strict=True):
+        assert got_sums.dtype == np.float64 and got_counts.dtype == np.int64
+        np.testing.assert_array_equal(got_sums, want_sums)
+        np.testing.assert_array_equal(got_counts, want_counts)
+
+
+def naive_level_sums(video, visible, segments):
+    """Per level, colour sums (K, T, 3) and visible counts (K, T) of every segment, by loops."""
+    out = []
+    for level in segments:
+        n = int(level.max()) + 1
+        sums = np.zeros((n, video.shape[0], 3))
+        counts = np.zeros((n, video.shape[0]), np.int64)
+        for t in range(video.shape[0]):
+            for y in range(level.shape[0]):
+                for x in range(level.shape[1]):
+                    if visible[t, y, x]:
+                        sums[level[y, x], t] += video[t, y, x]
+                        counts[level[y, x], t] += 1
+        out.append((sums, counts))
+    return out
+
+
 def test_initial_labels_and_tiles_are_validated():
     video = np.zeros((4, 3, 3, 3), np.uint8)
     with pytest.raises(ValueError, match="4-connected"):
@@ -353,6 +473,8 @@ def test_initial_labels_and_tiles_are_validated():
         hierarchical_segmentation(video, initial_labels=np.zeros((2, 2), int))
     with pytest.raises(ValueError, match="tile must be"):
         segmentation.tiled_hierarchical_segmentation(video, tile=1)
+    with pytest.raises(ValueError, match="block must be"):
+        segmentation.tiled_hierarchical_segmentation(video, tile=2, block=0)
     with pytest.raises(ValueError, match="lab_codes must be"):
         hierarchical_segmentation(video, lab_codes=np.zeros((4, 3, 3), np.int32))
 
