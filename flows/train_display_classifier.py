@@ -13,25 +13,29 @@ Without annotations it generates the default training set: synthetic clips of
 without screens (``negative_clips``) add negatives: every segment of their
 windows, walkers, faces, an animal, foliage, is what a display is not; each
 clip is its own fold group unless ``negative_groups`` joins files of one
-content.  The packaged model ``schemas/models/display_classifier.skops`` was
-made from 32 synthetic clips (seeds 1000-1031) and the installed training
-clips of ``benchmarks/real_footage/SPLIT.md`` (Megamind.avi and
-Megamind_bugy.avi as one group, tree.avi, bigbuckbunny.mp4; 2 windows each;
-vtest, bikes and carphone are held out)::
+content.  The packaged default model ``schemas/models/display_classifier.skops``
+(segments merged from single pixels, ``DisplayParams.block = 1``) was made
+from 32 synthetic clips (seeds 1000-1031) and the installed training clips of
+``benchmarks/real_footage/SPLIT.md`` (Megamind.avi and Megamind_bugy.avi as one
+group, tree.avi, bigbuckbunny.mp4; 2 windows each; vtest, bikes and carphone
+are held out)::
 
     python -m flows.train_display_classifier --out schemas/models/display_classifier.skops \
         --n-synthetic 32 --real-negatives
 
-It printed (2026-12-01, 149 s on a loaded 2-core machine, segments from
-2x2 alike blocks, ``DisplayParams.block = 2``): 36 clips (4 real without
-displays, 35 groups), 2860 usable segments, 443 of them display;
-cross-validated (4 folds grouped by clip): precision 0.698, recall 0.763,
-F1 0.729; real clips without displays: 117 of 1393 segments predicted display
-out of fold (8.40 %).  The model for segments from single pixels
-(``block = 1``), ``display_classifier_pixels.skops``, printed (2026-11-30):
-2806 segments, 453 display; precision 0.741, recall 0.766, F1 0.754; 80 of
-1345 real segments predicted display (5.95 %).  (The earlier, synthetic-only model: precision 0.937,
-recall 0.833 over 1582 segments; it had never seen a real person.)
+It printed (2026-11-30): 2806 segments, 453 display; cross-validated (4 folds
+grouped by clip) precision 0.741, recall 0.766, F1 0.754; real clips without
+displays: 80 of 1345 segments predicted display out of fold (5.95 %).
+
+The model for segments started from 2x2 alike blocks (``block = 2``),
+``display_classifier_blocks.skops``, came from the same command with
+``--block 2 --out schemas/models/display_classifier_blocks.skops``.  It printed
+(2026-12-01, 149 s on a loaded 2-core machine): 36 clips (4 real without
+displays, 35 groups), 2860 usable segments, 443 of them display; precision
+0.698, recall 0.763, F1 0.729; real clips without displays: 117 of 1393
+segments predicted display out of fold (8.40 %).  (The earlier, synthetic-only
+model: precision 0.937, recall 0.833 over 1582 segments; it had never seen a
+real person.)
 """
 
 from __future__ import annotations
@@ -288,7 +292,7 @@ def run_train_display_classifier(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m flows.train_display_classifier --out FILE [--n-synthetic N] [--real-negatives]``."""
+    """``python -m flows.train_display_classifier --out FILE [--n-synthetic N] [--real-negatives] [--block B]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Train the display classifier (synthetic displays, real negatives).")
@@ -299,7 +303,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--real-negatives", action="store_true", help="add the installed real clips of default_negative_clips()"
     )
+    parser.add_argument(
+        "--block", type=int, default=1, help="DisplayParams.block of the segments trained on (1 = single pixels)"
+    )
     args = parser.parse_args(argv)
+    config = PipelineConfig()
+    config.displays.block = args.block
     negatives = default_negative_clips() if args.real_negatives else []
     result = run_train_display_classifier(
         None,
@@ -309,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         negative_clips=[path for _, path in negatives],
         negative_groups=[group for group, _ in negatives],
         negative_windows=args.negative_windows,
+        config=config,
     )
     print(result.model_dump_json(indent=1))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "BLOCKS_MODEL_NAME",
     "DEFAULT_MODEL_NAME",
     "DisplayParams",
     "DisplaysResult",
@@ -27,13 +28,19 @@ __all__ = [
     "default_model_path",
 ]
 
-#: File name of the packaged default classifier, under ``schemas/models/``.
+#: File name of the packaged default classifier, under ``schemas/models/``: trained on segments merged
+#: from single pixels (``DisplayParams.block = 1``).
 DEFAULT_MODEL_NAME = "display_classifier.skops"
+#: File name of the packaged classifier trained on segments merged from alike 2x2 blocks
+#: (``DisplayParams.block >= 2``).
+BLOCKS_MODEL_NAME = "display_classifier_blocks.skops"
 
 
-def default_model_path() -> Path:
-    """Path of the packaged default display classifier (it may be missing in a source checkout)."""
-    return Path(str(resources.files("schemas").joinpath("models", DEFAULT_MODEL_NAME)))
+def default_model_path(block: int = 1) -> Path:
+    """Path of the packaged display classifier for segments started from ``block`` x ``block`` blocks
+    (it may be missing in a source checkout)."""
+    name = DEFAULT_MODEL_NAME if block == 1 else BLOCKS_MODEL_NAME
+    return Path(str(resources.files("schemas").joinpath("models", name)))
 
 
 class DisplayParams(BaseModel):
@@ -49,7 +56,8 @@ class DisplayParams(BaseModel):
     model: Path | None = Field(
         None,
         description="Random-forest file (skops format, from `cinemagraph train-displays`); "
-        "None = the default model packaged with cinemagraph.",
+        "None = the model packaged with cinemagraph for the chosen `block` (display_classifier.skops for "
+        "block 1, display_classifier_blocks.skops otherwise).",
     )
     theta: float = Field(
         30.0,
@@ -86,16 +94,17 @@ class DisplayParams(BaseModel):
         "the whole frame (the exact greedy order; about 10x slower at 640x360).",
     )
     block: int = Field(
-        2,
+        1,
         ge=1,
         le=8,
         description="Edge of the square blocks of pixels (aligned to the tiles) that the tiled segmentation "
-        "starts from (pixels): a block whose pixels change alike (each pixel's colour difference to the block's "
-        "first pixel stays within theta of its value in the first frame, in 9 of 10 frames) is one initial "
-        "region, the pixels of any other block start "
-        "alone.  Most of the segmentation's work is merging single pixels; blocks of 2 leave about a third "
-        "of those merges.  1 = single pixels, as before blocks (the packaged model for that is "
-        "schemas/models/display_classifier_pixels.skops).  Ignored with tile None.",
+        "starts from (pixels).  1 = single pixels (the default).  With 2 or more, a block whose pixels change "
+        "alike (each pixel's colour difference to the block's first pixel stays within theta of its value in "
+        "the first frame, in 9 of 10 frames) is one initial region and the pixels of any other block start "
+        "alone: blocks of 2 leave about a third of the first level's merges, and the packaged model for such "
+        "segments (display_classifier_blocks.skops) is used.  Not the default because that model took one "
+        "137-pixel segment of the held-out carphone clip for a display where the single-pixel model takes "
+        "none (benchmarks/real_footage).  Ignored with tile None.",
     )
     colour_weight: float = Field(
         0.1, ge=0, description="Weight of the colour-histogram distance in D = D_T + w D_A (unitless)."
@@ -122,7 +131,9 @@ class DisplayParams(BaseModel):
 
     def model_file(self) -> Path:
         """The classifier file this configuration uses."""
-        return default_model_path() if self.model is None else Path(self.model)
+        if self.model is not None:
+            return Path(self.model)
+        return default_model_path(1 if self.tile is None else self.block)
 
 
 class DisplaysResult(BaseModel):

@@ -150,8 +150,9 @@ def test_annotation_masks(tmp_path):
         annotation_mask(AnnotatedClip(clip=Path("c.mp4"), mask=Path("nothing.png")), tmp_path, (6, 8))
 
 
-def test_default_model_is_packaged_small_and_safe_to_load():
-    path = default_model_path()
+@pytest.mark.parametrize("block", [1, 2])
+def test_default_model_is_packaged_small_and_safe_to_load(block):
+    path = default_model_path(block)
     assert path.is_file(), f"{path} missing: run `cinemagraph train-displays --out {path}`"
     assert path.stat().st_size < 500 * 1024
     model = load_model(path)
@@ -215,6 +216,24 @@ def test_stage_writes_records_and_skips(small_store, tmp_path):
     assert again == result and stage_record(store, "displays")["finished"] == record["finished"]
     find_displays_task.fn(store, DisplayParams(probability_threshold=0.9))
     assert stage_record(store, "displays")["digest"] != record["digest"]
+
+
+def test_segments_from_blocks_use_their_own_model_and_find_the_displays(small_store, tmp_path):
+    clip, store = small_store
+    store = _copy_store(store, tmp_path)
+    pixels = find_displays(store, DisplayParams())
+    mask_pixels = open_store(store)[N.DISPLAY_MASK].values
+    result = find_displays(store, DisplayParams(block=2))
+    assert result.model == str(default_model_path(2)) != pixels.model
+    assert default_model_path(2).name == "display_classifier_blocks.skops"
+    assert DisplayParams(block=2, tile=None).model_file() == default_model_path(1)
+    mask = open_store(store)[N.DISPLAY_MASK].values
+    truth = clip.display_mask
+    # the held-out clip's displays are still found
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    iou_pixels = (mask_pixels & truth).sum() / (mask_pixels | truth).sum()
+    assert iou >= 0.7, f"display IoU {iou:.3f} with block=2 ({iou_pixels:.3f} from single pixels)"
+    assert (mask & ~truth).sum() / (~truth).sum() < 0.01
 
 
 def test_switched_off_stage_removes_its_outputs(small_store, tmp_path):
