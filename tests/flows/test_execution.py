@@ -207,3 +207,21 @@ def test_inline_stages_say_in_their_task_runs_log_which_stage_runs(prefect_harne
     assert lines[0] == "stage ingest started" and lines[2] == "stage render started", lines
     assert lines[1].startswith("stage ingest finished in ") and lines[3].startswith("stage render finished in ")
     assert all(getattr(r, "task_run_name", None) == "stages of demo" for r in caplog.records if r.name == "prefect.task_runs")
+
+
+def test_a_cluster_started_in_the_background_is_usable_and_its_failure_is_raised():
+    """``starting_cluster`` lets the caller work while the cluster starts; ``started()`` gives the
+    running cluster, and a cluster that cannot start raises -- from ``started()`` and, when the
+    block never asked, when the block ends."""
+    from flows.execution import starting_cluster
+
+    with starting_cluster(ExecutionParams(n_workers=1, threads_per_worker=1, processes=False)) as started:
+        runner = started()
+        assert runner.client.submit(sum, [1, 2, 3]).result() == 6
+    bad = ExecutionParams(cluster_class="tests.flows.test_execution.NoSuchCluster")
+    with pytest.raises(Exception, match="NoSuchCluster"):
+        with starting_cluster(bad) as started:
+            started()
+    with pytest.raises(Exception, match="NoSuchCluster"):
+        with starting_cluster(bad):
+            pass
