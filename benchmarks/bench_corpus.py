@@ -14,7 +14,9 @@ Prints:
      each worker was over the run (tenths of the run), and the CPU-based ideal wall time
      ``max(total CPU / cores, flow-process CPU, busiest worker's CPU)`` against the measured one.
      Per item (from the Prefect API): when its subflow started and ended, and how much of it was
-     not spent inside its stage tasks.  ``--bind both`` also runs every configuration with
+     not spent inside its stage tasks; per run the throughput while items run (first item's
+     start to last item's end), printed beside the end-to-end figure, with the fixed cost
+     before and after it (cluster start, planning; closing).  ``--bind both`` also runs every configuration with
      ``CorpusConfig.bind_items_to_workers`` off (each stage's tiles spread over the cluster);
   2. Prefect's own overhead per item: a flow with the same shape (one subflow per item, six
      trivial tasks) against the real items' mean time;
@@ -172,6 +174,12 @@ class Run:
     def label(self) -> str:
         return f"{self.workers} worker{'s' if self.workers > 1 else ' '} {'bound' if self.bind else 'spread'}"
 
+    def span(self) -> tuple[float, float]:
+        """When the first item's subflow started and the last one's ended (s after the run began)."""
+        if not self.items:
+            return 0.0, 0.0
+        return min(it["start"] for it in self.items), max(it["end"] for it in self.items)
+
     def ideal(self, cores: int) -> float:
         """CPU-based lower bound of the wall time: all CPU spread on the cores, but never below the
         flow process's CPU (one GIL) nor the busiest worker's (one thread)."""
@@ -255,6 +263,10 @@ def print_run(run: Run, n_items: int, cores: int) -> None:
     for name, tenths in run.busy.items():
         print(f"      {name} cores used per tenth of the run: " + " ".join(f"{x:4.2f}" for x in tenths)
               + f"   (mean {run.roles.get(name, 0.0) / run.wall:4.2f})")
+    first, last = run.span()
+    if last > first:
+        print(f"      items from {first:.1f} to {last:.1f} s: {60 * n_items / (last - first):6.2f} items/min while items run"
+              f" (fixed cost: {first:.1f} s before the first item starts, {run.wall - last:.1f} s after the last ends)")
     for it in run.items:
         wall = it["end"] - it["start"]
         print(f"      item {it['item']:8s} {it['start']:7.1f} -> {it['end']:7.1f} s  ({wall:5.1f} s, "
@@ -409,6 +421,13 @@ def main() -> None:
             print(f"  throughput ratio 2/1 workers, items {label}: {w1 / w2:.2f} x over all runs "
                   f"(per pair: {pairs}); CPU-based ideal {i1 / i2:.2f} x; "
                   f"measured 1-worker wall / ideal 2-worker wall {w1 / i2:.2f} x")
+            s1, s2 = (sum(r.span()[1] - r.span()[0] for r in rs) for rs in (one, two))
+            if s1 > 0 and s2 > 0:  # beside, never instead of, the end-to-end ratio above
+                spans = " ".join(
+                    f"{(a.span()[1] - a.span()[0]) / (b.span()[1] - b.span()[0]):.2f}" for a, b in zip(one, two, strict=True)
+                )
+                print(f"  while items run (first item start to last item end, the fixed start-up and close left out): "
+                      f"{s1 / s2:.2f} x (per pair: {spans})")
         per_item = float(np.mean([o.seconds for o in runs[0].result.items]))
         overhead = trivial_overhead(n_items)
         print("Prefect overhead per item (subflow + 6 trivial tasks, same shape):")

@@ -128,6 +128,29 @@ def dask_cluster(params: ExecutionParams) -> Iterator[DaskTaskRunner]:
         yield runner
 
 
+@contextlib.contextmanager
+def starting_cluster(params: ExecutionParams) -> Iterator[Callable[[], DaskTaskRunner]]:
+    """:func:`dask_cluster`, started in a background thread while the block goes on.
+
+    Yields ``started()``, which waits for the cluster and returns its started runner (or raises
+    what starting it raised).  The block can do work that needs no cluster meanwhile (a corpus
+    plans its sources): starting local worker processes takes seconds.  The cluster is closed
+    when the block ends, once it has finished starting.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack = contextlib.ExitStack()
+    with ThreadPoolExecutor(1, thread_name_prefix="cinemagraph-cluster-start") as pool:
+        future = pool.submit(stack.enter_context, dask_cluster(params))
+        try:
+            yield future.result
+        finally:
+            error = future.exception()  # waits until the cluster has started (or failed to)
+            stack.close()
+    if error is not None:
+        raise error
+
+
 def preload_worker_modules() -> None:
     """With Dask's ``forkserver`` start method, have the forkserver import :data:`WORKER_MODULES`.
 

@@ -35,6 +35,7 @@ from tasks.outcome import declared_length_warning, judge_outcome
 from tasks.outputs import Existing, prepare_output_dir, publish_summary, write_result_task
 from tasks.render import render_loop_task
 from tasks.render3d import read_path_file, refusal, render_3d_task
+from tasks.runtime import kept_on_worker
 from tasks.store import stage_record
 from tasks.video import VideoError
 from tasks.video_loop import video_loop_task
@@ -156,7 +157,8 @@ def item_stages(source: str, out_dir: str, config: PipelineConfig) -> Cinemagrap
     The run's log names each stage as it starts and ends; the store keeps each stage's record.
     """
     out = Path(out_dir)
-    return run_stages(Path(source), out, config, StageRunner(str(out / N.STORE_NAME), inline=True))
+    with kept_on_worker():  # no stage's computation leaves the worker, nor lets it start another item
+        return run_stages(Path(source), out, config, StageRunner(str(out / N.STORE_NAME), inline=True))
 
 
 def run_stages(src: Path, out: Path, config: PipelineConfig, run: StageRunner) -> CinemagraphResult:

@@ -1,7 +1,8 @@
 """Flow ``process_corpus``: every source of a manifest, split into shots, one cinemagraph per item.
 
 Per source a ``plan_source`` task resolves the path (or fetches the URL), splits it into shots
-and plans its items.  Per item a ``make_item`` task runs ``make_cinemagraph`` as a subflow
+and plans its items (on the Dask cluster when shots are detected; otherwise in the flow's own
+threads while the cluster starts).  Per item a ``make_item`` task runs ``make_cinemagraph`` as a subflow
 (shown in the UI under the item's id), holding a lock on the item's folder.  Items run
 depth-first, largest first, with at most ``max_in_flight`` at once; each item's stages and
 their tiles run on one worker of the Dask cluster (``bind_items_to_workers``), so two workers
@@ -22,13 +23,14 @@ from prefect import flow, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.states import Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.execution import (
     corpus_cluster,
-    dask_cluster,
     on_worker,
     pickle_by_value_if_loaded_from_path,
     scheduler_address,
+    starting_cluster,
     tasks_on,
     worker_addresses,
 )
@@ -311,7 +313,8 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
     """Make cinemagraphs of every usable shot of every source in ``manifest``.
 
     The Dask cluster is the one ``config.pipeline.execution`` names, whatever started the run
-    (CLI, Python, deployment, schedule, UI).  Sources are planned on it; items are coordinated
+    (CLI, Python, deployment, schedule, UI).  Sources are planned on it when their shots are
+    detected (decoding each source), else in this flow's threads while it starts; items are coordinated
     from threads of this flow run (at most ``max_in_flight`` at once), each item's subflow
     running its stage tasks on the same cluster.
 
@@ -329,9 +332,15 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
     log = stage_logger("corpus")
     out = Path(out_root)
     out.mkdir(parents=True, exist_ok=True)
-    with dask_cluster(config.pipeline.execution) as cluster:
-        with tasks_on(cluster):
-            plans, outcomes = _plan_all(config, manifest, out)
+    with starting_cluster(config.pipeline.execution) as started:
+        if config.shots.detect:  # shot detection decodes every source: on the cluster
+            cluster = started()
+            with tasks_on(cluster):
+                plans, outcomes = _plan_all(config, manifest, out)
+        else:  # planning only counts frames: in this process's threads, while the cluster starts
+            with ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1) as threads, tasks_on(threads):
+                plans, outcomes = _plan_all(config, manifest, out)
+            cluster = started()
         # items hand the cluster on to their subflows by address (threads here only coordinate)
         execution = ExecutionParams(scheduler_address=scheduler_address(cluster))
         base = config.pipeline.model_copy(update={"execution": execution})

@@ -88,6 +88,31 @@ def cluster_compute():
         yield client
 
 
+@contextlib.contextmanager
+def kept_on_worker():
+    """Inside a task placed on a worker (a corpus item's stages): every dask computation of the
+    block runs in this worker process, whether or not it is inside :func:`cluster_compute`.
+
+    Without it a computation outside ``cluster_compute`` (e.g. ``to_zarr`` of a stage's write)
+    goes to the worker's default scheduler, the cluster: its tiles are shipped between processes
+    and the thread *secedes* while it waits (``Client.get`` on a worker thread), so the worker
+    starts the next queued item beside this one -- a one-thread worker then runs two items at
+    once, on two cores.  Elsewhere (not on a worker, or a task not placed) a no-op.
+    """
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:
+        yield
+        return
+    if not _placed_on(worker):
+        yield
+        return
+    with _local_scheduler(worker.state.nthreads):
+        yield
+
+
 def _placed_on(worker) -> bool:
     """Whether the task running on this thread was submitted for a worker (``workers=[...]``): this one,
     or another whose queue it was stolen from."""

@@ -1,5 +1,6 @@
 """Corpus items bound to one Dask worker: real Prefect runs on a real LocalCluster of worker processes."""
 
+import contextlib
 import logging
 
 import dask
@@ -87,6 +88,45 @@ def test_an_unbound_task_computes_on_the_cluster(corpus_like):
     assert set(tile_workers) <= set(workers)
 
 
+@task
+def plain_compute(n_tiles: int, kept: bool) -> tuple[str, list[str], bool]:
+    """The task's worker, the workers its dask tiles ran on (a plain ``dask.compute``, outside
+    ``cluster_compute``) and whether the task seceded from its worker's pool meanwhile."""
+    from distributed import get_worker
+    from distributed.worker import thread_state
+
+    from tasks.runtime import kept_on_worker
+
+    with kept_on_worker() if kept else contextlib.nullcontext():
+        tiles = dask.compute(*[dask.delayed(_address, pure=False)(k) for k in range(n_tiles)])
+    worker = get_worker()
+    seceded = thread_state.key in {ts.key for ts in worker.state.long_running}
+    return worker.address, sorted(set(tiles)), seceded
+
+
+@flow
+@runs_on_cluster(lambda arguments: ExecutionParams(scheduler_address="tcp://127.0.0.1:1"))  # unused when bound
+def plain_item_flow(n_tiles: int, kept: bool) -> tuple[str, list[str], bool]:
+    return plain_compute.submit(n_tiles, kept).result()
+
+
+@flow
+def plain_compute_flow():
+    with dask_cluster(ExecutionParams(n_workers=2, threads_per_worker=1, processes=True)) as runner:
+        worker = worker_addresses(runner)[0]
+        with corpus_cluster(runner), on_worker(worker):
+            return worker, plain_item_flow(12, True), plain_item_flow(12, False)
+
+
+def test_a_bound_item_keeps_even_its_plain_computations_on_its_worker(prefect_harness):
+    """Inside ``kept_on_worker`` (a corpus item's stages) a computation outside ``cluster_compute``
+    stays in the worker and does not secede, so a one-thread worker never starts a queued item
+    beside a running one; without it the same computation goes to the cluster and secedes."""
+    worker, (kept_worker, kept_tiles, kept_seceded), (_, _, free_seceded) = plain_compute_flow()
+    assert kept_worker == worker and kept_tiles == [worker] and not kept_seceded
+    assert free_seceded, "the control: a plain compute on a worker thread goes through the cluster's client"
+
+
 def test_on_worker_outside_a_corpus_changes_nothing():
     with on_worker("tcp://127.0.0.1:9") as runner:
         assert runner is None
@@ -167,3 +207,21 @@ def test_inline_stages_say_in_their_task_runs_log_which_stage_runs(prefect_harne
     assert lines[0] == "stage ingest started" and lines[2] == "stage render started", lines
     assert lines[1].startswith("stage ingest finished in ") and lines[3].startswith("stage render finished in ")
     assert all(getattr(r, "task_run_name", None) == "stages of demo" for r in caplog.records if r.name == "prefect.task_runs")
+
+
+def test_a_cluster_started_in_the_background_is_usable_and_its_failure_is_raised():
+    """``starting_cluster`` lets the caller work while the cluster starts; ``started()`` gives the
+    running cluster, and a cluster that cannot start raises -- from ``started()`` and, when the
+    block never asked, when the block ends."""
+    from flows.execution import starting_cluster
+
+    with starting_cluster(ExecutionParams(n_workers=1, threads_per_worker=1, processes=False)) as started:
+        runner = started()
+        assert runner.client.submit(sum, [1, 2, 3]).result() == 6
+    bad = ExecutionParams(cluster_class="tests.flows.test_execution.NoSuchCluster")
+    with pytest.raises(Exception, match="NoSuchCluster"):
+        with starting_cluster(bad) as started:
+            started()
+    with pytest.raises(Exception, match="NoSuchCluster"):
+        with starting_cluster(bad):
+            pass
