@@ -29,7 +29,10 @@ mean absolute difference, e.g. after a change of ``IngestParams.downscale``).
 
 Ratios are frames per second of ingest over those of decode.  The load average is printed: on a
 shared machine wall times are stretched by other work; CPU times much less so, hence the
-frames per CPU-second column.  Bytes per frame are those of the written store on disk.
+frames per CPU-second column.  Bytes per frame are those of the written store on disk.  Before each
+measured run the stores written before it are removed once compared, and ``os.sync()`` writes every
+dirty page out, so that no run is timed while the kernel flushes an earlier run's store (about
+1.2 GB each; that stretched later runs by up to 1.5x in one series).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -73,7 +77,17 @@ def store_bytes(store: Path) -> int:
     return sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
 
 
+def settle() -> float:
+    """Write every dirty page to disk (``os.sync``) before a measured run, so that no run pays for the
+    writeback of the stores written before it (a 2-minute 720p store is about 1.2 GB; on a disk-backed
+    /tmp the kernel's flusher then competes for the cores while the next run is timed).  Returns seconds."""
+    t0 = time.perf_counter()
+    os.sync()
+    return time.perf_counter() - t0
+
+
 def child_ingest(tree: Path, clip: Path, store: Path, options: dict) -> dict:
+    settle()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(tree), str(clip), str(store), json.dumps(options)],
@@ -185,18 +199,23 @@ def main() -> None:
         print(
             f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}  ({os.cpu_count()} cores)"
         )
+        settle()
         with meter.measure("decode"):
             counts["decode"] = decode(long_clip, None)
         with meter.measure("decode, frame threads"):
             counts["decode, frame threads"] = decode(long_clip, "AUTO")
+        settle()
         with meter.measure("ingest"):
             counts["ingest"] = ingest(long_clip, tmp / "long.zarr", IngestParams(**options)).n_frames
+        settle()
         with meter.measure("ingest, half clip"):
             counts["ingest, half clip"] = ingest(
                 short_clip, tmp / "short.zarr", IngestParams(**options)
             ).n_frames
         rows = {name: (counts[name], u.wall_s, u.cpu_s, u.peak_rss_mb) for name, u in meter.usage.items()}
         sizes = {"ingest": store_bytes(tmp / "long.zarr") / counts["ingest"]}
+        for done in ("long.zarr", "short.zarr"):
+            subprocess.run(["rm", "-rf", str(tmp / done)], check=True)
         children = {"this tree": [], "baseline": []}
         if args.baseline is not None:
             for r in range(args.rounds):
@@ -211,11 +230,11 @@ def main() -> None:
                         flush=True,
                     )
                     if name == "baseline":
-                        diff = frame_difference(tmp / "child_this_tree_0.zarr", store)
+                        diff = frame_difference(tmp / f"child_this_tree_{r}.zarr", store)
                         print(f"  round {r + 1}: this tree's store against the baseline's: {diff}")
-                    if r > 0:
-                        remove = tmp / f"child_{name.replace(' ', '_')}_{r}.zarr"
-                        subprocess.run(["rm", "-rf", str(remove)], check=True)
+                    if name == "baseline":  # compared: both stores of the round can go
+                        for done in ("this_tree", "baseline"):
+                            subprocess.run(["rm", "-rf", str(tmp / f"child_{done}_{r}.zarr")], check=True)
         print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name, runs in children.items():
         for r, f in enumerate(runs):
