@@ -14,7 +14,6 @@ Results go to ``OUT_ROOT/<item_id>/`` and the corpus index ``OUT_ROOT/index.json
 
 import json
 import os
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -27,6 +26,7 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.execution import (
+    SubflowStart,
     corpus_cluster,
     on_worker,
     pickle_by_value_if_loaded_from_path,
@@ -153,42 +153,6 @@ def _same_work(done: dict, config: PipelineConfig) -> bool:
     return theirs == ours
 
 
-class _SubflowStart:
-    """One item's subflow is created at a time: the gate is held from just before an item's
-    ``make_cinemagraph`` call until that subflow run is Running (its ``on_running`` hook) or has
-    ended, whichever comes first.
-
-    Measured reason: two subflow runs created at the same moment against the local Prefect server
-    (SQLite) took 0.06 s and 1.8 s; one at a time, each took 0.06-0.08 s.  At a batch's start that
-    1.8 s was the second worker's idle time.  A creation still hanging after ``timeout`` seconds lets
-    the next one go anyway."""
-
-    _gate = threading.Lock()
-    _waiting: dict[str, "_SubflowStart"] = {}  # flow run name -> its gate, for the hook
-
-    def __init__(self, run_name: str, timeout: float = 30.0) -> None:
-        self.run_name = run_name
-        self._held = self._gate.acquire(timeout=timeout)
-        self._guard = threading.Lock()
-        self._waiting[run_name] = self
-
-    def release(self) -> None:
-        """Open the gate (once)."""
-        self._waiting.pop(self.run_name, None)
-        with self._guard:
-            if self._held:
-                self._held = False
-                self._gate.release()
-
-    @staticmethod
-    def on_running(flow, flow_run, state) -> None:
-        """Prefect ``on_running`` hook of the item's subflow (a plain function: hooks are pickled
-        with the flow, a lock is not)."""
-        gate = _SubflowStart._waiting.get(flow_run.name)
-        if gate is not None:
-            gate.release()
-
-
 #: Reason prefix of an item skipped because another live run holds its lease.
 IN_PROGRESS = "in progress elsewhere"
 
@@ -236,8 +200,8 @@ def make_item(
                 done = json.loads(result_path.read_text())
                 if _same_work(done, config):
                     return _from_result(plan, "done_before", done, time.perf_counter() - t0)
-            gate = _SubflowStart(plan.item_id)
-            subflow = make_cinemagraph.with_options(flow_run_name=plan.item_id, on_running=[_SubflowStart.on_running])
+            gate = SubflowStart(plan.item_id)
+            subflow = make_cinemagraph.with_options(flow_run_name=plan.item_id, on_running=[SubflowStart.on_running])
             try:
                 with on_worker(worker, stages_in_one_task):
                     result = subflow(

@@ -15,7 +15,8 @@ import numpy as np
 import psutil
 import pytest
 
-from flows.process_corpus import _SubflowStart, make_item, run_process_corpus
+from flows.execution import SubflowStart
+from flows.process_corpus import make_item, run_process_corpus
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.corpus import CorpusConfig, ItemPlan, ShotParams
@@ -245,20 +246,20 @@ def test_an_item_runs_its_stages_in_one_task_run_and_resumes_from_its_stored_sta
 
 
 def test_one_subflow_is_created_at_a_time_until_it_runs():
-    first = _SubflowStart("a")
+    first = SubflowStart("a")
     second = []
-    waiter = threading.Thread(target=lambda: second.append(_SubflowStart("b")))
+    waiter = threading.Thread(target=lambda: second.append(SubflowStart("b")))
     waiter.start()
     waiter.join(0.3)
     assert waiter.is_alive()  # b's creation waits while a's subflow is not yet Running
-    _SubflowStart.on_running(None, SimpleNamespace(name="a"), None)  # a's on_running hook
+    SubflowStart.on_running(None, SimpleNamespace(name="a"), None)  # a's on_running hook
     waiter.join(5)
     assert not waiter.is_alive() and second
     first.release()  # a's own release after its run is a no-op: b still holds the gate
-    assert not _SubflowStart._gate.acquire(timeout=0.1)
-    _SubflowStart.on_running(None, SimpleNamespace(name="unknown"), None)  # another flow's hook: nothing
-    assert not _SubflowStart._gate.acquire(timeout=0.1)
+    assert not SubflowStart._gate.acquire(timeout=0.1)
+    SubflowStart.on_running(None, SimpleNamespace(name="unknown"), None)  # another flow's hook: nothing
+    assert not SubflowStart._gate.acquire(timeout=0.1)
     second[0].release()
-    assert _SubflowStart._gate.acquire(timeout=1)
-    _SubflowStart._gate.release()
-    assert not _SubflowStart._waiting
+    assert SubflowStart._gate.acquire(timeout=1)
+    SubflowStart._gate.release()
+    assert not SubflowStart._waiting
