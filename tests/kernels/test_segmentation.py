@@ -14,6 +14,7 @@ from tests.kernels.naive_segmentation import (
     naive_hierarchy,
     naive_lab,
     naive_region_distance,
+    naive_segment_frame_sums,
     tiled_from_pixels,
 )
 
@@ -440,29 +441,12 @@ def test_tiled_hierarchy_from_blocks_keeps_alike_blocks_whole_and_returns_the_le
                 for level in segments:
                     assert np.unique(level[y : y + tile, x : x + tile][inside]).size == 1
     assert n_whole > 0
-    expected = naive_level_sums(video, visible, segments)
+    expected = [naive_segment_frame_sums(video, visible, level, int(level.max()) + 1) for level in segments]
     assert len(sums) == len(segments)
     for (got_sums, got_counts), (want_sums, want_counts) in zip(sums, expected, strict=True):
         assert got_sums.dtype == np.float64 and got_counts.dtype == np.int64
         np.testing.assert_array_equal(got_sums, want_sums)
         np.testing.assert_array_equal(got_counts, want_counts)
-
-
-def naive_level_sums(video, visible, segments):
-    """Per level, colour sums (K, T, 3) and visible counts (K, T) of every segment, by loops."""
-    out = []
-    for level in segments:
-        n = int(level.max()) + 1
-        sums = np.zeros((n, video.shape[0], 3))
-        counts = np.zeros((n, video.shape[0]), np.int64)
-        for t in range(video.shape[0]):
-            for y in range(level.shape[0]):
-                for x in range(level.shape[1]):
-                    if visible[t, y, x]:
-                        sums[level[y, x], t] += video[t, y, x]
-                        counts[level[y, x], t] += 1
-        out.append((sums, counts))
-    return out
 
 
 def test_initial_labels_and_tiles_are_validated():
