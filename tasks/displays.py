@@ -428,10 +428,16 @@ def negative_clip_rows(
 
 
 def displays_digest(store: str | Path, params: DisplayParams) -> str:
-    """Digest of the stage's inputs: the window record, the parameters and the model file's hash."""
+    """Digest of the stage's inputs: the window record, the parameters and the model file's hash.
+
+    ``block = 1`` (single pixels, how every store was segmented before the option existed) leaves
+    the parameters as they were then, so those stores still count as done."""
     upstream = aligned_digest(store)
     sha = model_sha256(params.model_file()) if params.enabled else None
-    return digest(STAGE, upstream, params.model_dump(mode="json"), sha)
+    values = params.model_dump(mode="json")
+    if values["block"] == 1:
+        del values["block"]
+    return digest(STAGE, upstream, values, sha)
 
 
 def _drop_outputs(store: str | Path) -> None:

@@ -29,12 +29,14 @@ from tasks.displays import (
     AnnotationError,
     annotation_mask,
     classify_segments,
+    displays_digest,
     find_displays,
     find_displays_task,
     level_features,
+    model_sha256,
 )
 from tasks.ingest import ingest
-from tasks.store import open_store, read_attrs, stage_record
+from tasks.store import aligned_digest, digest, open_store, read_attrs, stage_record
 from tasks.synthetic_displays import make_display_clip
 from tasks.window import select_window
 
@@ -216,6 +218,15 @@ def test_stage_writes_records_and_skips(small_store, tmp_path):
     assert again == result and stage_record(store, "displays")["finished"] == record["finished"]
     find_displays_task.fn(store, DisplayParams(probability_threshold=0.9))
     assert stage_record(store, "displays")["digest"] != record["digest"]
+
+
+def test_single_pixels_keep_the_digest_of_stores_made_before_blocks(small_store):
+    _, store = small_store
+    earlier = DisplayParams().model_dump(mode="json")
+    del earlier["block"]  # the parameters as stored before the option existed
+    sha = model_sha256(default_model_path())
+    assert displays_digest(store, DisplayParams()) == digest("displays", aligned_digest(store), earlier, sha)
+    assert displays_digest(store, DisplayParams(block=2)) != displays_digest(store, DisplayParams())
 
 
 def test_segments_from_blocks_use_their_own_model_and_find_the_displays(small_store, tmp_path):
