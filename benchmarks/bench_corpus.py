@@ -180,6 +180,11 @@ class Run:
             return 0.0, 0.0
         return min(it["start"] for it in self.items), max(it["end"] for it in self.items)
 
+    def span_seconds(self) -> float:
+        """How long items ran: the first item's start to the last one's end (s)."""
+        first, last = self.span()
+        return last - first
+
     def ideal(self, cores: int) -> float:
         """CPU-based lower bound of the wall time: all CPU spread on the cores, but never below the
         flow process's CPU (one GIL) nor the busiest worker's (one thread)."""
@@ -421,11 +426,9 @@ def main() -> None:
             print(f"  throughput ratio 2/1 workers, items {label}: {w1 / w2:.2f} x over all runs "
                   f"(per pair: {pairs}); CPU-based ideal {i1 / i2:.2f} x; "
                   f"measured 1-worker wall / ideal 2-worker wall {w1 / i2:.2f} x")
-            s1, s2 = (sum(r.span()[1] - r.span()[0] for r in rs) for rs in (one, two))
+            s1, s2 = (sum(r.span_seconds() for r in rs) for rs in (one, two))
             if s1 > 0 and s2 > 0:  # beside, never instead of, the end-to-end ratio above
-                spans = " ".join(
-                    f"{(a.span()[1] - a.span()[0]) / (b.span()[1] - b.span()[0]):.2f}" for a, b in zip(one, two, strict=True)
-                )
+                spans = " ".join(f"{a.span_seconds() / b.span_seconds():.2f}" for a, b in zip(one, two, strict=True))
                 print(f"  while items run (first item start to last item end, the fixed start-up and close left out): "
                       f"{s1 / s2:.2f} x (per pair: {spans})")
         per_item = float(np.mean([o.seconds for o in runs[0].result.items]))
