@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # before anything imports prefect or distributed
 _HOME = tempfile.mkdtemp(prefix="cinemagraph-prefect-home-")
+# every test process (xdist makes one per worker) removes its own home when it exits
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_HOME"] = _HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
