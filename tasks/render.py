@@ -810,33 +810,37 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
     n_window, height, width = warped.shape[:3]
     ref_local = reference_in_window(store, ds, n_window)
     with cluster_compute(), threadpool_limits(limits=1, user_api="blas"):
-        # ---- which regions need the chain, on which crops
+        # ---- which regions need the chain, on which crops.  The processed crops stay where they were
+        # computed (on a cluster, in its workers): only their summaries and mean luminance come here, and
+        # the tasks that use the crops read them there.  On a cluster ``persist`` returns at once: what
+        # follows up to the composite runs while the chains do (see "Scheduling" above); the display
+        # segments' chains (the long ones) start before the in-painting holes are even counted.
         t0 = time.perf_counter()
+        boxes = ndimage.find_objects(regions)
+
+        def crop(r: int) -> tuple[slice, slice]:
+            ys, xs = boxes[r - 1]
+            c = render.context_px
+            return slice(max(ys.start - c, 0), min(ys.stop + c, height)), slice(max(xs.start - c, 0), min(xs.stop + c, width))
+
+        def persist_chains(labels: list[int]) -> dict:
+            graphs = []
+            for r in labels:
+                ys, xs = crop(r)
+                vis = None if visible is None or not render.inpaint else visible[:, ys, xs]
+                graphs.append(
+                    region_chain_graph(warped[:, ys, xs, :], vis, regions[ys, xs] == r, kinds[r - 1], ref_local, render)
+                )
+            return dict(zip(labels, dask.persist(*graphs), strict=True)) if labels else {}
+
+        always = render.stabilise or render.rpca
+        chains = persist_chains([r for r in range(1, n_regions + 1) if kinds[r - 1] == DISPLAY and always])
         holes = np.zeros(n_regions + 1)
         if render.inpaint and visible is not None and n_regions:
-            invisible = (~visible).sum(axis=0).compute()
+            invisible = (~visible).sum(axis=0).compute(scheduler="sync")  # here, not behind the display chains
             holes = np.bincount(regions.ravel(), weights=invisible.ravel(), minlength=n_regions + 1)
-        boxes = ndimage.find_objects(regions)
-        chained: dict[int, tuple[slice, slice]] = {}
-        for r in range(1, n_regions + 1):
-            needs = holes[r] > 0 or (kinds[r - 1] == DISPLAY and (render.stabilise or render.rpca))
-            if needs:
-                ys, xs = boxes[r - 1]
-                c = render.context_px
-                chained[r] = (
-                    slice(max(ys.start - c, 0), min(ys.stop + c, height)),
-                    slice(max(xs.start - c, 0), min(xs.stop + c, width)),
-                )
-        tasks = []
-        for r, (ys, xs) in chained.items():
-            vis = None if visible is None or not render.inpaint else visible[:, ys, xs]
-            mask = regions[ys, xs] == r
-            tasks.append(region_chain_graph(warped[:, ys, xs, :], vis, mask, kinds[r - 1], ref_local, render))
-        # the processed crops stay where they were computed (on a cluster, in its workers): only their
-        # summaries and mean luminance come here, and the tasks that use the crops read them there.
-        # On a cluster ``persist`` returns at once: what follows up to the composite runs while the
-        # chains do (see "Scheduling" above).
-        chains = dict(zip(chained, dask.persist(*tasks), strict=True)) if tasks else {}
+        chains.update(persist_chains([r for r in range(1, n_regions + 1) if r not in chains and holes[r] > 0]))
+        chained = {r: crop(r) for r in sorted(chains)}
         videos = {r: chain.video for r, chain in chains.items()}
         # the regions the loop's timing needs come here whole (their chains run first): all but the display
         # segments, whose interval is the rule's
