@@ -850,7 +850,9 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
         steps["chain"] = time.perf_counter() - t0
 
         # ---- intervals: cyclic regions by their mean luminance, displays by the rule.  This thread's own
-        # computations run here (not queued on a cluster behind the display segments' RPCA tasks)
+        # computations run here (not queued on a cluster behind the display segments' RPCA tasks).  Dask's
+        # config is process-wide: the block computes only numpy inputs and the store, never the chains'
+        # futures, and the tasks running meanwhile (the chains) compute nothing themselves.
         t0 = time.perf_counter()
         with dask.config.set(scheduler="sync"):
             signals = np.zeros((n_regions, n_window))
