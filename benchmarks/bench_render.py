@@ -13,10 +13,7 @@ render stage (:func:`tasks.render.render_loop`) runs once with the chain off
 the defaults (chain on), on dask's default threaded scheduler.  Sub-step times
 are those the stage reports (``RenderResult.steps``): in-paint, stabilise and
 RPCA are task times summed over regions (regions run in parallel), "chain" is
-the wall time until the chains of the regions that are not display segments are
-done (the display segments' chains finish during "signals" and "composite" on a
-cluster; on dask's default threaded scheduler, as here, all chains finish in
-"chain").
+their wall time.
 """
 
 from __future__ import annotations
