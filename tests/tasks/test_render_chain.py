@@ -364,3 +364,48 @@ def test_nothing_animated_renders_the_reference(tmp_path):
     assert result.regions == [] and result.animated_pixels == 0 and result.range_fallback_pixels == 0
     assert (loop == warped[4][None]).all()
     assert result.quality.seam is None and result.quality.stillness == 0 and result.quality.flicker is None
+
+
+# --------------------------------------------------------------------------
+# the stage on a Dask cluster, as the flow runs it
+
+
+def test_on_a_cluster_the_render_equals_the_plain_one(tmp_path):
+    """On an in-process cluster of two threads, as the flow's default (the chains' tasks run in parallel,
+    in priority order, their crops persisted on the workers), loop, masks and every reported figure equal
+    those of a plain call.  A guard for any change to how the stage schedules its work.
+
+    The store holds a display segment (stabilised, RPCA), a blinking light with invisible samples (a
+    chained cyclic region, which the loop's timing waits for) and one without (read from ``warped``)."""
+    from distributed import Client, LocalCluster
+
+    observed, _, display = display_clip(n_frames=40, seed=3)
+    n = observed.shape[0]
+    warped = observed.copy()
+    visible = np.ones((n, H, W), bool)
+    cyclic = np.zeros((H, W), bool)
+    yy, xx = np.mgrid[0:H, 0:W]
+    for (cy, cx), period in (((88, 8), 6), ((7, 120), 8)):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 5**2
+        cyclic |= (yy - cy) ** 2 + (xx - cx) ** 2 < 7**2
+        for t in range(n):
+            on = 0.5 + 0.5 * np.cos(2 * np.pi * t / period)
+            warped[t][disc] = np.rint(60 + on * np.array([195.0, 170.0, 80.0])).astype(np.uint8)
+    visible[5:12, 84:92, 4:12] = False  # the first light is hidden for a while
+    warped[~visible] = 0
+    ref = 20
+    plain = write_store(tmp_path / "plain.zarr", warped, ref, cyclic, display, visible)
+    on_cluster = write_store(tmp_path / "cluster.zarr", warped, ref, cyclic, display, visible)
+    params = RenderParams()
+    expected = render_loop(plain, params, CyclicityParams())
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            got = client.submit(render_loop, on_cluster, params, CyclicityParams(), pure=False).result()
+    kinds = sorted(r.kind for r in expected.regions)
+    assert kinds == ["cyclic", "cyclic", "display"]
+    assert sum(r.inpainted_samples > 0 for r in expected.regions) == 1
+    assert [r for r in expected.regions if r.kind == "display"][0].score > 0
+    without_steps = lambda result: result.model_dump(exclude={"steps"})  # noqa: E731
+    assert without_steps(got) == without_steps(expected)
+    for a, b in zip(read(on_cluster), read(plain), strict=True):
+        np.testing.assert_array_equal(a, b)
