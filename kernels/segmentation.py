@@ -1307,13 +1307,16 @@ def _level_plan(start, growth, colour_weight, fractions):
     return max_levels, can_stop, kept
 
 
-def lab_bin_codes(video: np.ndarray) -> np.ndarray:
+def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Packed histogram bins ``iL * 64 + ia * 8 + ib`` of every sample (the segmentation's colour histograms).
 
     Parameters
     ----------
     video : ndarray, shape (T, H, W, 3), uint8 or float
         RGB 0-255.
+    out : ndarray, shape (T, H, W), int16, optional
+        Written in place and returned (e.g. a block of frames of a larger array, filled
+        by several threads); default a new array.
 
     Returns
     -------
@@ -1330,7 +1333,10 @@ def lab_bin_codes(video: np.ndarray) -> np.ndarray:
     lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
     use_memo = video.dtype == np.uint8 and n_frames * height * width > 2**20
     memo = np.full(2**24 if use_memo else 1, -1, np.int16)
-    out = np.empty((n_frames, height, width), np.int16)
+    if out is None:
+        out = np.empty((n_frames, height, width), np.int16)
+    elif not isinstance(out, np.ndarray) or out.shape != (n_frames, height, width) or out.dtype != np.int16:
+        raise ValueError(f"out must be an int16 array of shape {(n_frames, height, width)}")
     _lab_codes(video, lut, memo, use_memo, out)
     return out
 

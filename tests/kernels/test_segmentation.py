@@ -474,6 +474,19 @@ def test_lab_bin_codes_pack_the_histogram_bins():
     np.testing.assert_array_equal(segmentation.lab_bin_codes(big)[:2], bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2])
 
 
+def test_lab_bin_codes_fill_blocks_of_frames_in_place():
+    # the display stage fills one array block by block from threads: the same codes as one call
+    rng = np.random.default_rng(72)
+    video = rng.integers(0, 256, (7, 5, 6, 3)).astype(np.uint8)
+    out = np.full(video.shape[:3], -7, np.int16)
+    assert segmentation.lab_bin_codes(video[:3], out=out[:3]) is not None
+    segmentation.lab_bin_codes(video[3:], out=out[3:])
+    np.testing.assert_array_equal(out, segmentation.lab_bin_codes(video))
+    for bad in (np.zeros((7, 5, 6), np.int32), np.zeros((6, 5, 6), np.int16), [[0]]):
+        with pytest.raises(ValueError, match="out must be"):
+            segmentation.lab_bin_codes(video, out=bad)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float64])
 def test_lab_bin_codes_of_samples_repeating_the_frame_before(dtype):
     # a pixel whose colour repeats the frame before reuses that code: half of the pixels hold
