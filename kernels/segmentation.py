@@ -244,19 +244,22 @@ def _lab_codes(video, lut, memo, use_memo, out):
 
 
 @jit
-def _init_regions(video, visible, has_visible, codes, slot, sums, counts, hist):
+def _init_regions(video, visible, has_visible, codes, slot, single, sums, counts, hist):
     """Colour sums (R, T, 3), visible counts (R, T) and LAB histograms (R, 24) of the regions of ``slot``.
 
     Pixel ``(y, x)`` adds to row ``slot[y * W + x]``; ``codes`` (T, H, W) are
-    the samples' packed LAB bins (:func:`_lab_codes`).
+    the samples' packed LAB bins (:func:`_lab_codes`).  With ``single`` (every
+    pixel has a row of its own) the sums and counts are written once instead of
+    zeroed and then added to (the same numbers).
     """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
     nb2 = N_BINS * N_BINS
     for k in range(sums.shape[0]):
-        for t in range(n_frames):
-            counts[k, t] = 0
-            for c in range(3):
-                sums[k, t, c] = 0
+        if not single:
+            for t in range(n_frames):
+                counts[k, t] = 0
+                for c in range(3):
+                    sums[k, t, c] = 0
         for j in range(hist.shape[1]):
             hist[k, j] = 0
     for y in range(height):
@@ -264,10 +267,19 @@ def _init_regions(video, visible, has_visible, codes, slot, sums, counts, hist):
             k = slot[y * width + x]
             for t in range(n_frames):
                 if has_visible and not visible[t, y, x]:
+                    if single:
+                        counts[k, t] = 0
+                        for c in range(3):
+                            sums[k, t, c] = 0
                     continue
-                counts[k, t] += 1
-                for c in range(3):
-                    sums[k, t, c] += video[t, y, x, c]
+                if single:
+                    counts[k, t] = 1
+                    for c in range(3):
+                        sums[k, t, c] = video[t, y, x, c]
+                else:
+                    counts[k, t] += 1
+                    for c in range(3):
+                        sums[k, t, c] += video[t, y, x, c]
                 packed = np.int64(codes[t, y, x])
                 hist[k, packed // nb2] += 1
                 hist[k, N_BINS + (packed // N_BINS) % N_BINS] += 1
@@ -1457,7 +1469,9 @@ def _region_statistics(video, visible, has_visible, codes, slot, n_slots):
     hist = np.empty((n_slots, 3 * N_BINS), np.int64)
     if codes is None:
         codes = lab_bin_codes(video)
-    _init_regions(video, visible, has_visible, codes, slot, sums, counts, hist)
+    # integer colours only: a float sum that starts at 0.0 turns a -0.0 sample into +0.0
+    single = n_slots == n_pix and video.dtype == np.uint8 and bool(np.array_equal(slot, np.arange(n_pix)))
+    _init_regions(video, visible, has_visible, codes, slot, single, sums, counts, hist)
     return sums, counts, hist
 
 
