@@ -314,9 +314,7 @@ def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1,
     change) come from one pass over the window for all levels at once;
     ``colour``, when given, are the colour sums already.
     """
-    pixel, motion = statistics
-    # the per-pixel sums as contiguous columns and each pixel's spread, once for all levels
-    statistics = (_pixel_columns(pixel), motion)
+    _, motion = statistics
     segments = np.asarray(segments).astype(np.int64, copy=False)
     if colour is None:
         colour = _colour_sums(video, visible, segments)
@@ -353,10 +351,13 @@ def map_on_threads(function, items, n_threads: int) -> list:
         return list(pool.map(function, items))
 
 
-def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(:func:`_pixel_statistics`, :func:`_motion_maps`) of the window, the two side by side on threads."""
-    parts = (_pixel_statistics, _motion_maps)
-    pixel, motion = map_on_threads(lambda part: part(video, visible), parts, min(thread_budget(), 2))
+def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(:func:`_pixel_columns` of :func:`_pixel_statistics`, :func:`_motion_maps`) of the window, the two side by side on threads.
+
+    The columns are made here, beside the segmentation, rather than after it.
+    """
+    parts = (lambda: _pixel_columns(_pixel_statistics(video, visible)), lambda: _motion_maps(video, visible))
+    pixel, motion = map_on_threads(lambda part: part(), parts, min(thread_budget(), 2))
     return pixel, motion
 
 
