@@ -353,3 +353,46 @@ def test_flow_finds_unseen_displays_and_keeps_the_facade_still(prefect_harness, 
     assert "displays" in read_attrs(tmp_path / "out" / N.STORE_NAME)["stages"]
     data = json.loads((tmp_path / "out" / N.RESULT_NAME).read_text())
     assert data["masks"]["display"] == int(mask.sum())
+
+
+_WARM_UP_PROBE = """
+import gc, sys
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from schemas.displays import DisplayParams
+from tasks.displays import _load_and_warm_up, detect_displays
+
+params = DisplayParams(tile=int(sys.argv[1]))
+model, _, _ = _load_and_warm_up(params, 24)
+dispatchers = [o for o in gc.get_objects() if isinstance(o, CPUDispatcher)]
+loaded = {id(d): len(d.signatures) for d in dispatchers}
+rng = np.random.default_rng(1)
+video = rng.integers(0, 256, (24, 70, 100, 3), dtype=np.uint8)
+visible = rng.random((24, 70, 100)) > 0.1
+detect_displays(video, visible, model, params)
+late = [d.py_func.__qualname__ for d in gc.get_objects() if isinstance(d, CPUDispatcher) and len(d.signatures) > loaded.get(id(d), 0)]
+print("loaded", sum(n > 0 for n in loaded.values()), "late", late)
+"""
+
+
+def test_the_warm_up_beside_the_store_read_loads_every_kernel_the_stage_calls():
+    # a fresh process, so the kernels are not loaded by earlier tests: after the warm-up on a
+    # small random window, a call on a window of another size must find every kernel loaded
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", _WARM_UP_PROBE, str(DisplayParams().tile)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    line = run.stdout.strip().splitlines()[-1]
+    n_loaded = int(line.split()[1])
+    assert n_loaded >= 10, line
+    assert line.endswith("late []"), line
