@@ -501,15 +501,11 @@ def find_displays(store: str, params: DisplayParams) -> DisplaysResult:
         result = DisplaysResult(enabled=False, display_pixels=0, n_display_regions=0)
         record_stage(store, STAGE, key, time.perf_counter() - t0, result.model_dump())
         return result
+    model, path, sha = load_display_model(params)
     ds = open_store(store)
     require(ds, store, [N.WARPED, N.VISIBLE])
-    # the model and the kernels load while the store is read (a fresh process spent about
-    # 0.2 s on the model and 0.85 CPU-s on Numba's cached kernels in its first call)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-warm-up") as pool:
-        loaded = pool.submit(_load_and_warm_up, params, ds[N.WARPED].shape[0])
-        with cluster_compute():
-            video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
-        model, path, sha = loaded.result()
+    with cluster_compute():
+        video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
     segments, thresholds, mask, n_positive = detect_displays(video, visible.astype(bool), model, params)
     # one chunk per level: readers take whole frames (the render stage the whole mask), and a
     # few hundred small chunks cost more to write than the pixels
@@ -533,21 +529,6 @@ def find_displays(store: str, params: DisplayParams) -> DisplaysResult:
     )
     record_stage(store, STAGE, key, time.perf_counter() - t0, result.model_dump())
     return result
-
-
-def _load_and_warm_up(params: DisplayParams, n_frames: int) -> tuple[RandomForestClassifier, Path, str]:
-    """:func:`load_display_model`, then one call of the stage's kernels on a small random window of ``n_frames``.
-
-    The small window takes the same path as a full one (tiled when ``params.tile`` is set) with
-    the same array types, so Numba loads the kernels the real call needs; its results are dropped.
-    """
-    loaded = load_display_model(params)
-    edge = 2 * params.tile if params.tile is not None else 16
-    rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, (n_frames, edge, edge, 3), dtype=np.uint8)
-    visible = rng.random((n_frames, edge, edge)) > 0.05
-    _segments_and_features(video, visible, params)
-    return loaded
 
 
 @task(name="find_displays")
