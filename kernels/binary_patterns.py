@@ -121,9 +121,15 @@ def _descriptor_from_sums(sums, counts, k, theta2, n1, n2, bits_out, valid_out):
         if c0 <= 0 or c1 <= 0:
             continue
         d2 = 0.0
-        for c in range(3):
-            diff = np.float64(sums[k, f1, c]) / np.float64(c1) - np.float64(sums[k, f0, c]) / np.float64(c0)
-            d2 += diff * diff
+        if c0 == 1 and c1 == 1:
+            # x / 1.0 is x: a single pixel's mean colour is its colour (same bits, no division)
+            for c in range(3):
+                diff = np.float64(sums[k, f1, c]) - np.float64(sums[k, f0, c])
+                d2 += diff * diff
+        else:
+            for c in range(3):
+                diff = np.float64(sums[k, f1, c]) / np.float64(c1) - np.float64(sums[k, f0, c]) / np.float64(c0)
+                d2 += diff * diff
         word = i // 64
         mask = one << np.uint64(i % 64)
         valid_out[k, word] |= mask

@@ -244,19 +244,22 @@ def _lab_codes(video, lut, memo, use_memo, out):
 
 
 @jit
-def _init_regions(video, visible, has_visible, codes, slot, sums, counts, hist):
+def _init_regions(video, visible, has_visible, codes, slot, single, sums, counts, hist):
     """Colour sums (R, T, 3), visible counts (R, T) and LAB histograms (R, 24) of the regions of ``slot``.
 
     Pixel ``(y, x)`` adds to row ``slot[y * W + x]``; ``codes`` (T, H, W) are
-    the samples' packed LAB bins (:func:`_lab_codes`).
+    the samples' packed LAB bins (:func:`_lab_codes`).  With ``single`` (every
+    pixel has a row of its own) the sums and counts are written once instead of
+    zeroed and then added to (the same numbers).
     """
     n_frames, height, width = video.shape[0], video.shape[1], video.shape[2]
     nb2 = N_BINS * N_BINS
     for k in range(sums.shape[0]):
-        for t in range(n_frames):
-            counts[k, t] = 0
-            for c in range(3):
-                sums[k, t, c] = 0
+        if not single:
+            for t in range(n_frames):
+                counts[k, t] = 0
+                for c in range(3):
+                    sums[k, t, c] = 0
         for j in range(hist.shape[1]):
             hist[k, j] = 0
     for y in range(height):
@@ -264,10 +267,19 @@ def _init_regions(video, visible, has_visible, codes, slot, sums, counts, hist):
             k = slot[y * width + x]
             for t in range(n_frames):
                 if has_visible and not visible[t, y, x]:
+                    if single:
+                        counts[k, t] = 0
+                        for c in range(3):
+                            sums[k, t, c] = 0
                     continue
-                counts[k, t] += 1
-                for c in range(3):
-                    sums[k, t, c] += video[t, y, x, c]
+                if single:
+                    counts[k, t] = 1
+                    for c in range(3):
+                        sums[k, t, c] = video[t, y, x, c]
+                else:
+                    counts[k, t] += 1
+                    for c in range(3):
+                        sums[k, t, c] += video[t, y, x, c]
                 packed = np.int64(codes[t, y, x])
                 hist[k, packed // nb2] += 1
                 hist[k, N_BINS + (packed // N_BINS) % N_BINS] += 1
@@ -1307,13 +1319,16 @@ def _level_plan(start, growth, colour_weight, fractions):
     return max_levels, can_stop, kept
 
 
-def lab_bin_codes(video: np.ndarray) -> np.ndarray:
+def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Packed histogram bins ``iL * 64 + ia * 8 + ib`` of every sample (the segmentation's colour histograms).
 
     Parameters
     ----------
     video : ndarray, shape (T, H, W, 3), uint8 or float
         RGB 0-255.
+    out : ndarray, shape (T, H, W), int16, optional
+        Written in place and returned (e.g. a block of frames of a larger array, filled
+        by several threads); default a new array.
 
     Returns
     -------
@@ -1330,7 +1345,10 @@ def lab_bin_codes(video: np.ndarray) -> np.ndarray:
     lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
     use_memo = video.dtype == np.uint8 and n_frames * height * width > 2**20
     memo = np.full(2**24 if use_memo else 1, -1, np.int16)
-    out = np.empty((n_frames, height, width), np.int16)
+    if out is None:
+        out = np.empty((n_frames, height, width), np.int16)
+    elif not isinstance(out, np.ndarray) or out.shape != (n_frames, height, width) or out.dtype != np.int16:
+        raise ValueError(f"out must be an int16 array of shape {(n_frames, height, width)}")
     _lab_codes(video, lut, memo, use_memo, out)
     return out
 
@@ -1451,7 +1469,9 @@ def _region_statistics(video, visible, has_visible, codes, slot, n_slots):
     hist = np.empty((n_slots, 3 * N_BINS), np.int64)
     if codes is None:
         codes = lab_bin_codes(video)
-    _init_regions(video, visible, has_visible, codes, slot, sums, counts, hist)
+    # integer colours only: a float sum that starts at 0.0 turns a -0.0 sample into +0.0
+    single = n_slots == n_pix and video.dtype == np.uint8 and bool(np.array_equal(slot, np.arange(n_pix)))
+    _init_regions(video, visible, has_visible, codes, slot, single, sums, counts, hist)
     return sums, counts, hist
 
 

@@ -351,10 +351,13 @@ def map_on_threads(function, items, n_threads: int) -> list:
         return list(pool.map(function, items))
 
 
-def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(:func:`_pixel_statistics`, :func:`_motion_maps`) of the window, the two side by side on threads."""
-    parts = (_pixel_statistics, _motion_maps)
-    pixel, motion = map_on_threads(lambda part: part(video, visible), parts, min(thread_budget(), 2))
+def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(:func:`_pixel_columns` of :func:`_pixel_statistics`, :func:`_motion_maps`) of the window, the two side by side on threads.
+
+    The columns are made here, beside the segmentation, rather than after it.
+    """
+    parts = (lambda: _pixel_columns(_pixel_statistics(video, visible)), lambda: _motion_maps(video, visible))
+    pixel, motion = map_on_threads(lambda part: part(), parts, min(thread_budget(), 2))
     return pixel, motion
 
 
@@ -445,9 +448,33 @@ def _colour_sums(video, visible, segments) -> list[tuple[np.ndarray, np.ndarray]
     return out
 
 
+def _pixel_columns(stats: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-pixel sums (H W, 17) as contiguous columns (17, H W), and each pixel's temporal spread.
+
+    ``pixel_std`` is the channel mean of the per-pixel standard deviation over the visible frames,
+    ``has_std`` the pixels seen in at least 2 frames (the ``temporal_std`` feature).  A segment's
+    total of a column is ``np.bincount`` of that column: contiguous, it is not copied for every
+    call (the same numbers, added in the same order).
+    """
+    column = {name: i for i, name in enumerate(PIXEL_COLUMNS)}
+    pix_n = stats[:, column["n"]]
+    safe_n = np.maximum(pix_n, 1.0)[:, None]
+    rgb = stats[:, column["rgb_0"] : column["rgb_2"] + 1]
+    rgb_sq = stats[:, column["rgb_sq_0"] : column["rgb_sq_2"] + 1]
+    return {
+        "columns": np.ascontiguousarray(stats.T),
+        "has_std": pix_n >= 2,
+        "pixel_std": np.sqrt(np.maximum(rgb_sq / safe_n - (rgb / safe_n) ** 2, 0.0)).mean(axis=1),
+    }
+
+
 def _features_from_statistics(statistics, video, visible, labels, sums, min_segment_area: int = 1) -> np.ndarray:
-    """Feature rows of the segments of ``labels``; ``sums`` are their per-frame sums (:func:`_level_rows`)."""
-    stats, motion = statistics
+    """Feature rows of the segments of ``labels``; ``sums`` are their per-frame sums (:func:`_level_rows`).
+
+    ``statistics`` is (:func:`_pixel_columns`, motion maps).
+    """
+    pixel, motion = statistics
+    columns = pixel["columns"]
     n_frames, height, width = video.shape[:3]
     flat_labels = labels.ravel().astype(np.int64)
     n_segments = int(flat_labels.max()) + 1
@@ -470,8 +497,8 @@ def _features_from_statistics(statistics, video, visible, labels, sums, min_segm
 
     def total(*names):
         if len(names) == 1:
-            return np.bincount(flat_labels, stats[:, column[names[0]]], minlength=n_segments)
-        return np.stack([np.bincount(flat_labels, stats[:, column[n]], minlength=n_segments) for n in names], 1)
+            return np.bincount(flat_labels, columns[column[names[0]]], minlength=n_segments)
+        return np.stack([np.bincount(flat_labels, columns[column[n]], minlength=n_segments) for n in names], 1)
 
     # mean colour of each segment in each frame (visible pixels only)
     colour_sum, vis_count = sums["colour"]
@@ -483,12 +510,7 @@ def _features_from_statistics(statistics, video, visible, labels, sums, min_segm
     mostly_invisible = (invisible_frac > 0.5).sum(axis=1) > n_frames / 2
     usable = (size > 0) & ~mostly_invisible & (n_samples > 0)
 
-    pix_n = stats[:, column["n"]]
-    has_std = pix_n >= 2
-    safe_n = np.maximum(pix_n, 1.0)[:, None]
-    rgb = stats[:, column["rgb_0"] : column["rgb_2"] + 1]
-    rgb_sq = stats[:, column["rgb_sq_0"] : column["rgb_sq_2"] + 1]
-    pixel_std = np.sqrt(np.maximum(rgb_sq / safe_n - (rgb / safe_n) ** 2, 0.0)).mean(axis=1)
+    has_std, pixel_std = pixel["has_std"], pixel["pixel_std"]
     std_sum = np.bincount(flat_labels[has_std], pixel_std[has_std], minlength=n_segments)
     std_count = np.bincount(flat_labels[has_std], minlength=n_segments)
     diff_sum = total("diff")

@@ -474,6 +474,41 @@ def test_lab_bin_codes_pack_the_histogram_bins():
     np.testing.assert_array_equal(segmentation.lab_bin_codes(big)[:2], bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2])
 
 
+@pytest.mark.parametrize("holes", [False, True])
+def test_region_statistics_of_single_pixels_are_written_once_with_the_same_numbers(holes):
+    # single pixels (the tiles' first level) take the written-once path; an extra empty row
+    # sends the same pixels through the zero-then-add path; both are the naive sums
+    rng = np.random.default_rng(73)
+    video = rng.integers(0, 256, (9, 5, 7, 3)).astype(np.uint8)
+    visible = rng.random((9, 5, 7)) > (0.3 if holes else -1.0)
+    codes = segmentation.lab_bin_codes(video)
+    slot = np.arange(35, dtype=np.int64)
+    once = segmentation._region_statistics(video, visible, holes, codes, slot, 35)
+    added = segmentation._region_statistics(video, visible, holes, codes, slot, 36)
+    sums, counts = naive_segment_frame_sums(video, visible, slot.reshape(5, 7), 35)
+    bins = np.stack([c.ravel() for c in (codes // 64, 8 + (codes // 8) % 8, 16 + codes % 8)], 1).reshape(9, 35, 3)
+    hist = np.zeros((35, 24), np.int64)
+    for t, p, j in zip(*np.nonzero(np.ones((9, 35, 3), bool)), strict=True):
+        hist[p, bins[t, p, j]] += visible.reshape(9, 35)[t, p]
+    for got in (once, tuple(a[:35] for a in added)):
+        np.testing.assert_array_equal(got[0], sums)
+        np.testing.assert_array_equal(got[1], counts)
+        np.testing.assert_array_equal(got[2], hist)
+
+
+def test_lab_bin_codes_fill_blocks_of_frames_in_place():
+    # the display stage fills one array block by block from threads: the same codes as one call
+    rng = np.random.default_rng(72)
+    video = rng.integers(0, 256, (7, 5, 6, 3)).astype(np.uint8)
+    out = np.full(video.shape[:3], -7, np.int16)
+    assert segmentation.lab_bin_codes(video[:3], out=out[:3]) is not None
+    segmentation.lab_bin_codes(video[3:], out=out[3:])
+    np.testing.assert_array_equal(out, segmentation.lab_bin_codes(video))
+    for bad in (np.zeros((7, 5, 6), np.int32), np.zeros((6, 5, 6), np.int16), [[0]]):
+        with pytest.raises(ValueError, match="out must be"):
+            segmentation.lab_bin_codes(video, out=bad)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float64])
 def test_lab_bin_codes_of_samples_repeating_the_frame_before(dtype):
     # a pixel whose colour repeats the frame before reuses that code: half of the pixels hold

@@ -179,6 +179,26 @@ def test_default_model_does_not_lean_on_vertical_position():
     assert min(heights) < 0.3 and max(heights) > 0.7  # displays high and low in the frame
 
 
+def test_numpys_huge_page_advice_is_off_only_while_a_stage_call_runs():
+    from numpy._core import multiarray
+
+    from tasks.displays import _small_pages
+
+    earlier = multiarray._set_madvise_hugepage(True)
+    try:
+        with _small_pages():
+            assert multiarray._get_madvise_hugepage() is False
+            with _small_pages():  # a second call in flight (corpus items share the process)
+                assert multiarray._get_madvise_hugepage() is False
+            assert multiarray._get_madvise_hugepage() is False  # the first is still running
+        assert multiarray._get_madvise_hugepage() is True
+        with pytest.raises(RuntimeError), _small_pages():
+            raise RuntimeError("a failing stage restores it too")
+        assert multiarray._get_madvise_hugepage() is True
+    finally:
+        multiarray._set_madvise_hugepage(earlier)
+
+
 def test_stage_uses_only_public_helpers():
     import ast
 
