@@ -204,16 +204,19 @@ def _same_work(done: dict, config: PipelineConfig, folder: Path, source: str) ->
         wanted.add("render3d")
     if wanted != ran:  # another loop method, or render3d switched on or off
         return False
-    attrs = read_attrs(store)
-    hw = (attrs["source_height"], attrs["source_width"]) if "source_height" in attrs else None
-    written = result_path.stat().st_mtime
-    for stage in ran:
-        record = stage_record(store, stage) or {}
-        finished = record.get("finished")
-        if finished is None or datetime.fromisoformat(finished).timestamp() > written:
-            return False
-        if record.get("digest") != _stage_digest(stage, source, store, config, mode, hw):
-            return False
+    try:
+        attrs = read_attrs(store)
+        hw = (attrs["source_height"], attrs["source_width"]) if "source_height" in attrs else None
+        written = result_path.stat().st_mtime
+        for stage in ran:
+            record = stage_record(store, stage) or {}
+            finished = record.get("finished")
+            if finished is None or datetime.fromisoformat(finished).timestamp() > written:
+                return False
+            if record.get("digest") != _stage_digest(stage, source, store, config, mode, hw):
+                return False
+    except Exception:  # an unreadable store or source: nothing can be checked, the item is made again
+        return False
     return True
 
 
