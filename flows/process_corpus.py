@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections import deque
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,21 @@ from flows.make_endless_loop import make_still_item, still_item_plan
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.corpus import CorpusConfig, CorpusResult, ItemOutcome, ItemPlan, ManifestEntry
+from tasks.align import depth_digest, motion_digest, sfm_digest, warp_digest
+from tasks.cyclicity import cyclicity_digest
+from tasks.displays import displays_digest
 from tasks.fetch import fetch_url
+from tasks.ingest import ingest_digest
 from tasks.locks import ItemLease, ItemLocked, crash_abandoned_runs
 from tasks.manifest import is_url, read_manifest, resolve_local, unique_ids, url_allowed
+from tasks.render import render_digest
+from tasks.render3d.stage import render3d_digest
 from tasks.runtime import retry_on_io_only, stage_logger
 from tasks.shots import detect_shots, plan_items
 from tasks.still.image import is_image_path
+from tasks.store import read_attrs, stage_record
+from tasks.video_loop import video_loop_digest
+from tasks.window import shots_digest, window_digest
 
 INDEX_NAME = "index.jsonl"
 pickle_by_value_if_loaded_from_path(__name__)  # a deployment loads this file as module "process_corpus"
@@ -144,13 +154,70 @@ def _from_result(plan: ItemPlan, status: str, result: dict, seconds: float) -> I
     )
 
 
-def _same_work(done: dict, config: PipelineConfig) -> bool:
-    """Whether a finished item's recorded config asks for the same outputs (where it ran does not count)."""
-    ours = config.model_dump(mode="json")
-    theirs = dict(done.get("config") or {})
-    ours.pop("execution", None)
-    theirs.pop("execution", None)
-    return theirs == ours
+#: The stages of the aligned window, in the order the pipeline runs them (``run_stages``).
+_ALIGN_STAGES = ("ingest", "shots", "window", "motion", "sfm", "depth", "warp")
+
+
+def _loop_stages(config: PipelineConfig) -> tuple[str, ...]:
+    return ("video_loop",) if config.loop_method == "video_loop" else ("cyclicity", "displays", "render")
+
+
+def _stage_digest(stage: str, source: str, store: str, config: PipelineConfig, mode: str, hw) -> str | None:
+    """What ``stage`` of the item would compute its inputs digest as today (the digest its task skips by)."""
+    a = config.align
+    digests = {
+        "ingest": lambda: ingest_digest(source, config.ingest, hw),
+        "shots": lambda: shots_digest(store, source, config.ingest, config.window),
+        "window": lambda: window_digest(store, config.window, 2 * config.cyclicity.tau + 2),
+        "motion": lambda: motion_digest(store, a),
+        "sfm": lambda: sfm_digest(store, a),
+        "depth": lambda: depth_digest(store, a),
+        "warp": lambda: warp_digest(store, a, mode, config.window.tile),
+        "cyclicity": lambda: cyclicity_digest(store, config.cyclicity),
+        "displays": lambda: displays_digest(store, config.displays),
+        "render": lambda: render_digest(store, config.render, config.cyclicity),
+        "video_loop": lambda: video_loop_digest(store, config.video_loop),
+        "render3d": lambda: render3d_digest(store, config.render3d),
+    }
+    return digests[stage]() if stage in digests else None
+
+
+def _same_work(done: dict, config: PipelineConfig, folder: Path, source: str) -> bool:
+    """Whether the finished item in ``folder`` (its result.json: ``done``) is what ``config`` would make now.
+
+    Judged by what the outputs depend on, not by the recorded config's keys (an upgrade adds fields
+    and defaults; where it ran never counts): today's run would call the same stages, and each of
+    them would skip because the digest it computes today from ``config`` equals the one recorded
+    in the item's store (each digest chains on its upstream's, so the last stage's covers the
+    whole chain).  The encode stage has no record: the MP4/GIF follow the render stage, whose
+    digest covers the output options.  No stage may have been redone since result.json was written
+    (a later run stopped in between), and without the store nothing can be checked: not the same.
+    """
+    result_path = folder / N.RESULT_NAME
+    store = str(folder / N.STORE_NAME)
+    mode = (done.get("alignment") or {}).get("mode")
+    ran = set(done.get("timings") or {}) - {"encode"}
+    if mode is None or not Path(store).is_dir():
+        return False
+    wanted = {s for s in ran if s in _ALIGN_STAGES} | set(_loop_stages(config))
+    if config.render3d.enabled and mode == "moving":
+        wanted.add("render3d")
+    if wanted != ran:  # another loop method, or render3d switched on or off
+        return False
+    try:
+        attrs = read_attrs(store)
+        hw = (attrs["source_height"], attrs["source_width"]) if "source_height" in attrs else None
+        written = result_path.stat().st_mtime
+        for stage in ran:
+            record = stage_record(store, stage) or {}
+            finished = record.get("finished")
+            if finished is None or datetime.fromisoformat(finished).timestamp() > written:
+                return False
+            if record.get("digest") != _stage_digest(stage, source, store, config, mode, hw):
+                return False
+    except Exception:  # an unreadable store or source: nothing can be checked, the item is made again
+        return False
+    return True
 
 
 #: Reason prefix of an item skipped because another live run holds its lease.
@@ -198,7 +265,7 @@ def make_item(
             result_path = folder / N.RESULT_NAME
             if not overwrite and result_path.exists():
                 done = json.loads(result_path.read_text())
-                if _same_work(done, config):
+                if _same_work(done, config, folder, plan.source):
                     return _from_result(plan, "done_before", done, time.perf_counter() - t0)
             gate = SubflowStart(plan.item_id)
             subflow = make_cinemagraph.with_options(flow_run_name=plan.item_id, on_running=[SubflowStart.on_running])

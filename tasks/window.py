@@ -37,6 +37,7 @@ from tasks.store import (
     read_attrs,
     record_stage,
     require,
+    stage_done,
     stage_record,
     update_attrs,
     write_variables,
@@ -207,8 +208,17 @@ def select_window_task(store: str, params: WindowParams, min_frames: int = MIN_W
 
 
 def shots_digest(store, source: str, ingest: IngestParams, params: WindowParams) -> str:
+    """What the stored shots depend on: the ingested frames (the ingest stage's digest), which source
+    frames they are (start, end, stride) and the shot options.  Other ingest options (chunking,
+    codec, threads, downscale) change no shot; the ingest digest already counts them where they
+    change pixels.  A store whose shots were recorded with every ingest option in the digest (as
+    before) keeps that record while those options are unchanged."""
     upstream = (stage_record(store, "ingest") or {}).get("digest")
-    return digest(SHOTS_STAGE, upstream, ingest.model_dump(mode="json"), params.shots, params.shot_threshold)
+    frames = {k: getattr(ingest, k) for k in ("start_frame", "end_frame", "stride")}
+    earlier = digest(SHOTS_STAGE, upstream, ingest.model_dump(mode="json"), params.shots, params.shot_threshold)
+    if stage_done(store, SHOTS_STAGE, earlier):
+        return earlier
+    return digest(SHOTS_STAGE, upstream, frames, params.shots, params.shot_threshold)
 
 
 def find_shots(source: str, store: str, ingest: IngestParams, params: WindowParams) -> ShotsResult:

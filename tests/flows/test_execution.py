@@ -225,3 +225,46 @@ def test_a_cluster_started_in_the_background_is_usable_and_its_failure_is_raised
     with pytest.raises(Exception, match="NoSuchCluster"):
         with starting_cluster(bad):
             pass
+
+
+def test_a_flow_run_sends_its_heartbeats_and_its_end_does_not_wait_for_the_next_one(prefect_harness):
+    """Heartbeats on (every 30 s): the run sends Prefect's heartbeat event, and its end waits for
+    no sleeping heartbeat thread (Prefect's own slept in 1-s steps: 0-1 s more per flow run)."""
+    import time
+
+    from prefect import flow_engine, get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.execution import _heartbeats_that_stop_at_once
+
+    assert flow_engine._send_heartbeats is _heartbeats_that_stop_at_once
+    ended: list[float] = []
+
+    @flow
+    def short() -> str:
+        from prefect.runtime import flow_run
+
+        ended.append(time.perf_counter())
+        return flow_run.id
+
+    waits, ids = [], []
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
+        for _ in range(3):
+            ids.append(short())
+            waits.append(time.perf_counter() - ended[-1])
+    assert max(waits) < 0.6, waits  # state Completed and the engine's exit; no heartbeat sleep
+    events = []
+    with get_client(sync_client=True) as client:
+        for _ in range(40):  # events reach the server asynchronously
+            events = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+                    resource=EventResourceFilter(id=[f"prefect.flow-run.{i}" for i in ids]),
+                ),
+                limit=50,
+            ).events
+            if len(events) >= len(ids):
+                break
+            time.sleep(0.25)
+    assert {e.resource.id for e in events} == {f"prefect.flow-run.{i}" for i in ids}

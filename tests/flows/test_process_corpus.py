@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import psutil
 import pytest
 
 from flows.execution import SubflowStart
-from flows.process_corpus import make_item, run_process_corpus
+from flows.process_corpus import _same_work, make_item, run_process_corpus
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.corpus import CorpusConfig, ItemPlan, ShotParams
@@ -263,3 +264,60 @@ def test_one_subflow_is_created_at_a_time_until_it_runs():
     assert SubflowStart._gate.acquire(timeout=1)
     SubflowStart._gate.release()
     assert not SubflowStart._waiting
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+
+
+def test_an_item_done_under_an_older_config_is_done_before_and_a_changed_output_option_reruns_it(corpus, tmp_path):
+    """Finished work is judged by the stage digests, not by the recorded config's keys: a record
+    written before two options existed (their defaults leave every digest as it was) is done
+    before, its files untouched; an option that changes a digest reruns the item."""
+    manifest, out, config, _ = corpus
+    root = tmp_path / "out"
+    shutil.copytree(out / "lights", root / "lights")  # the module's other tests keep their own item
+    result_path = root / "lights" / N.RESULT_NAME
+    done = json.loads(result_path.read_text())
+    del done["config"]["displays"]["block"], done["config"]["ingest"]["downscale"]  # an "older" record
+    result_path.write_text(json.dumps(done))
+    today = PipelineConfig().model_dump(mode="json")
+    assert {"block"} <= set(today["displays"]) and {"downscale"} <= set(today["ingest"])  # key by key: differs
+    files, stages = _mtimes(root / "lights"), read_attrs(root / "lights" / N.STORE_NAME)["stages"]
+    assert {"cinemagraph.mp4", "cinemagraph.gif", N.RESULT_NAME} <= set(files)
+    older = manifest.parent / "older.jsonl"
+    older.write_text(json.dumps({"source": "lights.mp4", "id": "lights"}) + "\n")
+    state = run_process_corpus(older, root, config)
+    assert outcome_map(state.result()).get("lights").status == "done_before"
+    assert _mtimes(root / "lights") == files
+    assert read_attrs(root / "lights" / N.STORE_NAME)["stages"] == stages
+
+    older.write_text(json.dumps({"source": "lights.mp4", "id": "lights", "options": {"render": {"crf": 30}}}) + "\n")
+    state = run_process_corpus(older, root, config)
+    assert outcome_map(state.result()).get("lights").status == "succeeded"
+    again = _mtimes(root / "lights")
+    assert all(again[name] > files[name] for name in ("cinemagraph.mp4", "cinemagraph.gif", N.RESULT_NAME))
+    redone = json.loads(result_path.read_text())
+    assert redone["config"]["render"]["crf"] == 30
+    assert redone["skipped_stages"] == ["ingest", "shots", "window", "motion", "warp", "cyclicity", "displays"]
+    after = read_attrs(root / "lights" / N.STORE_NAME)["stages"]
+    assert after["render"]["digest"] != stages["render"]["digest"]
+
+
+def test_a_new_default_that_changes_pixels_is_other_work(corpus):
+    """``ingest.downscale``: a clip that ingest downscales (real, 176x144 to 128) stored with one
+    downscale is other work under the other one; a clip kept at its size (lights) is the same work,
+    and so it is under other ingest threads; another ``cyclicity.tau`` is other work."""
+    _, out, _, _ = corpus
+    real = next(p.parent for p in out.glob(f"real-shot*/{N.RESULT_NAME}"))
+    for folder, downscaled in ((real, True), (out / "lights", False)):
+        done = json.loads((folder / N.RESULT_NAME).read_text())
+        recorded = PipelineConfig.model_validate(done["config"])
+        assert recorded.ingest.downscale == "yuv-area"
+        assert _same_work(done, recorded, folder, done["input"])
+        rgb = recorded.model_copy(update={"ingest": recorded.ingest.model_copy(update={"downscale": "rgb-area"})})
+        assert _same_work(done, rgb, folder, done["input"]) is not downscaled, folder.name
+        threads = recorded.model_copy(update={"ingest": recorded.ingest.model_copy(update={"write_threads": 3})})
+        assert _same_work(done, threads, folder, done["input"])  # changes no stored value
+        tau = recorded.model_copy(update={"cyclicity": recorded.cyclicity.model_copy(update={"tau": 3})})
+        assert not _same_work(done, tau, folder, done["input"])

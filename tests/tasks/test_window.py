@@ -70,3 +70,29 @@ def test_bikes_window_stays_inside_one_shot(tmp_path):
     assert a <= window.window_start < window.window_stop <= b and not window.crosses_cut
     assert window.window_stop - window.window_start == b - a  # the longest shot, whole (shorter than 101)
     assert read_attrs(store)["window_start"] == window.window_start
+
+
+def test_the_shots_digest_counts_only_what_changes_shots(tmp_path, blinking_clip):
+    """Ingest options that change no shot (threads, chunking, codec, downscale of a clip kept at its
+    size) leave the shots stage done; a shot option does not.  A record written when every ingest
+    option entered the digest stays done while those options are unchanged."""
+    from tasks.store import digest, record_stage, stage_done, stage_record
+    from tasks.window import SHOTS_STAGE, shots_digest
+
+    clip = str(blinking_clip.path)
+    store = str(tmp_path / "store.zarr")
+    params, window = IngestParams(), WindowParams(shots="off")
+    ingest(clip, store, params)
+    find_shots(clip, store, params, window)
+    key = stage_record(store, SHOTS_STAGE)["digest"]
+    assert key == shots_digest(store, clip, params, window)
+    for change in ({"write_threads": 3}, {"tile": 256}, {"compression_level": 1}, {"downscale": "rgb-area"}):
+        assert shots_digest(store, clip, params.model_copy(update=change), window) == key, change
+    assert shots_digest(store, clip, params, window.model_copy(update={"shot_threshold": 9.0})) != key
+    upstream = stage_record(store, "ingest")["digest"]
+    earlier = digest(SHOTS_STAGE, upstream, params.model_dump(mode="json"), window.shots, window.shot_threshold)
+    assert earlier != key
+    record_stage(store, SHOTS_STAGE, earlier, 0.0, stage_record(store, SHOTS_STAGE)["summary"])
+    assert stage_done(store, SHOTS_STAGE, shots_digest(store, clip, params, window))
+    threads = params.model_copy(update={"write_threads": 3})
+    assert not stage_done(store, SHOTS_STAGE, shots_digest(store, clip, threads, window))
