@@ -177,13 +177,14 @@ def dask_cluster(params: ExecutionParams) -> Iterator[DaskTaskRunner]:
     more threads than the worker has.  Inside a Dask task (a flow called from a task running on a
     cluster) the runner connects to that same cluster.
     """
-    from tasks.runtime import PinnedThreads
+    from tasks.runtime import NumpyPageAdvice, PinnedThreads
 
     quiet_dask_logs()
     if params.processes and not params.scheduler_address and not params.cluster_class:
         preload_worker_modules()
     with dask_task_runner(params) as runner:
         runner.client.register_plugin(PinnedThreads(), name="cinemagraph-pinned-threads")
+        runner.client.register_plugin(NumpyPageAdvice(params.numpy_huge_pages), name="cinemagraph-numpy-pages")
         yield runner
 
 
@@ -244,8 +245,12 @@ def tasks_on(runner: DaskTaskRunner) -> Iterator[DaskTaskRunner]:
 
 @contextlib.contextmanager
 def run_tasks_on(params: ExecutionParams) -> Iterator[DaskTaskRunner]:
-    """Inside a flow run: start the cluster ``params`` names and run the block's tasks there."""
-    with dask_cluster(params) as runner, tasks_on(runner):
+    """Inside a flow run: start the cluster ``params`` names and run the block's tasks there, with
+    NumPy's huge-page advice in this process as ``params.numpy_huge_pages`` says (the earlier setting
+    comes back after the block; :func:`tasks.threads.numpy_page_advice`)."""
+    from tasks.threads import numpy_page_advice
+
+    with numpy_page_advice(params.numpy_huge_pages), dask_cluster(params) as runner, tasks_on(runner):
         yield runner
 
 

@@ -48,9 +48,7 @@ import hashlib
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -89,7 +87,7 @@ from tasks.store import (
     require,
     write_variables,
 )
-from tasks.threads import thread_budget
+from tasks.threads import numpy_page_advice, thread_budget
 from tasks.window import select_window
 
 __all__ = [
@@ -287,45 +285,10 @@ def detect_displays(
     n_positive : int
         Positive segments over all levels.
     """
-    with _small_pages():
+    with numpy_page_advice(False):  # see tasks.threads.numpy_page_advice (a flow's own setting wins)
         segments, thresholds, features = _segments_and_features(video, visible, params)
         mask, n_positive = classify_segments(model, features, segments, params.probability_threshold)
     return segments, thresholds, mask, n_positive
-
-
-_PAGES_LOCK = threading.Lock()
-_PAGES_USERS = [0, True]  # calls inside _small_pages, NumPy's setting before the first of them
-
-
-@contextmanager
-def _small_pages() -> Iterator[None]:
-    """NumPy's transparent-huge-page advice switched off while the stage runs (restored after the last call in flight).
-
-    NumPy advises the kernel to back every array of 4 MiB or more with 2 MiB pages
-    (``madvise(MADV_HUGEPAGE)``).  The stage makes about 0.5 GB of short-lived arrays
-    per window, and on a machine whose free memory is fragmented the kernel compacts
-    memory synchronously to find each huge page: the first call on the steady window
-    spent 2.1-2.3 s of system time that way, against 0.3 s with 4 KiB pages (same
-    results: it changes where the bytes live, not the bytes).  A process-wide NumPy
-    switch, so a counter keeps it off until the last concurrent call has returned.
-    """
-    from numpy._core import multiarray
-
-    setter = getattr(multiarray, "_set_madvise_hugepage", None)
-    if setter is None:  # another NumPy: nothing to switch
-        yield
-        return
-    with _PAGES_LOCK:
-        if _PAGES_USERS[0] == 0:
-            _PAGES_USERS[1] = setter(False)
-        _PAGES_USERS[0] += 1
-    try:
-        yield
-    finally:
-        with _PAGES_LOCK:
-            _PAGES_USERS[0] -= 1
-            if _PAGES_USERS[0] == 0:
-                setter(_PAGES_USERS[1])
 
 
 def _segments_and_features(

@@ -175,6 +175,29 @@ def seceded():
 
 
 
+class NumpyPageAdvice(WorkerPlugin):
+    """Dask worker plugin: NumPy's huge-page advice set as ``ExecutionParams.numpy_huge_pages`` says.
+
+    Local worker processes fork from a process that has imported NumPy already, so the
+    ``NUMPY_MADVISE_HUGEPAGE`` variable cannot reach them: the plugin sets NumPy's switch in each
+    worker process.  Workers of an in-process cluster are left alone (the flow sets its own process:
+    :func:`tasks.threads.numpy_page_advice`).  Registering it again (a later flow on a shared
+    cluster) replaces it, so the latest flow's setting holds.
+    """
+
+    def __init__(self, huge: bool = False) -> None:
+        self.huge = huge
+
+    def setup(self, worker) -> None:
+        if worker_process_threads(worker) is None:
+            return
+        from tasks.threads import _numpy_page_setter
+
+        setter = _numpy_page_setter()
+        if setter is not None:
+            setter(self.huge)
+
+
 class PinnedThreads(WorkerPlugin):
     """Dask worker plugin: OpenCV's and the BLAS/OpenMP thread pools get as many threads as the worker.
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: The environment variable NumPy reads when it is imported: "0" = no huge-page advice for its arrays.
+NUMPY_HUGE_PAGES_ENV = "NUMPY_MADVISE_HUGEPAGE"
 
 
 def thread_budget() -> int:
@@ -50,3 +56,46 @@ def pin_codec_threads(codec_context) -> None:
     n = worker_threads()
     if n is not None:
         codec_context.thread_count = n
+
+
+_PAGES_LOCK = threading.Lock()
+_PAGES = {"users": 0, "before": None}  # blocks inside numpy_page_advice, NumPy's setting before the first
+
+
+def _numpy_page_setter():
+    """NumPy's switch of its huge-page advice (returns the previous setting), or None in a NumPy without one."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # NumPy 1.x
+        from numpy.core import multiarray
+    return getattr(multiarray, "_set_madvise_hugepage", None)
+
+
+@contextmanager
+def numpy_page_advice(huge: bool) -> Iterator[None]:
+    """NumPy's transparent-huge-page advice set to ``huge`` in this process while the block runs.
+
+    NumPy asks the kernel (``madvise(MADV_HUGEPAGE)``) to back every array of 4 MiB or more with
+    2 MiB pages.  The pipeline makes many short-lived arrays of that size, and where the kernel's
+    THP ``defrag`` setting is ``madvise`` (the common default) and free memory is fragmented, each
+    such page fault compacts memory synchronously: a steady 640x360 run spent 9.9-11.3 s of system
+    time with the advice and 3.4-3.8 s without, with the same user time and the same results (only
+    where the bytes live changes).  The setting is process-wide, so blocks may nest or overlap in
+    threads: the first to enter sets it, the last to leave restores the earlier one (an overlapping
+    block that asks for the other setting does not change it meanwhile).
+    """
+    setter = _numpy_page_setter()
+    if setter is None:
+        yield
+        return
+    with _PAGES_LOCK:
+        if _PAGES["users"] == 0:
+            _PAGES["before"] = setter(huge)
+        _PAGES["users"] += 1
+    try:
+        yield
+    finally:
+        with _PAGES_LOCK:
+            _PAGES["users"] -= 1
+            if _PAGES["users"] == 0:
+                setter(_PAGES["before"])

@@ -268,3 +268,38 @@ def test_a_flow_run_sends_its_heartbeats_and_its_end_does_not_wait_for_the_next_
                 break
             time.sleep(0.25)
     assert {e.resource.id for e in events} == {f"prefect.flow-run.{i}" for i in ids}
+
+
+@task
+def page_advice_here() -> tuple[bool, int]:
+    import os
+
+    from numpy._core import multiarray
+
+    return multiarray._get_madvise_hugepage(), os.getpid()
+
+
+@flow
+@runs_on_cluster(lambda arguments: ExecutionParams(n_workers=1, threads_per_worker=1, processes=True))
+def page_advice_flow() -> tuple[bool, tuple[bool, int]]:
+    from numpy._core import multiarray
+
+    return multiarray._get_madvise_hugepage(), page_advice_here.submit().result()
+
+
+def test_a_flow_runs_without_numpys_huge_page_advice_in_its_process_and_its_workers(prefect_harness):
+    """``ExecutionParams.numpy_huge_pages`` (False by default) holds in the flow's process while the
+    flow runs and in its local worker processes (which fork from a process that imported NumPy with
+    the advice on); the test process gets its earlier setting back."""
+    import os
+
+    from numpy._core import multiarray
+
+    earlier = multiarray._set_madvise_hugepage(True)
+    try:
+        in_flow, (in_worker, worker_pid) = page_advice_flow()
+        assert worker_pid != os.getpid()
+        assert in_flow is False and in_worker is False
+        assert multiarray._get_madvise_hugepage() is True
+    finally:
+        multiarray._set_madvise_hugepage(earlier)

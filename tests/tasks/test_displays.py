@@ -179,26 +179,6 @@ def test_default_model_does_not_lean_on_vertical_position():
     assert min(heights) < 0.3 and max(heights) > 0.7  # displays high and low in the frame
 
 
-def test_numpys_huge_page_advice_is_off_only_while_a_stage_call_runs():
-    from numpy._core import multiarray
-
-    from tasks.displays import _small_pages
-
-    earlier = multiarray._set_madvise_hugepage(True)
-    try:
-        with _small_pages():
-            assert multiarray._get_madvise_hugepage() is False
-            with _small_pages():  # a second call in flight (corpus items share the process)
-                assert multiarray._get_madvise_hugepage() is False
-            assert multiarray._get_madvise_hugepage() is False  # the first is still running
-        assert multiarray._get_madvise_hugepage() is True
-        with pytest.raises(RuntimeError), _small_pages():
-            raise RuntimeError("a failing stage restores it too")
-        assert multiarray._get_madvise_hugepage() is True
-    finally:
-        multiarray._set_madvise_hugepage(earlier)
-
-
 def test_stage_uses_only_public_helpers():
     import ast
 
@@ -353,3 +333,29 @@ def test_flow_finds_unseen_displays_and_keeps_the_facade_still(prefect_harness, 
     assert "displays" in read_attrs(tmp_path / "out" / N.STORE_NAME)["stages"]
     data = json.loads((tmp_path / "out" / N.RESULT_NAME).read_text())
     assert data["masks"]["display"] == int(mask.sum())
+
+
+def test_detect_displays_runs_without_numpys_huge_page_advice_and_restores_it(monkeypatch):
+    from numpy._core import multiarray
+
+    import tasks.displays as displays
+
+    seen = []
+    original = displays._segments_and_features
+
+    def recording(*args, **kwargs):
+        seen.append(multiarray._get_madvise_hugepage())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(displays, "_segments_and_features", recording)
+    params = DisplayParams()
+    model, _, _ = displays.load_display_model(params)
+    rng = np.random.default_rng(3)
+    video = rng.integers(0, 256, (12, 40, 48, 3), dtype=np.uint8)
+    earlier = multiarray._set_madvise_hugepage(True)
+    try:
+        displays.detect_displays(video, np.ones(video.shape[:3], bool), model, params)
+        assert seen == [False]
+        assert multiarray._get_madvise_hugepage() is True
+    finally:
+        multiarray._set_madvise_hugepage(earlier)

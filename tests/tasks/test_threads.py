@@ -51,3 +51,53 @@ def test_a_one_thread_worker_decodes_on_one_thread():
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             assert client.submit(_decoder_thread_count, str(clip), pure=False).result() == 1
+
+
+def _numpy_huge_pages_now() -> bool:
+    """NumPy's current huge-page advice."""
+    from numpy._core import multiarray
+
+    return multiarray._get_madvise_hugepage()
+
+
+def test_numpy_page_advice_holds_while_any_block_runs_and_restores_the_earlier_setting():
+    import threading
+
+    from tasks.threads import _numpy_page_setter, numpy_page_advice
+
+    setter = _numpy_page_setter()
+    assert setter is not None, "the pinned NumPy has its huge-page switch"
+    earlier = setter(True)
+    try:
+        with numpy_page_advice(False):
+            assert _numpy_huge_pages_now() is False
+            inside, leave = threading.Event(), threading.Event()
+
+            def other_block():
+                with numpy_page_advice(False):
+                    inside.set()
+                    leave.wait(10)
+
+            thread = threading.Thread(target=other_block)
+            thread.start()
+            assert inside.wait(10)
+        # the first block has ended, the other thread's is still running: still off
+        assert _numpy_huge_pages_now() is False
+        leave.set()
+        thread.join(10)
+        assert _numpy_huge_pages_now() is True  # the setting from before the first block
+        with numpy_page_advice(True), numpy_page_advice(False):  # nested: the outer block's setting holds
+            assert _numpy_huge_pages_now() is True
+        setter(False)
+        with numpy_page_advice(True):
+            assert _numpy_huge_pages_now() is True
+        assert _numpy_huge_pages_now() is False
+        setter(True)
+        try:
+            with numpy_page_advice(False):
+                raise RuntimeError("a failing block restores it too")
+        except RuntimeError:
+            pass
+        assert _numpy_huge_pages_now() is True
+    finally:
+        setter(earlier)
