@@ -140,7 +140,7 @@ def _run_pipeline(source: Path, out: Path, config, existing) -> None:
     known = _known_errors()
     console = Console(stderr=True)
     try:
-        preflight(source, config.ingest, 2 * config.cyclicity.tau + 2)
+        preflight(source, config.ingest, config.cyclicity.min_window_frames)
         if config.render3d.enabled and config.render3d.path_file is not None:
             from tasks.render3d import read_path_file
 

@@ -164,7 +164,7 @@ def item_stages(source: str, out_dir: str, config: PipelineConfig) -> Cinemagrap
 def run_stages(src: Path, out: Path, config: PipelineConfig, run: StageRunner) -> CinemagraphResult:
     """Every stage of ``config`` on ``src`` (through ``run``), result.json written; the flow's body."""
     store = str(out / N.STORE_NAME)
-    min_frames = 2 * config.cyclicity.tau + 2  # the cyclicity score needs a cyclic band
+    min_frames = config.cyclicity.min_window_frames  # the cyclicity score needs a cyclic band
     ingested = run("ingest", ingest_video, str(src), store, config.ingest, min_frames)
     shots = run("shots", find_shots_task, str(src), store, config.ingest, config.window)
     window = run("window", select_window_task, store, config.window, min_frames)

@@ -36,7 +36,7 @@ from flows.execution import (
     tasks_on,
     worker_addresses,
 )
-from flows.make_cinemagraph import make_cinemagraph
+from flows.make_cinemagraph import STAGES, make_cinemagraph
 from flows.make_endless_loop import make_still_item, still_item_plan
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
@@ -154,8 +154,8 @@ def _from_result(plan: ItemPlan, status: str, result: dict, seconds: float) -> I
     )
 
 
-#: The stages of the aligned window, in the order the pipeline runs them (``run_stages``).
-_ALIGN_STAGES = ("ingest", "shots", "window", "motion", "sfm", "depth", "warp")
+#: The stages up to the aligned window, in the order the pipeline runs them (``run_stages``).
+_ALIGN_STAGES = STAGES[: STAGES.index("cyclicity")]
 
 
 def _loop_stages(config: PipelineConfig) -> tuple[str, ...]:
@@ -168,7 +168,7 @@ def _stage_digest(stage: str, source: str, store: str, config: PipelineConfig, m
     digests = {
         "ingest": lambda: ingest_digest(source, config.ingest, hw),
         "shots": lambda: shots_digest(store, source, config.ingest, config.window),
-        "window": lambda: window_digest(store, config.window, 2 * config.cyclicity.tau + 2),
+        "window": lambda: window_digest(store, config.window, config.cyclicity.min_window_frames),
         "motion": lambda: motion_digest(store, a),
         "sfm": lambda: sfm_digest(store, a),
         "depth": lambda: depth_digest(store, a),

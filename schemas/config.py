@@ -305,6 +305,11 @@ class CyclicityParams(_Model):
         "passing car, a limb or misaligned texture moves (0.26-0.49 on bikes.mp4); None = no veto.",
     )
 
+    @property
+    def min_window_frames(self) -> int:
+        """The fewest frames the cyclicity score is defined on (2 tau + 2): the smallest usable window."""
+        return 2 * self.tau + 2
+
 
 class RenderParams(_Model):
     """Looping of the animated regions and the output files."""

@@ -376,7 +376,7 @@ def annotated_clip_rows(
     store = Path(work_dir) / (source.stem + ".zarr")
     try:
         ingest(source, store, config.ingest)
-        select_window(str(store), config.window, 2 * config.cyclicity.tau + 2)
+        select_window(str(store), config.window, config.cyclicity.min_window_frames)
         ds = open_store(store)
         video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
         truth = annotation_mask(clip, base_dir, video.shape[1:3])
@@ -419,7 +419,7 @@ def negative_clip_rows(
             n_frames = open_store(store)[N.FRAMES].shape[0] if n_frames is None else n_frames
             reference = min(int(n_frames * (i + 1) / (int(n_windows) + 1)), n_frames - 1)
             window = config.window.model_copy(update={"reference_index": reference})
-            select_window(str(store), window, 2 * config.cyclicity.tau + 2)
+            select_window(str(store), window, config.cyclicity.min_window_frames)
             ds = open_store(store)
             video, visible = dask.compute(ds[N.WARPED].data, ds[N.VISIBLE].data)
             truth = np.zeros(video.shape[1:3], bool)

@@ -855,7 +855,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
             else:
                 a, b = display_interval(n_window, ref_local, render.display_frames)
                 s = 0.0
-                if b - a >= 2 * cyclicity.tau + 2:
+                if b - a >= cyclicity.min_window_frames:
                     s = float(
                         dft_cyclicity(
                             signals[r - 1 : r, a:b], tau=cyclicity.tau, min_length=b - a, eps=cyclicity.eps

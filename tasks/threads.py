@@ -8,9 +8,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-#: The environment variable NumPy reads when it is imported: "0" = no huge-page advice for its arrays.
-NUMPY_HUGE_PAGES_ENV = "NUMPY_MADVISE_HUGEPAGE"
-
 
 def thread_budget() -> int:
     """Threads a stage may use for its own inner parallelism (Dask's threaded scheduler, OpenCV).
