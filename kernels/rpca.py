@@ -22,8 +22,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
+from kernels._blas import gemm_rows, syrk_rows
 from kernels._jit import jit
 
 __all__ = ["RPCAResult", "display_lambda", "rpca_apg", "DEFAULT_GAMMA"]
@@ -140,6 +142,152 @@ def _stopping_norms(P, G, A_new, E_new):
             s2 += s * s
             x2 += a * a + e * e
     return 2.0 * s2, x2
+
+
+#: Columns per block of the fused Gram iteration (:func:`_apg_gram_fused`).
+GRAM_BLOCK = 4096
+
+
+@jit
+def _gradient_block(P, A, A_prev, E, E_prev, beta, thresh, G, j0, j1):
+    """:func:`_gradient_and_shrink` on the columns ``j0:j1`` (row slices: contiguous inner loops)."""
+    for i in range(P.shape[0]):
+        p = P[i, j0:j1]
+        a = A[i, j0:j1]
+        ap = A_prev[i, j0:j1]
+        e = E[i, j0:j1]
+        ep = E_prev[i, j0:j1]
+        g = G[i, j0:j1]
+        for j in range(j1 - j0):
+            ya = a[j] + beta * (a[j] - ap[j])
+            ye = e[j] + beta * (e[j] - ep[j])
+            ga = 0.5 * (ya - ye + p[j])
+            g[j] = ga
+            ge = p[j] - ga
+            if ge > thresh:
+                ep[j] = ge - thresh
+            elif ge < -thresh:
+                ep[j] = ge + thresh
+            else:
+                ep[j] = 0.0
+
+
+@jit
+def _stopping_block(P, G, A_new, E_new, j0, j1):
+    """:func:`_stopping_norms`' two sums (without the factor 2) over the columns ``j0:j1``."""
+    s2 = 0.0
+    x2 = 0.0
+    for i in range(P.shape[0]):
+        p = P[i, j0:j1]
+        g = G[i, j0:j1]
+        an = A_new[i, j0:j1]
+        en = E_new[i, j0:j1]
+        for j in range(j1 - j0):
+            a = an[j]
+            e = en[j]
+            s = 2.0 * g[j] - p[j] - a + e
+            s2 += s * s
+            x2 += a * a + e * e
+    return s2, x2
+
+
+@jit
+def _gram_shrinker(gram, tau, W, Ukt, scaled):
+    """SVT factors from ``gram = G G^T`` (lower triangle filled): the number ``r`` of singular values above
+    ``tau``; ``Ukt[:r]`` (their left vectors as rows) and ``scaled[:, :r]`` (the vectors times
+    ``1 - tau / s``); and, when ``2 r >= m``, ``W = scaled Ukt`` (m x m) so that ``SVT(G) = W G``."""
+    m = gram.shape[0]
+    for i in range(m):
+        for j in range(i + 1, m):
+            gram[i, j] = gram[j, i]
+    w, U = np.linalg.eigh(gram)  # ascending
+    r = 0
+    for i in range(m):
+        if math.sqrt(max(w[i], 0.0)) > tau:
+            r += 1
+    for j in range(r):
+        c = m - r + j
+        f = 1.0 - tau / math.sqrt(max(w[c], 0.0))
+        for i in range(m):
+            Ukt[j, i] = U[i, c]
+            scaled[i, j] = U[i, c] * f
+    if r > 0 and 2 * r >= m:
+        W[:, :] = np.ascontiguousarray(scaled[:, :r]) @ np.ascontiguousarray(Ukt[:r])
+    return r
+
+
+@jit
+def _apg_gram_fused(P, lam, tol, max_iter, eta, mu, mu_bar, block):
+    """The APG loop of :func:`rpca_apg` with the Gram SVT, for a wide ``P`` (m <= n), in one GIL-free call.
+
+    Same iterates as the Python loop with ``svd="gram"`` up to rounding (the Gram matrix is summed block by
+    block).  One pass over the columns per iteration: for each block of ``block`` columns, ``A_{k+1} = SVT(G_k)``
+    (from the factors of the previous Gram matrix), the stopping sums of iteration ``k`` and then iteration
+    ``k + 1``'s gradient step and its Gram contribution.  Returns ``(A, E, n_iter, converged)``.
+    """
+    m, n = P.shape
+    A = np.zeros_like(P)
+    A_prev = np.zeros_like(P)
+    E = np.zeros_like(P)
+    E_prev = np.zeros_like(P)
+    G = np.empty_like(P)
+    gram = np.zeros((m, m))
+    W = np.empty((m, m))
+    Ukt = np.empty((m, m))
+    scaled = np.empty((m, m))
+    T = np.empty((m, block))
+    si = np.empty(8, np.int32)
+    sf = np.empty(2)
+    # iteration 0's gradient step (A_0 = A_-1 = E_0 = E_-1 = 0, beta_0 = 0) and Gram matrix
+    for j0 in range(0, n, block):
+        j1 = min(n, j0 + block)
+        _gradient_block(P, A, A_prev, E, E_prev, 0.0, lam * mu / 2.0, G, j0, j1)
+        syrk_rows(G[:, j0:j1], gram, j0 > 0, si, sf)
+    E, E_prev = E_prev, E
+    # loop invariant at iteration k: G = G_k with its Gram matrix, A = A_k, A_prev = A_{k-1},
+    # E = E_{k+1} (from G_k), E_prev = E_k; t = t_k, mu = mu_k
+    t = 1.0
+    k = 0
+    converged = False
+    while True:
+        r = _gram_shrinker(gram, mu / 2.0, W, Ukt, scaled)
+        at_floor = mu <= mu_bar
+        t_next = (1.0 + math.sqrt(4.0 * t * t + 1.0)) / 2.0
+        mu_next = max(eta * mu, mu_bar)
+        beta_next = (t - 1.0) / t_next
+        last = k + 1 >= max_iter
+        s2 = 0.0
+        x2 = 0.0
+        for j0 in range(0, n, block):
+            j1 = min(n, j0 + block)
+            # A_{k+1} = SVT(G_k) on this block, into A_prev (A_{k-1} is no longer needed)
+            if r == 0:
+                A_prev[:, j0:j1] = 0.0
+            elif 2 * r < m:
+                # few kept values: two thin products, as _svt_gram
+                gemm_rows(Ukt[:r], G[:, j0:j1], T[:r, : j1 - j0], si, sf)
+                gemm_rows(scaled[:, :r], T[:r, : j1 - j0], A_prev[:, j0:j1], si, sf)
+            else:
+                gemm_rows(W, G[:, j0:j1], A_prev[:, j0:j1], si, sf)
+            if at_floor:
+                a2, b2 = _stopping_block(P, G, A_prev, E, j0, j1)
+                s2 += a2
+                x2 += b2
+            if not last:
+                # iteration k + 1: G_{k+1} over G_k, E_{k+2} over E_k
+                _gradient_block(P, A_prev, A, E, E_prev, beta_next, lam * mu_next / 2.0, G, j0, j1)
+                syrk_rows(G[:, j0:j1], gram, j0 > 0, si, sf)
+        A, A_prev = A_prev, A
+        k += 1
+        if at_floor and math.sqrt(2.0 * s2) <= 2.0 * tol * max(1.0, math.sqrt(x2)):
+            converged = True
+            break
+        if last:
+            break
+        E, E_prev = E_prev, E
+        t = t_next
+        mu = mu_next
+    return A, E, k, converged
 
 
 # --------------------------------------------------------------------------
@@ -511,6 +659,16 @@ def rpca_apg(
 
     mu = 0.99 * norm2
     mu_bar = mu_ratio * mu
+    if svt is _svt_gram and m <= n and not numba.config.DISABLE_JIT:
+        A, E, k, converged = _apg_gram_fused(P, lam, tol, max_iter, eta, mu, mu_bar, GRAM_BLOCK)
+    else:
+        A, E, k, converged = _apg_loop(P, lam, tol, max_iter, eta, mu, mu_bar, svt)
+    return RPCAResult(A, E, int(k), bool(converged))
+
+
+def _apg_loop(P, lam, tol, max_iter, eta, mu, mu_bar, svt):
+    """The APG loop of :func:`rpca_apg` in Python, with any SVT callable ``svt(G, tau, out) -> rank``;
+    returns ``(A, E, n_iter, converged)``."""
     A = np.zeros_like(P)
     A_prev = np.zeros_like(P)
     E = np.zeros_like(P)
@@ -535,4 +693,4 @@ def rpca_apg(
             break
         t_prev, t = t, (1.0 + math.sqrt(4.0 * t * t + 1.0)) / 2.0
         mu = max(eta * mu, mu_bar)
-    return RPCAResult(A, E, k, converged)
+    return A, E, k, converged

@@ -272,3 +272,81 @@ def test_display_lambda():
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="gamma"):
             display_lambda(bad)
+
+
+# ------------------------------------------- the fused, GIL-free Gram loop
+
+
+def _python_gram_loop(P, lam, tol, max_iter, eta, mu_ratio):
+    """rpca_apg's Python loop with the Gram SVT (what the fused kernel replaces), from the same start."""
+    from kernels.rpca import _apg_loop, _spectral_norm, _svt_gram
+
+    mu = 0.99 * _spectral_norm(P, np.random.default_rng(0))
+    return mu, _apg_loop(P, lam, tol, max_iter, eta, mu, mu_ratio * mu, _svt_gram)
+
+
+def _display_like(m, n, rank, seed, flashes=0.02):
+    rng = np.random.default_rng(seed)
+    P = np.clip(rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n)) * 20 + 128, 0, 255)
+    P[rng.random(P.shape) < flashes] = 255.0
+    return P - np.median(P, axis=0)
+
+
+@pytest.mark.parametrize(
+    "P,lam,max_iter",
+    [
+        (_display_like(40, 301, 3, 0), 0.0125, 300),  # few kept values: the thin products
+        (_display_like(40, 301, 30, 1), 0.005, 300),  # many kept values: the m x m shrink matrix
+        (_display_like(40, 301, 30, 1), 0.005, 1),  # stopped after one iteration (not converged)
+        (_display_like(40, 301, 30, 1), 0.005, 7),
+        (np.pad(np.diag([80.0, -30.0, 5.0]), ((0, 27), (0, 37))), 1 / math.sqrt(40), 300),  # nothing kept
+        (_display_like(12, 12, 2, 2), 0.02, 300),  # square
+        (_display_like(3, 50, 1, 3), 0.02, 300),
+    ],
+    ids=["thin", "shrink", "one-iteration", "seven-iterations", "rank-zero", "square", "three-rows"],
+)
+@pytest.mark.parametrize("block", [1, 7, 64, 301, 4096])
+def test_fused_gram_loop_follows_the_python_loop(P, lam, max_iter, block):
+    from kernels.rpca import _apg_gram_fused
+
+    P = np.ascontiguousarray(P, dtype=np.float64)
+    mu, (a, e, k, conv) = _python_gram_loop(P, lam, 1e-5, max_iter, 0.9, 1e-4)
+    A, E, k2, conv2 = _apg_gram_fused(P, lam, 1e-5, max_iter, 0.9, mu, 1e-4 * mu, block)
+    assert (k2, conv2) == (k, conv)
+    assert k == max_iter or conv
+    scale = np.abs(P).max()
+    # the Gram matrix is summed block by block: the same iterates up to rounding
+    np.testing.assert_allclose(A, a, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(E, e, rtol=0, atol=1e-9 * scale)
+
+
+def test_rpca_apg_uses_the_fused_loop_for_wide_gram_problems_only(monkeypatch):
+    import kernels.rpca as K
+
+    calls = []
+    real = K._apg_gram_fused
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(K, "_apg_gram_fused", spy)
+    P = _display_like(20, 90, 4, 5)
+    wide = rpca_apg(P, 0.01, svd="gram")
+    tall = rpca_apg(P.T, 0.01, svd="gram")
+    rpca_apg(P, 0.01, svd="full")
+    assert calls == [(20, 90)]
+    # transposing the problem transposes the solution (the programme is symmetric)
+    assert tall.n_iter == wide.n_iter
+    np.testing.assert_allclose(tall.low_rank, wide.low_rank.T, rtol=0, atol=1e-8 * np.abs(P).max())
+
+
+def test_fused_loop_on_a_band_wider_than_a_block_matches_the_exact_svd():
+    from kernels.rpca import GRAM_BLOCK
+
+    P = _display_like(50, GRAM_BLOCK * 2 + 123, 12, 6)
+    kw = dict(tol=1e-5, max_iter=300, mu_ratio=1e-4)
+    gram = rpca_apg(P, display_lambda(), svd="gram", **kw)
+    full = rpca_apg(P, display_lambda(), svd="full", **kw)
+    assert gram.converged and gram.n_iter == full.n_iter
+    assert np.abs(gram.low_rank - full.low_rank).max() < 1e-6 * np.abs(P).max()
