@@ -13,7 +13,10 @@ render stage (:func:`tasks.render.render_loop`) runs once with the chain off
 the defaults (chain on), on dask's default threaded scheduler.  Sub-step times
 are those the stage reports (``RenderResult.steps``): in-paint, stabilise and
 RPCA are task times summed over regions (regions run in parallel), "chain" is
-their wall time.
+the wall time until the chains of the regions that are not display segments are
+done (the display segments' chains finish during "signals" and "composite" on a
+cluster; on dask's default threaded scheduler, as here, all chains finish in
+"chain").
 """
 
 from __future__ import annotations

@@ -251,8 +251,9 @@ class RenderResult(_Result):
     steps: dict[str, float] = Field(
         default_factory=dict,
         description="Wall time of the render's sub-steps (seconds): inpaint, stabilise and rpca summed over "
-        "regions (task time, run in parallel), chain (wall time of the region chains), signals, composite, "
-        "range_check, quality.",
+        "regions (task time, run in parallel), chain (wall time until the chains the loop's timing needs are done: "
+        "all but the display segments'), signals, composite (the display segments' chains finish during "
+        "signals and composite, on a cluster), range_check, quality.",
     )
     range_fallback_pixels: int = Field(
         0,

@@ -70,6 +70,16 @@ Looping (documented choice):
 * Edges are feathered inside the mask only: outside ``animated_mask`` every
   output pixel equals the reference frame exactly.
 
+Scheduling (on a Dask cluster; documented choice): the chains are submitted first and run while the
+stage goes on.  The preparations (in-painting, stabilisation) come first, then the RPCA tasks, largest
+first.  The loop's timing needs only the regions that are not display segments (a display plays the
+rule's interval), so the render waits for their chains only, then times the loop, writes the masks and
+sends the composite tiles, all in its own thread (dask's synchronous scheduler: nothing it computes
+queues behind the RPCA tasks).  Tiles without a display segment fill the cores' gaps while RPCA runs
+(their priority is below every RPCA task's); a display segment's tiles follow its last RPCA task, and
+its score (of its processed luminance) is taken at the end.  The output is the same as computing the
+steps one after another.
+
 Quality figures (:class:`schemas.results.LoopQuality`, per region in
 :class:`schemas.results.RegionLoop`): seam and stillness of the loop, and the
 flicker ratio of each region -- the mean absolute second temporal difference
@@ -474,10 +484,11 @@ def region_chain_graph(video, visible, mask: np.ndarray, kind: str, reference: i
     """Delayed :class:`ChainOutput` of one region: a preparation task, then (display segments with
     ``rpca``) one RPCA task per band of rows and colour channel, which run in parallel.
 
-    Priorities (used by a Dask cluster): preparations first, then the RPCA tasks largest first, so the
-    small ones fill the workers' last gaps (a band's cost grows with its pixel count)."""
+    Priorities (used by a Dask cluster): preparations (every region's) first, then the RPCA tasks largest
+    first, so the small ones fill the workers' last gaps (a band's cost grows with its pixel count)."""
     if kind != DISPLAY or not params.rpca or not mask.any():
-        return dask.delayed(prepare_region, pure=True)(video, visible, mask, kind, reference, params)
+        with dask.annotate(priority=PREPARE_PRIORITY):
+            return dask.delayed(prepare_region, pure=True)(video, visible, mask, kind, reference, params)
     with dask.annotate(priority=PREPARE_PRIORITY):
         prepared = dask.delayed(prepare_display, pure=True)(video, visible, mask, reference, params)
     bands = row_bands(mask, params.rpca_tile_pixels)
@@ -773,6 +784,15 @@ def reference_in_window(store, ds: xr.Dataset, n_window: int) -> int:
     return n_window // 2
 
 
+def display_score(signal: np.ndarray, interval: tuple[int, int], cyclicity: CyclicityParams) -> float:
+    """Cyclicity score of a display segment's mean luminance ``signal`` (T,) over its played ``interval``
+    (0 when the interval is too short for the kernel)."""
+    a, b = interval
+    if b - a < cyclicity.min_window_frames:
+        return 0.0
+    return float(dft_cyclicity(signal[None, a:b], tau=cyclicity.tau, min_length=b - a, eps=cyclicity.eps)[0][0])
+
+
 def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) -> RenderResult:
     """Compute and write ``animated_mask``, ``loop_regions`` and ``loop``; record the stage."""
     t_start = time.perf_counter()
@@ -790,119 +810,136 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
     n_window, height, width = warped.shape[:3]
     ref_local = reference_in_window(store, ds, n_window)
     with cluster_compute(), threadpool_limits(limits=1, user_api="blas"):
-        # ---- which regions need the chain, on which crops
+        # ---- which regions need the chain, on which crops.  The processed crops stay where they were
+        # computed (on a cluster, in its workers): only their summaries and mean luminance come here, and
+        # the tasks that use the crops read them there.  On a cluster ``persist`` returns at once: what
+        # follows up to the composite runs while the chains do (see "Scheduling" above); the display
+        # segments' chains (the long ones) start before the in-painting holes are even counted.
         t0 = time.perf_counter()
+        boxes = ndimage.find_objects(regions)
+
+        def crop(r: int) -> tuple[slice, slice]:
+            ys, xs = boxes[r - 1]
+            c = render.context_px
+            return slice(max(ys.start - c, 0), min(ys.stop + c, height)), slice(max(xs.start - c, 0), min(xs.stop + c, width))
+
+        def persist_chains(labels: list[int]) -> dict:
+            graphs = []
+            for r in labels:
+                ys, xs = crop(r)
+                vis = None if visible is None or not render.inpaint else visible[:, ys, xs]
+                graphs.append(
+                    region_chain_graph(warped[:, ys, xs, :], vis, regions[ys, xs] == r, kinds[r - 1], ref_local, render)
+                )
+            return dict(zip(labels, dask.persist(*graphs), strict=True)) if labels else {}
+
+        always = render.stabilise or render.rpca
+        chains = persist_chains([r for r in range(1, n_regions + 1) if kinds[r - 1] == DISPLAY and always])
         holes = np.zeros(n_regions + 1)
         if render.inpaint and visible is not None and n_regions:
-            invisible = (~visible).sum(axis=0).compute()
+            invisible = (~visible).sum(axis=0).compute(scheduler="sync")  # here, not behind the display chains
             holes = np.bincount(regions.ravel(), weights=invisible.ravel(), minlength=n_regions + 1)
-        boxes = ndimage.find_objects(regions)
-        chained: dict[int, tuple[slice, slice]] = {}
-        for r in range(1, n_regions + 1):
-            needs = holes[r] > 0 or (kinds[r - 1] == DISPLAY and (render.stabilise or render.rpca))
-            if needs:
-                ys, xs = boxes[r - 1]
-                c = render.context_px
-                chained[r] = (
-                    slice(max(ys.start - c, 0), min(ys.stop + c, height)),
-                    slice(max(xs.start - c, 0), min(xs.stop + c, width)),
-                )
-        tasks = []
-        for r, (ys, xs) in chained.items():
-            vis = None if visible is None or not render.inpaint else visible[:, ys, xs]
-            mask = regions[ys, xs] == r
-            tasks.append(region_chain_graph(warped[:, ys, xs, :], vis, mask, kinds[r - 1], ref_local, render))
-        # the processed crops stay where they were computed (on a cluster, in its workers): only their
-        # summaries and mean luminance come here, and the tasks that use the crops read them there
-        chains = dict(zip(chained, dask.persist(*tasks), strict=True)) if tasks else {}
+        chains.update(persist_chains([r for r in range(1, n_regions + 1) if r not in chains and holes[r] > 0]))
+        chained = {r: crop(r) for r in sorted(chains)}
         videos = {r: chain.video for r, chain in chains.items()}
-        summaries = [dask.delayed(chain_summary)(chains[r], regions[ys, xs] == r) for r, (ys, xs) in chained.items()]
-        outputs = dict(zip(chained, dask.compute(*summaries), strict=True))
+        # the regions the loop's timing needs come here whole (their chains run first): all but the display
+        # segments, whose interval is the rule's
+        timed = [r for r in chained if kinds[r - 1] != DISPLAY]
+        timed_chains = dict(zip(timed, dask.compute(*[chains[r] for r in timed]), strict=True))
+        outputs = {r: chain_summary(timed_chains[r], regions[ys, xs] == r) for r, (ys, xs) in chained.items() if r in timed}
         steps["chain"] = time.perf_counter() - t0
-        for key in ("inpaint", "stabilise", "rpca"):
-            steps[key] = sum(o.chain.seconds[key] for o in outputs.values())
 
-        # ---- intervals: cyclic regions by their mean luminance, displays by the rule
+        # ---- intervals: cyclic regions by their mean luminance, displays by the rule.  This thread's own
+        # computations run here (not queued on a cluster behind the display segments' RPCA tasks).  Dask's
+        # config is process-wide: the block computes only numpy inputs and the store, never the chains'
+        # futures, and the tasks running meanwhile (the chains) compute nothing themselves.
         t0 = time.perf_counter()
-        signals = np.zeros((n_regions, n_window))
-        if n_regions:
-            direct = regions.copy()
-            for r in chained:
-                direct[direct == r] = 0
-            if direct.any():
-                signals = region_signals(warped, direct, n_regions)
-            for r in chained:
-                signals[r - 1] = outputs[r].luminance
-        intervals: list[tuple[int, int]] = []
-        scores: list[float] = []
-        playbacks: list[str] = []
-        cyc = [r for r in range(1, n_regions + 1) if kinds[r - 1] == CYCLIC]
-        found = {}
-        if cyc:
-            score, interval, _ = dft_cyclicity(
-                signals[[r - 1 for r in cyc]],
-                tau=cyclicity.tau,
-                min_length=min_interval_length(n_window, cyclicity.min_interval_fraction),
-                eps=cyclicity.eps,
+        with dask.config.set(scheduler="sync"):
+            signals = np.zeros((n_regions, n_window))
+            if n_regions:
+                direct = regions.copy()
+                for r in chained:
+                    direct[direct == r] = 0
+                if direct.any():
+                    signals = region_signals(warped, direct, n_regions)
+                for r in timed:
+                    signals[r - 1] = outputs[r].luminance
+            intervals: list[tuple[int, int]] = []
+            playbacks: list[str] = []
+            cyc = [r for r in range(1, n_regions + 1) if kinds[r - 1] == CYCLIC]
+            found = {}
+            if cyc:
+                score, interval, _ = dft_cyclicity(
+                    signals[[r - 1 for r in cyc]],
+                    tau=cyclicity.tau,
+                    min_length=min_interval_length(n_window, cyclicity.min_interval_fraction),
+                    eps=cyclicity.eps,
+                )
+                found = {
+                    r: ((int(a), int(b)), float(s)) for r, (a, b), s in zip(cyc, interval, score, strict=True)
+                }
+            for r in range(1, n_regions + 1):
+                if kinds[r - 1] == CYCLIC:
+                    intervals.append(found[r][0])
+                    playbacks.append(REPEAT)
+                else:
+                    intervals.append(display_interval(n_window, ref_local, render.display_frames))
+                    playbacks.append(render.display_playback)
+            periods = [len(playback_sequence(a, b, p)) for (a, b), p in zip(intervals, playbacks, strict=True)]
+            # cyclic regions loop over whole periods (tasks.loop_timing); displays as above
+            plan = plan_for_render(
+                signals, intervals, kinds, periods, regions, warped,
+                {r: (ys, xs, timed_chains[r].video) for r, (ys, xs) in chained.items() if r in timed}, render,
+                tau=cyclicity.tau, min_frames=min_interval_length(n_window, cyclicity.min_interval_fraction),
+            )  # fmt: skip
+            if plan is not None:
+                for r, t in plan.timings.items():
+                    intervals[r - 1] = (t.start, t.stop)
+                    periods[r - 1] = t.stop - t.start
+            loop_frames = choose_loop_length(periods, render) if plan is None else plan.loop_frames
+            fa, fb, wb, fades = loop_tables(intervals, loop_frames, render.crossfade_frames, playbacks)
+            if plan is not None:
+                apply_plan(plan, fa, fb, wb, fades)
+            alpha = feather(animated, render.feather_px)
+            chunks2 = warped.chunks[1:3]
+            dims2 = (N.Y, N.X)
+            masks = xr.Dataset(
+                {
+                    N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
+                    LOOP_REGIONS: (dims2, da.from_array(regions, chunks=chunks2)),
+                }
             )
-            found = {
-                r: ((int(a), int(b)), float(s)) for r, (a, b), s in zip(cyc, interval, score, strict=True)
-            }
-        for r in range(1, n_regions + 1):
-            if kinds[r - 1] == CYCLIC:
-                (a, b), s = found[r]
-                playbacks.append(REPEAT)
-            else:
-                a, b = display_interval(n_window, ref_local, render.display_frames)
-                s = 0.0
-                if b - a >= cyclicity.min_window_frames:
-                    s = float(
-                        dft_cyclicity(
-                            signals[r - 1 : r, a:b], tau=cyclicity.tau, min_length=b - a, eps=cyclicity.eps
-                        )[0][0]
-                    )
-                playbacks.append(render.display_playback)
-            intervals.append((a, b))
-            scores.append(s)
-        periods = [len(playback_sequence(a, b, p)) for (a, b), p in zip(intervals, playbacks, strict=True)]
-        # cyclic regions loop over whole periods (tasks.loop_timing); displays as above
-        plan = plan_for_render(
-            signals, intervals, kinds, periods, regions, warped,
-            {r: (ys, xs, videos[r]) for r, (ys, xs) in chained.items()}, render,
-            tau=cyclicity.tau, min_frames=min_interval_length(n_window, cyclicity.min_interval_fraction),
-        )  # fmt: skip
-        if plan is not None:
-            for r, t in plan.timings.items():
-                intervals[r - 1] = (t.start, t.stop)
-                periods[r - 1] = t.stop - t.start
-        loop_frames = choose_loop_length(periods, render) if plan is None else plan.loop_frames
-        fa, fb, wb, fades = loop_tables(intervals, loop_frames, render.crossfade_frames, playbacks)
-        if plan is not None:
-            apply_plan(plan, fa, fb, wb, fades)
-        alpha = feather(animated, render.feather_px)
+            write_variables(masks, store)
+            # the loop's array (chunked like the tiles); the tile tasks fill it
+            blank = da.zeros(
+                (loop_frames, height, width, warped.shape[3]), dtype=np.uint8, chunks=(-1, *chunks2, -1)
+            )
+            write_variables(
+                xr.Dataset({N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), blank)}), store, compute=False
+            )
         steps["signals"] = time.perf_counter() - t0
 
-        # ---- composite and write
+        # ---- composite and write (the tiles without a display segment start while its RPCA still runs)
         t0 = time.perf_counter()
         crops = {r: (ys, xs, videos[r]) for r, (ys, xs) in chained.items()}
         tails = composite_graph(
             store, warped, visible, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb, intervals
         )
-        chunks2 = warped.chunks[1:3]
-        dims2 = (N.Y, N.X)
-        masks = xr.Dataset(
-            {
-                N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
-                LOOP_REGIONS: (dims2, da.from_array(regions, chunks=chunks2)),
-            }
-        )
-        write_variables(masks, store)
-        # the loop's array (chunked like the tiles); the tile tasks fill it
-        blank = da.zeros((loop_frames, height, width, warped.shape[3]), dtype=np.uint8, chunks=(-1, *chunks2, -1))
-        write_variables(xr.Dataset({N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), blank)}), store, compute=False)
-        tails = dask.compute(*tails)
+        late = [r for r in chained if r not in outputs]
+        summaries = [dask.delayed(chain_summary)(chains[r], regions[ys, xs] == r) for r, (ys, xs) in chained.items() if r in late]
+        done = dask.compute(*tails, *summaries)
+        tails = done[: len(tails)]
+        outputs.update(zip(late, done[len(tails) :], strict=True))
         figures = loop_figures(list(tails), chunks2[1], regions, warped.shape[3])
         steps["composite"] = time.perf_counter() - t0
+        for r in late:
+            signals[r - 1] = outputs[r].luminance
+        scores = [
+            found[r][1] if kinds[r - 1] == CYCLIC else display_score(signals[r - 1], intervals[r - 1], cyclicity)
+            for r in range(1, n_regions + 1)
+        ]
+        for key in ("inpaint", "stabilise", "rpca"):
+            steps[key] = sum(o.chain.seconds[key] for o in outputs.values())
         t0 = time.perf_counter()
         guard = checked_range(store, figures, animated)  # no colour the window never had
         steps["range_check"] = time.perf_counter() - t0

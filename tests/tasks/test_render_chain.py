@@ -371,9 +371,9 @@ def test_nothing_animated_renders_the_reference(tmp_path):
 
 
 def test_on_a_cluster_the_render_equals_the_plain_one(tmp_path):
-    """On an in-process cluster of two threads, as the flow's default (the chains' tasks run in parallel,
-    in priority order, their crops persisted on the workers), loop, masks and every reported figure equal
-    those of a plain call.  A guard for any change to how the stage schedules its work.
+    """The chains run while the stage times the loop and composites the tiles without a display segment
+    (see "Scheduling" in :mod:`tasks.render`): on an in-process cluster of two threads, as the flow's
+    default, loop, masks and every reported figure equal those of a plain call (steps one after another).
 
     The store holds a display segment (stabilised, RPCA), a blinking light with invisible samples (a
     chained cyclic region, which the loop's timing waits for) and one without (read from ``warped``)."""
