@@ -421,7 +421,8 @@ class RenderParams(_Model):
         "frames x frames Gram matrix (gram: the same result to about 1e-12 of the largest singular value, "
         "about 10x faster on a segment of 100 frames x 20 000 pixels), the kernel's warm-started randomised "
         "partial SVD with Ritz residual <= 1e-10 s_1 (partial), or partial from 100 frames and pixels on "
-        "(auto).  Display content keeps tens of singular values, where partial is not faster.",
+        "(auto).  Display content keeps tens of singular values, where partial is not faster.  With gram and "
+        "no more frames than pixels the whole APG loop is one compiled call that releases the GIL.",
     )
     rpca_tile_pixels: int = Field(
         20000,
