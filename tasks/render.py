@@ -303,7 +303,12 @@ def pin_blas() -> None:
 
 def segment_gamma(video: np.ndarray, mask: np.ndarray, theta: float, fallback: float) -> float:
     """Fraction of ones in the Delta1 descriptor of the segment's mean colour (``fallback`` without valid bits)."""
-    colour = video[:, mask].astype(np.float64).mean(axis=1)  # (T, 3)
+    samples = video[:, mask]  # (T, n, 3)
+    if np.issubdtype(samples.dtype, np.integer):
+        # integer sums are exact, so this is the float mean to the bit, without a float64 copy of the samples
+        colour = samples.sum(axis=1, dtype=np.int64) / samples.shape[1]
+    else:
+        colour = samples.astype(np.float64).mean(axis=1)
     bits, valid, _ = region_descriptor(colour, theta=theta)
     n = video.shape[0]
     if delta_fraction(valid, valid, n, delta=1) == 0.0:  # no valid Delta1 bit

@@ -150,6 +150,14 @@ def test_segment_gamma_against_a_naive_descriptor():
         mask[0, 0] = True
         colour = video[:, mask].astype(np.float64).mean(axis=1)
         assert segment_gamma(video, mask, 30.0, 0.5) == pytest.approx(naive_delta1_gamma(colour, 30.0))
+        # the integer sums of a uint8 crop give the float mean's descriptor exactly (thresholds at the bit)
+        assert segment_gamma(video, mask, 30.0, 0.5) == segment_gamma(video.astype(np.float64), mask, 30.0, 0.5)
+    # a mean colour exactly on the threshold: both paths see the same bits
+    flat = np.zeros((16, 3, 1, 3), np.uint8)
+    flat[1::2] = [[[30, 30, 30]], [[30, 30, 30]], [[30, 30, 30]]]
+    assert segment_gamma(flat, np.ones((3, 1), bool), 30.0, 0.5) == segment_gamma(
+        flat.astype(np.float64), np.ones((3, 1), bool), 30.0, 0.5
+    )
     # fewer than 8 frames: no Delta1 bit, the fallback
     assert segment_gamma(np.zeros((4, 2, 2, 3), np.uint8), np.ones((2, 2), bool), 30.0, 0.7) == 0.7
 
