@@ -119,6 +119,7 @@ def test_layers_import_one_way():
             "kernels",
             "numpy",
             "numba",
+            "llvmlite",  # Numba's own LLVM binding: kernels._blas registers BLAS symbols for compiled kernels
             "math",
             "__future__",
             "typing",
