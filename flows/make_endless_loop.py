@@ -42,7 +42,7 @@ from tasks.still.stages import (
     render_frames_task,
 )
 from tasks.still.store import read_attrs
-from tasks.store import stage_record
+from tasks.store import config_values, drop_as_before, stage_record
 
 #: Stage names in order (the CLI's progress bar counts them).
 STAGES = ("load", "direction", "regions", "repetitions", "labels", "flow", "frames", "encode", "result")
@@ -191,6 +191,15 @@ def still_item_plan(item_id: str, path: str, options: dict | None = None):
                     options=dict(options or {}))
 
 
+def same_config(recorded, config: EndlessLoopConfig) -> bool:
+    """Whether a result's recorded config (a dict) asks for the same work as ``config``: equal once the
+    options at their "behaves as before" value (:mod:`schemas.compat`) are left out of both, so an item
+    made before such an option existed still counts as done while the option keeps that value."""
+    if not isinstance(recorded, dict):
+        return False
+    return drop_as_before(EndlessLoopConfig, recorded) == config_values(config)
+
+
 def make_still_item(
     plan, out_root: str, overwrite: bool, config: EndlessLoopConfig | None = None, lease_timeout: float = 300.0
 ):
@@ -230,7 +239,7 @@ def make_still_item(
             done = folder / N.RESULT_NAME
             if not overwrite and done.exists():
                 previous = json.loads(done.read_text())
-                if previous.get("kind") == "endless_loop" and previous.get("config") == config.model_dump(mode="json"):
+                if previous.get("kind") == "endless_loop" and same_config(previous.get("config"), config):
                     return from_result("done_before", EndlessLoopResult.model_validate(previous))
             subflow = make_endless_loop.with_options(
                 task_runner=ThreadPoolTaskRunner(max_workers=1), flow_run_name=plan.item_id

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas.compat import as_before
+
 __all__ = [
     "BLOCKS_MODEL_NAME",
     "DEFAULT_MODEL_NAME",
@@ -105,6 +107,7 @@ class DisplayParams(BaseModel):
         "segments (display_classifier_blocks.skops) is used.  Not the default because that model took one "
         "137-pixel segment of the held-out carphone clip for a display where the single-pixel model takes "
         "none (benchmarks/real_footage).  Ignored with tile None.",
+        json_schema_extra=as_before(1),
     )
     colour_weight: float = Field(
         0.1, ge=0, description="Weight of the colour-histogram distance in D = D_T + w D_A (unitless)."

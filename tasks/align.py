@@ -52,6 +52,7 @@ from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.sfm import FOCAL_FLAT_PROFILE, SfMFailed, run_sfm
 from tasks.stabilise import track_features
 from tasks.store import (
+    config_values,
     digest,
     drop_variables,
     open_store,
@@ -91,8 +92,8 @@ _DEPTH_KEYS = (
 
 
 def _subset(params: AlignParams, keys) -> dict:
-    values = params.model_dump(mode="json")
-    return {k: values[k] for k in keys}
+    values = config_values(params)
+    return {k: values[k] for k in keys if k in values}
 
 
 # --------------------------------------------------------------------------

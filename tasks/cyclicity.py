@@ -49,6 +49,7 @@ from tasks.cyclic_veto import CROP_PAD, RegionCrop, Veto, veto_moving_regions
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.store import (
     aligned_digest,
+    config_values,
     digest,
     open_store,
     record_stage,
@@ -323,7 +324,7 @@ def veto_mask(ds: xr.Dataset, mask: np.ndarray, params: CyclicityParams) -> tupl
 
 def cyclicity_digest(store, params: CyclicityParams) -> str:
     upstream = aligned_digest(store)
-    return digest(STAGE, upstream, params.model_dump(mode="json"))
+    return digest(STAGE, upstream, config_values(params))
 
 
 def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:

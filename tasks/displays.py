@@ -79,6 +79,7 @@ from tasks.ingest import ingest
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.store import (
     aligned_digest,
+    config_values,
     digest,
     group,
     open_store,
@@ -434,14 +435,11 @@ def negative_clip_rows(
 def displays_digest(store: str | Path, params: DisplayParams) -> str:
     """Digest of the stage's inputs: the window record, the parameters and the model file's hash.
 
-    ``block = 1`` (single pixels, how every store was segmented before the option existed) leaves
-    the parameters as they were then, so those stores still count as done."""
+    ``block = 1`` (single pixels, how every store was segmented before the option existed) is its
+    "behaves as before" value (:mod:`schemas.compat`), so those stores still count as done."""
     upstream = aligned_digest(store)
     sha = model_sha256(params.model_file()) if params.enabled else None
-    values = params.model_dump(mode="json")
-    if values["block"] == 1:
-        del values["block"]
-    return digest(STAGE, upstream, values, sha)
+    return digest(STAGE, upstream, config_values(params), sha)
 
 
 def _drop_outputs(store: str | Path) -> None:

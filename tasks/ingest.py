@@ -45,7 +45,15 @@ from schemas import names as N
 from schemas.config import IngestParams
 from schemas.results import IngestResult
 from tasks.runtime import retry_on_io_only, stage_logger
-from tasks.store import digest, read_attrs, record_stage, remove_store, stage_done, update_attrs
+from tasks.store import (
+    config_values,
+    digest,
+    read_attrs,
+    record_stage,
+    remove_store,
+    stage_done,
+    update_attrs,
+)
 from tasks.threads import thread_budget
 from tasks.video import FrameConverter, VideoError, VideoSource, scaled_size
 
@@ -72,7 +80,8 @@ def ingest_digest(source: str | Path, params: IngestParams, source_hw: tuple[int
     give the pixels of the ingest before that option.  So stores ingested before still count as
     done unless today's default would store other pixels.
     """
-    recorded = params.model_dump(mode="json", exclude={"write_threads"})
+    recorded = config_values(params)
+    recorded.pop("write_threads", None)
     recorded["tile"] = _EARLIER_TILE  # the chunk layout changes no pixel
     default = IngestParams()
     codec = (params.compression, params.compression_level)

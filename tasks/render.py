@@ -134,6 +134,7 @@ from tasks.sample_range import RangeGuard, check_loop_range, guard_loop_range, r
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
     aligned_digest,
+    config_values,
     digest,
     group,
     open_store,
@@ -776,7 +777,7 @@ def checked_range(store: str, figures: LoopFigures, animated: np.ndarray) -> Ran
 
 def render_digest(store, render: RenderParams, cyclicity: CyclicityParams) -> str:
     upstream = [aligned_digest(store)] + [(stage_record(store, s) or {}).get("digest") for s in ("cyclicity", "displays")]
-    return digest(STAGE, upstream, render.model_dump(mode="json"), cyclicity.model_dump(mode="json"))
+    return digest(STAGE, upstream, config_values(render), config_values(cyclicity))
 
 
 def reference_in_window(store, ds: xr.Dataset, n_window: int) -> int:

@@ -20,6 +20,8 @@ from typing import Any
 import xarray as xr
 import zarr
 
+from schemas.compat import AS_BEFORE
+
 STAGES_ATTR = "stages"
 
 
@@ -117,6 +119,40 @@ def _jsonable(value: Any):
     if isinstance(value, _dt.datetime):
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def config_values(section: Any) -> dict[str, Any]:
+    """A config section (pydantic model) as JSON values for a stage digest, without the fields at the
+    value they declare as "behaves as before" (:func:`schemas.compat.as_before`), in nested sections too.
+
+    An option added after stores were written declares the value that reproduces the earlier code;
+    at that value it is left out, so the digest of every stage that reads it stays what the earlier
+    code recorded and those stores still count as done.  At any other value it enters the digest.
+    """
+    return _drop_as_before(type(section), section.model_dump(mode="json"), section)
+
+
+def drop_as_before(model: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a dump of ``model``, e.g. read back from a record) without the fields at their
+    "behaves as before" value; nested sections likewise.  A new dict; ``values`` is not changed."""
+    return _drop_as_before(model, values, None)
+
+
+def _drop_as_before(model: type, values: dict[str, Any], instance: Any) -> dict[str, Any]:
+    out = dict(values)
+    for name, field in getattr(model, "model_fields", {}).items():
+        if name not in out:
+            continue
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and AS_BEFORE in extra and out[name] == extra[AS_BEFORE]:
+            del out[name]
+            continue
+        # a nested section: the instance's own class when there is one (it may be a subclass)
+        sub = getattr(instance, name, None)
+        sub_model = type(sub) if hasattr(type(sub), "model_fields") else field.annotation
+        if isinstance(sub_model, type) and hasattr(sub_model, "model_fields") and isinstance(out[name], dict):
+            out[name] = _drop_as_before(sub_model, out[name], sub)
+    return out
 
 
 def digest(*parts: Any) -> str:

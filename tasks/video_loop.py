@@ -105,6 +105,7 @@ from tasks.render import bounded_lcm, loop_quality, reference_in_window
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.store import (
     aligned_digest,
+    config_values,
     digest,
     open_store,
     record_stage,
@@ -1021,7 +1022,7 @@ def _label_stamp(path: str | None):
 
 def video_loop_digest(store, params: VideoLoopParams) -> str:
     upstream = aligned_digest(store)
-    return digest(STAGE, upstream, params.model_dump(mode="json"), _label_stamp(params.label_video))
+    return digest(STAGE, upstream, config_values(params), _label_stamp(params.label_video))
 
 
 def _render_lazy(warped: da.Array, period: np.ndarray, start: np.ndarray, loop_frames: int) -> da.Array:

@@ -31,6 +31,7 @@ from schemas.results import ShotsResult, WindowResult
 from tasks.runtime import finished_stage, stage_logger
 from tasks.shots import detect_cuts, shots_from_cuts
 from tasks.store import (
+    config_values,
     digest,
     forget_stages,
     open_store,
@@ -127,7 +128,7 @@ def choose_window(
 
 def window_digest(store, params: WindowParams, min_frames: int) -> str:
     upstream = [(stage_record(store, s) or {}).get("digest") for s in ("ingest", SHOTS_STAGE)]
-    return digest(STAGE, upstream, params.model_dump(mode="json"), min_frames)
+    return digest(STAGE, upstream, config_values(params), min_frames)
 
 
 def build_window(

@@ -24,6 +24,7 @@ from tasks.render3d.paths import named_path, read_path_file
 from tasks.render3d.render import render_path
 from tasks.runtime import cluster_compute, finished_stage, stage_logger
 from tasks.store import (
+    config_values,
     digest,
     drop_variables,
     open_store,
@@ -55,7 +56,7 @@ def render3d_digest(store: str, params: Render3dParams) -> str:
     path_text = None
     if params.path_file is not None and Path(params.path_file).is_file():
         path_text = Path(params.path_file).read_text(encoding="utf-8", errors="replace")
-    return digest(STAGE, upstream, params.model_dump(mode="json"), path_text)
+    return digest(STAGE, upstream, config_values(params), path_text)
 
 
 def render_3d(store: str, out_dir: str, params: Render3dParams, fps: float | None = None) -> Render3dResult:

@@ -33,7 +33,7 @@ from tasks.still.mask import automatic_mask, split_regions
 from tasks.still.repetitions import NoRepetitionError, Repetition, find_repetitions, first_repeating
 from tasks.still.store import create_store, read_arrays, read_attrs, update_attrs, write_arrays
 from tasks.still.texture import extend_texture
-from tasks.store import digest, record_stage, stage_done, stage_record
+from tasks.store import config_values, digest, record_stage, stage_done, stage_record
 
 #: Given-mask components smaller than this are ignored (pixels).
 MIN_REGION_PIXELS = 64
@@ -304,8 +304,8 @@ def stage_digest(store: str, stage: str, config: EndlessLoopConfig, extra=None) 
     """Digest of what ``stage`` reads: the upstream stage's record, its config fields and ``extra``."""
     upstream, fields = STAGE_INPUTS[stage]
     up = (stage_record(store, upstream) or {}).get("digest") if upstream else None
-    dumped = config.model_dump(mode="json")
-    return digest("still_" + stage, up, {f: dumped[f] for f in fields}, extra)
+    dumped = config_values(config)
+    return digest("still_" + stage, up, {f: dumped[f] for f in fields if f in dumped}, extra)
 
 
 def _resumable(stage, fn, extra=lambda arguments: None, outputs=lambda arguments: ()):

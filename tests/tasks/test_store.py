@@ -60,3 +60,129 @@ def test_missing_or_broken_stores_are_named(tmp_path, store):
         open_store(tmp_path / "junk.zarr")
     with pytest.raises(StoreError, match="lacks warped"):
         require(open_store(store), store, ["a", "warped"])
+
+
+# ------------------------------------------------ options added after stores existed (schemas.compat)
+
+
+def _plus(cls, default=0, as_before_value=0):
+    """``cls`` with one more option, declared to behave as before at ``as_before_value``."""
+    from pydantic import Field, create_model
+
+    from schemas.compat import as_before
+
+    return create_model(
+        cls.__name__ + "Plus",
+        __base__=cls,
+        new_option=(int, Field(default, json_schema_extra=as_before(as_before_value))),
+    )
+
+
+def test_config_values_leave_out_options_at_their_as_before_value_in_nested_sections_too():
+    from pydantic import BaseModel, Field
+
+    from schemas.compat import as_before
+    from tasks.store import config_values, drop_as_before
+
+    class Inner(BaseModel):
+        a: int = 1
+        b: int = Field(2, json_schema_extra=as_before(2))
+
+    class Outer(BaseModel):
+        x: float = 0.5
+        y: str = Field("old", json_schema_extra=as_before("old"))
+        inner: Inner = Field(default_factory=Inner)
+
+    assert config_values(Outer()) == {"x": 0.5, "inner": {"a": 1}}
+    assert config_values(Outer(y="new", inner=Inner(b=3))) == {"x": 0.5, "y": "new", "inner": {"a": 1, "b": 3}}
+    # the same rule on a dict read back from a record (the dict itself is left as it was)
+    recorded = {"x": 0.5, "y": "old", "inner": {"a": 1, "b": 2}}
+    assert drop_as_before(Outer, recorded) == {"x": 0.5, "inner": {"a": 1}}
+    assert recorded == {"x": 0.5, "y": "old", "inner": {"a": 1, "b": 2}}
+    # a record written before the options existed lacks them: equal to today's values at the defaults
+    assert drop_as_before(Outer, {"x": 0.5, "inner": {"a": 1}}) == config_values(Outer())
+
+
+def _stage_digests(tmp_path):
+    """(name, section class, digest of a section) for every stage digest that takes a whole section."""
+    from schemas.config import CyclicityParams, RenderParams, WindowParams
+    from schemas.displays import DisplayParams
+    from schemas.render3d import Render3dParams
+    from schemas.video_loop import VideoLoopParams
+    from tasks.cyclicity import cyclicity_digest
+    from tasks.displays import displays_digest
+    from tasks.render import render_digest
+    from tasks.render3d.stage import render3d_digest
+    from tasks.video_loop import video_loop_digest
+    from tasks.window import window_digest
+
+    store = str(tmp_path / "no-store.zarr")
+    return [
+        ("cyclicity", CyclicityParams, lambda p: cyclicity_digest(store, p)),
+        ("render", RenderParams, lambda p: render_digest(store, p, CyclicityParams())),
+        ("render (cyclicity section)", CyclicityParams, lambda p: render_digest(store, RenderParams(), p)),
+        ("window", WindowParams, lambda p: window_digest(store, p, 10)),
+        ("displays", DisplayParams, lambda p: displays_digest(store, p)),
+        ("video_loop", VideoLoopParams, lambda p: video_loop_digest(store, p)),
+        ("render3d", Render3dParams, lambda p: render3d_digest(store, p)),
+    ]
+
+
+def test_every_stage_digest_keeps_its_value_when_a_new_option_is_at_its_as_before_value(tmp_path):
+    for name, cls, stage_digest in _stage_digests(tmp_path):
+        plus = _plus(cls)
+        assert stage_digest(plus()) == stage_digest(cls()), name
+        assert stage_digest(plus(new_option=1)) != stage_digest(cls()), name
+
+
+def test_ingest_digest_keeps_its_value_when_a_new_option_is_at_its_as_before_value(tmp_path):
+    from schemas.config import IngestParams
+    from tasks.ingest import ingest_digest
+
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"not decoded here")
+    plus = _plus(IngestParams)
+    assert ingest_digest(source, plus(), (64, 64)) == ingest_digest(source, IngestParams(), (64, 64))
+    assert ingest_digest(source, plus(new_option=1), (64, 64)) != ingest_digest(source, IngestParams(), (64, 64))
+
+
+def test_still_stage_digests_keep_their_values_when_a_nested_option_is_at_its_as_before_value(tmp_path):
+    from pydantic import Field, create_model
+
+    from schemas.still import EndlessLoopConfig
+    from tasks.still.stages import STAGE_INPUTS, stage_digest
+
+    store = str(tmp_path / "no-store.zarr")
+    base = EndlessLoopConfig()
+    checked = 0
+    for stage, (_, fields) in STAGE_INPUTS.items():
+        section = next((f for f in fields if hasattr(type(getattr(base, f)), "model_fields")), None)
+        if section is None:
+            continue
+        plus_cls = _plus(type(getattr(base, section)))
+        # the whole config with that section's class grown by one option, as a later version would have it
+        config_plus = create_model(
+            "EndlessLoopConfigPlus", __base__=EndlessLoopConfig, **{section: (plus_cls, Field(default_factory=plus_cls))}
+        )
+        same = config_plus()
+        other = config_plus(**{section: plus_cls(new_option=1)})
+        assert stage_digest(store, stage, same) == stage_digest(store, stage, base), stage
+        assert stage_digest(store, stage, other) != stage_digest(store, stage, base), stage
+        checked += 1
+    assert checked >= 6
+
+
+def test_an_endless_loop_recorded_before_an_option_existed_is_the_same_work(monkeypatch):
+    import flows.make_endless_loop as M
+    from schemas.still import EndlessLoopConfig
+
+    recorded = EndlessLoopConfig().model_dump(mode="json")
+    assert M.same_config(recorded, EndlessLoopConfig())
+    changed = EndlessLoopConfig(max_long_side=200)
+    assert not M.same_config(recorded, changed)
+    assert not M.same_config(None, EndlessLoopConfig())
+    # today's config has an option the record lacks: the same work at its as-before value only
+    plus_cls = _plus(EndlessLoopConfig, default=0, as_before_value=0)
+    monkeypatch.setattr(M, "EndlessLoopConfig", plus_cls)
+    assert M.same_config(recorded, plus_cls())
+    assert not M.same_config(recorded, plus_cls(new_option=1))
