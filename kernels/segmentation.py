@@ -1319,7 +1319,7 @@ def _level_plan(start, growth, colour_weight, fractions):
     return max_levels, can_stop, kept
 
 
-def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None, memo: np.ndarray | None = None) -> np.ndarray:
     """Packed histogram bins ``iL * 64 + ia * 8 + ib`` of every sample (the segmentation's colour histograms).
 
     Parameters
@@ -1329,6 +1329,13 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     out : ndarray, shape (T, H, W), int16, optional
         Written in place and returned (e.g. a block of frames of a larger array, filled
         by several threads); default a new array.
+    memo : ndarray, shape (2**24,), int16, optional
+        For uint8 video: the code of every colour ``(R << 16) | (G << 8) | B`` met so
+        far, -1 where not yet known (start from ``np.full(2**24, -1, np.int16)``); read
+        and filled in place, so calls on the blocks of frames of one window, also from
+        several threads at once, compute each colour once (threads that meet a new colour
+        together both store its one code).  Default: a memo of the call's own when the
+        video has more than 2**20 samples, none below.  Ignored for float video.
 
     Returns
     -------
@@ -1343,8 +1350,11 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     video = _check_video(video)
     n_frames, height, width = video.shape[:3]
     lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
-    use_memo = video.dtype == np.uint8 and n_frames * height * width > 2**20
-    memo = np.full(2**24 if use_memo else 1, -1, np.int16)
+    if memo is not None and (not isinstance(memo, np.ndarray) or memo.shape != (2**24,) or memo.dtype != np.int16):
+        raise ValueError("memo must be an int16 array of shape (2**24,)")
+    use_memo = video.dtype == np.uint8 and (memo is not None or n_frames * height * width > 2**20)
+    if memo is None or not use_memo:
+        memo = np.full(2**24 if use_memo else 1, -1, np.int16)
     if out is None:
         out = np.empty((n_frames, height, width), np.int16)
     elif not isinstance(out, np.ndarray) or out.shape != (n_frames, height, width) or out.dtype != np.int16:

@@ -374,7 +374,12 @@ def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> np.ndarray:
     bounds = np.linspace(0, n_frames, n_ranges + 1).astype(int)
     ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
     parts = map_on_threads(lambda r: _pixel_statistics_range(video, visible, *r), ranges, n_ranges)
-    return parts[0] if len(parts) == 1 else sum(parts)
+    # added into the first range's array, no new one per addition; the same bits as sum(parts):
+    # the sums start at +0.0, so none is -0.0 and 0.0 + x is x
+    total = parts[0]
+    for part in parts[1:]:
+        np.add(total, part, out=total)
+    return total
 
 
 def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, stop: int) -> np.ndarray:
