@@ -1092,7 +1092,7 @@ def tiled_hierarchical_segmentation(
         slot, n = _block_slots(crop, crop_visible, has_visible, block, theta2)
         statistics = _region_statistics(crop, crop_visible, has_visible, np.ascontiguousarray(codes[window]), slot, n)
         roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
-        names, merged = np.unique(roots[0], return_inverse=True)
+        names, merged = _names_and_labels(roots[0])
         # each region's statistics are left in its name's slot's row
         return merged.reshape(crop.shape[1:3]), tuple(a[slot[names]] for a in statistics)
 
@@ -1121,7 +1121,7 @@ def tiled_hierarchical_segmentation(
         if not additive:
             statistics = _region_statistics(video, visible, has_visible, codes, slot, len(statistics[0]))
         roots, _, _ = _merge((n_frames, height, width), slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
-        names, labels = np.unique(roots[0], return_inverse=True)
+        names, labels = _names_and_labels(roots[0])
         labels = labels.reshape(height, width).astype(np.int32)
         if not additive:
             return labels, _region_statistics(video, visible, has_visible, codes, labels.reshape(-1).astype(np.int64), len(names))
@@ -1146,7 +1146,7 @@ def tiled_hierarchical_segmentation(
             groups = np.arange(len(statistics[0]))
             for present, group in map_tiles(next_level, [(c, labels, statistics, threshold) for c in corners]):
                 _union_groups(groups, present, group)
-            _, region_slot = np.unique(_roots_of(groups), return_inverse=True)
+            _, region_slot = _names_and_labels(_roots_of(groups))
             n_slots = int(region_slot.max()) + 1
             tiled_statistics = tuple(_add_rows(a, region_slot, n_slots) for a in statistics)
             slot = region_slot[labels.reshape(-1)].astype(np.int64)
@@ -1282,6 +1282,39 @@ def _union_groups(parent, present, group):
             rb = _find(parent, present[i])
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
+
+
+def _names_and_labels(roots):
+    """``np.unique(roots, return_inverse=True)`` of region roots (pixel indices in ``[0, roots.size)``), in O(n).
+
+    Returns the names (the distinct roots, increasing) and every pixel's label, the rank of its
+    root among them (int64 both), as ``np.unique`` gives them; the merges' roots are pixel
+    indices, so two passes over the pixels replace a sort of them.
+    """
+    roots = np.ascontiguousarray(roots, dtype=np.int64).reshape(-1)
+    if roots.size and (roots.min() < 0 or roots.max() >= roots.size):
+        raise ValueError("roots must be pixel indices in [0, roots.size)")
+    rank = np.empty(roots.size, np.int64)
+    labels = np.empty(roots.size, np.int64)
+    _rank_roots(roots, rank, labels)
+    return np.flatnonzero(rank >= 0), labels
+
+
+@jit
+def _rank_roots(roots, rank, labels):
+    """``rank[r]``: the rank of pixel ``r`` among the distinct ``roots`` (-1 if no pixel has it); ``labels[p] = rank[roots[p]]``."""
+    n_pix = roots.size
+    for p in range(n_pix):
+        rank[p] = -1
+    for p in range(n_pix):
+        rank[roots[p]] = 0
+    n = 0
+    for p in range(n_pix):  # in increasing order: a marked pixel (0) gets its rank, the others stay -1
+        if rank[p] == 0:
+            rank[p] = n
+            n += 1
+    for p in range(n_pix):
+        labels[p] = rank[roots[p]]
 
 
 @jit
@@ -1425,7 +1458,7 @@ def _check_merge_parameters(start_threshold, growth, colour_weight) -> tuple[flo
 
 def _relabel(roots: np.ndarray) -> np.ndarray:
     """Labels 0 .. K-1 (int32) in order of the region names, from each pixel's root."""
-    _, labels = np.unique(roots, return_inverse=True)
+    _, labels = _names_and_labels(roots)
     return labels.astype(np.int32)
 
 

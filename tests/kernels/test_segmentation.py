@@ -13,6 +13,7 @@ from tests.kernels.naive_segmentation import (
     naive_bins,
     naive_hierarchy,
     naive_lab,
+    naive_names_and_labels,
     naive_region_distance,
     naive_segment_frame_sums,
     tiled_from_pixels,
@@ -507,6 +508,30 @@ def test_lab_bin_codes_fill_blocks_of_frames_in_place():
     for bad in (np.zeros((7, 5, 6), np.int32), np.zeros((6, 5, 6), np.int16), [[0]]):
         with pytest.raises(ValueError, match="out must be"):
             segmentation.lab_bin_codes(video, out=bad)
+
+
+def test_names_and_labels_of_roots_are_numpys_unique_and_the_naive_ones():
+    # the merge's roots are pixel indices: ranking them in two passes replaces np.unique's sort
+    rng = np.random.default_rng(74)
+    cases = [np.zeros(1, np.int64), np.arange(9), np.full(7, 6), np.array([3, 3, 0, 3, 0, 5, 5, 0])]
+    for size in (2, 17, 300):
+        parent = np.minimum(np.arange(size), rng.integers(0, size, size))  # roots below or at the pixel
+        cases.append(parent)
+        cases.append(rng.integers(0, size, size))  # any indices in range
+        cases.append(rng.integers(size - 2, size, size))  # two high ones
+    for roots in cases:
+        names, labels = segmentation._names_and_labels(roots)
+        expected_names, expected_labels = np.unique(roots, return_inverse=True)
+        np.testing.assert_array_equal(names, expected_names)
+        np.testing.assert_array_equal(labels, expected_labels.reshape(-1))
+        assert names.dtype == np.int64 and labels.dtype == np.int64
+        naive_names, naive_labels = naive_names_and_labels(roots.tolist())
+        assert names.tolist() == naive_names and labels.tolist() == naive_labels
+    names, labels = segmentation._names_and_labels(np.zeros(0, np.int64))
+    assert names.size == 0 and labels.size == 0
+    for bad in (np.array([0, 2]), np.array([-1, 0])):
+        with pytest.raises(ValueError, match="roots must be"):
+            segmentation._names_and_labels(bad)
 
 
 def test_lab_bin_codes_share_a_colour_memo_between_calls():
