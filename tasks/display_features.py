@@ -362,7 +362,8 @@ def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[dict[str
 
 
 def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """Per-pixel sums over the visible frames, (H W, 17) float64 (:data:`kernels.segment_statistics.PIXEL_COLUMNS`).
+    """Per-pixel sums over the visible frames, (H W, 17) float64 (:data:`kernels.segment_statistics.PIXEL_COLUMNS`),
+    the transpose of contiguous columns (17, H W).
 
     They do not depend on the segmentation, so :func:`level_features`
     computes them once for all levels: one pass over the window, its frame
@@ -384,22 +385,29 @@ def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> np.ndarray:
 
 def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, stop: int) -> np.ndarray:
     """:func:`_pixel_statistics` of frames ``first .. stop-1`` (the change from frame ``first - 1`` included)."""
-    width = video.shape[2]
-    total = None
-    # one pair of float32 buffers for all blocks: fresh ones cost a page fault per 4 KiB every block
-    rgb_buffer = np.empty((min(_BLOCK_FRAMES, stop - first) * video.shape[1], width, 3), np.float32)
-    lab_buffer = np.empty_like(rgb_buffer)
+    height, width = video.shape[1:3]
+    # The sums are kept column by column, (17, H W), and given to the kernel as their transpose
+    # (H W, 17): the features read whole columns, which then need no transposed copy.
+    columns = np.zeros((len(PIXEL_COLUMNS), height * width))
+    total = columns.T
+    # buffers made once for all blocks (fresh memory costs a page fault per 4 KiB); the colours
+    # are converted frame by frame, so only the CIELAB buffer holds a whole block
+    rgb = np.empty((height, width, 3), np.float32)
+    lab_buffer = np.empty((min(_BLOCK_FRAMES, stop - first), height, width, 3), np.float32)
     for start in range(first, stop, _BLOCK_FRAMES):
         end = min(start + _BLOCK_FRAMES, stop)
         block = video[start:end]
-        rows = block.shape[0] * block.shape[1]
-        rgb = rgb_buffer[:rows]
-        # as `(block / np.float32(255.0)).astype(np.float32)`: the same division, then rounded to float32
-        np.divide(block.reshape(-1, width, 3), np.float32(255.0), out=rgb, casting="same_kind")
-        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab, dst=lab_buffer[:rows]).reshape(block.shape)
+        lab = lab_buffer[: end - start]
+        for i in range(end - start):
+            # as `(block / np.float32(255.0)).astype(np.float32)`: the same division, then rounded to float32
+            np.divide(block[i], np.float32(255.0), out=rgb, casting="same_kind")
+            # OpenCV converts every pixel alike, so a frame at a time gives the block's bits
+            converted = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab, dst=lab[i])
+            if not np.shares_memory(converted, lab_buffer):
+                lab[i] = converted
         previous = (video[start - 1], visible[start - 1]) if start > 0 else (None, None)
         # each block's sums are formed first and then added to the total's (same bits as adding arrays)
-        total = pixel_statistics(block, visible[start:end], lab, *previous, out=total)
+        pixel_statistics(block, visible[start:end], lab, *previous, out=total)
     return total
 
 
@@ -467,7 +475,7 @@ def _pixel_columns(stats: np.ndarray) -> dict[str, np.ndarray]:
     rgb = stats[:, column["rgb_0"] : column["rgb_2"] + 1]
     rgb_sq = stats[:, column["rgb_sq_0"] : column["rgb_sq_2"] + 1]
     return {
-        "columns": np.ascontiguousarray(stats.T),
+        "columns": np.ascontiguousarray(stats.T),  # no copy when the sums were kept column by column
         "has_std": pix_n >= 2,
         "pixel_std": np.sqrt(np.maximum(rgb_sq / safe_n - (rgb / safe_n) ** 2, 0.0)).mean(axis=1),
     }
