@@ -80,6 +80,7 @@ colour-to-bin memo for uint8 video.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -1077,7 +1078,10 @@ def tiled_hierarchical_segmentation(
     )
     start, growth, max_levels, can_stop, kept = o.start, o.growth, o.max_levels, o.can_stop, o.kept
     n_frames, height, width = video.shape[:3]
-    codes = lab_bin_codes(video) if o.codes is None else o.codes
+    # uint8 video without given codes: each tile converts its own samples (one colour memo shared
+    # by all tiles, also across threads), so no whole-window array of codes is made
+    memo = np.full(2**24, -1, np.int16) if o.codes is None and video.dtype == np.uint8 else None
+    codes = o.codes if o.codes is not None or memo is not None else lab_bin_codes(video)
     corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
     # Integer colour sums (uint8 video) add up exactly in any order, so the statistics of a
     # merged region are the sums of its parts' and no level goes back to the pixels; float
@@ -1090,7 +1094,8 @@ def tiled_hierarchical_segmentation(
         crop = np.ascontiguousarray(video[window])
         crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
         slot, n = _block_slots(crop, crop_visible, has_visible, block, theta2)
-        statistics = _region_statistics(crop, crop_visible, has_visible, np.ascontiguousarray(codes[window]), slot, n)
+        crop_codes = lab_bin_codes(crop, memo=memo) if codes is None else np.ascontiguousarray(codes[window])
+        statistics = _region_statistics(crop, crop_visible, has_visible, crop_codes, slot, n)
         roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
         names, merged = _names_and_labels(roots[0])
         # each region's statistics are left in its name's slot's row
@@ -1382,7 +1387,7 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None, memo: np.nda
     """
     video = _check_video(video)
     n_frames, height, width = video.shape[:3]
-    lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
+    lut = _srgb_lut()
     if memo is not None and (not isinstance(memo, np.ndarray) or memo.shape != (2**24,) or memo.dtype != np.int16):
         raise ValueError("memo must be an int16 array of shape (2**24,)")
     use_memo = video.dtype == np.uint8 and (memo is not None or n_frames * height * width > 2**20)
@@ -1394,6 +1399,14 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None, memo: np.nda
         raise ValueError(f"out must be an int16 array of shape {(n_frames, height, width)}")
     _lab_codes(video, lut, memo, use_memo, out)
     return out
+
+
+@functools.cache
+def _srgb_lut() -> np.ndarray:
+    """:func:`_linearise` of every 8-bit value (read only; made once, not per call of :func:`lab_bin_codes`)."""
+    lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
+    lut.flags.writeable = False
+    return lut
 
 
 class _Options(NamedTuple):

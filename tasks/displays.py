@@ -203,13 +203,15 @@ def _segment_window(
         growth=params.growth,
         keep_levels=tuple(params.levels),
         colour_weight=params.colour_weight,
-        lab_codes=_lab_codes(video),
     )
     height, width = video.shape[1:3]
     if params.tile is None or (height <= params.tile and width <= params.tile):
-        return (*hierarchical_segmentation(video, visible, **options), None)
+        return (*hierarchical_segmentation(video, visible, lab_codes=_lab_codes(video), **options), None)
+    # uint8 video: the tiles convert their own colours on the tile threads (one shared memo)
+    codes = None if video.dtype == np.uint8 else _lab_codes(video)
     return tiled_hierarchical_segmentation(
-        video, visible, tile=params.tile, map_tiles=_map_on_threads, block=params.block, return_sums=True, **options
+        video, visible, tile=params.tile, map_tiles=_map_on_threads, block=params.block, return_sums=True,
+        lab_codes=codes, **options
     )
 
 

@@ -510,6 +510,24 @@ def test_lab_bin_codes_fill_blocks_of_frames_in_place():
             segmentation.lab_bin_codes(video, out=bad)
 
 
+def test_tiled_segmentation_converts_each_tiles_colours_itself_with_the_same_result():
+    # uint8 video without lab_codes: every tile converts its own samples (one shared memo)
+    rng = np.random.default_rng(75)
+    video = rng.integers(0, 256, (10, 13, 11, 3)).astype(np.uint8)
+    video[:, :6] = video[0, :6]  # a still part, whose colours repeat
+    visible = rng.random(video.shape[:3]) > 0.1
+    options = dict(tile=4, theta=30.0, keep_levels=(0.3, 0.6, 1.0))
+    given = segmentation.tiled_hierarchical_segmentation(
+        video, visible, lab_codes=segmentation.lab_bin_codes(video), return_sums=True, **options
+    )
+    own = segmentation.tiled_hierarchical_segmentation(video, visible, return_sums=True, **options)
+    np.testing.assert_array_equal(own[0], given[0])
+    np.testing.assert_array_equal(own[1], given[1])
+    for (a, b), (c, d) in zip(own[2], given[2], strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+
+
 def test_names_and_labels_of_roots_are_numpys_unique_and_the_naive_ones():
     # the merge's roots are pixel indices: ranking them in two passes replaces np.unique's sort
     rng = np.random.default_rng(74)
