@@ -203,8 +203,7 @@ def _lab_codes(video, lut, memo, use_memo, out):
     """Packed LAB bins ``iL * 64 + ia * 8 + ib`` of every sample of ``video`` (T, H, W, 3) into ``out`` (T, H, W).
 
     For uint8 video (``use_memo``) the code of each distinct colour is computed
-    once and kept in ``memo`` (2**24,) int16 as code + 1, 0 = not yet known (a
-    zeroed memo is pages the system maps only where a colour is met).  A sample with
+    once and kept in ``memo`` (2**24,) int16, initialised to -1.  A sample with
     the colour of the same pixel in the frame before takes that sample's code
     (a steady clip repeats about half of its samples; the frame before is read
     in order, the memo at random).
@@ -226,7 +225,7 @@ def _lab_codes(video, lut, memo, use_memo, out):
                         | (int(video[t, y, x, 1]) << 8)
                         | int(video[t, y, x, 2])
                     )
-                    packed = memo[colour] - 1
+                    packed = memo[colour]
                     if packed < 0:
                         packed = np.int16(
                             _lab_hist_index(
@@ -235,7 +234,7 @@ def _lab_codes(video, lut, memo, use_memo, out):
                                 lut[int(video[t, y, x, 2])],
                             )
                         )
-                        memo[colour] = packed + 1
+                        memo[colour] = packed
                     out[t, y, x] = packed
                 else:
                     out[t, y, x] = _lab_hist_index(
@@ -1085,7 +1084,7 @@ def tiled_hierarchical_segmentation(
     n_frames, height, width = video.shape[:3]
     # uint8 video without given codes: each tile converts its own samples (one colour memo shared
     # by all tiles, also across threads), so no whole-window array of codes is made
-    memo = np.zeros(2**24, np.int16) if o.codes is None and video.dtype == np.uint8 else None
+    memo = np.full(2**24, -1, np.int16) if o.codes is None and video.dtype == np.uint8 else None
     codes = o.codes if o.codes is not None or memo is not None else lab_bin_codes(video)
     corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
     # Integer colour sums (uint8 video) add up exactly in any order, so the statistics of a
@@ -1373,9 +1372,8 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None, memo: np.nda
         Written in place and returned (e.g. a block of frames of a larger array, filled
         by several threads); default a new array.
     memo : ndarray, shape (2**24,), int16, optional
-        For uint8 video: the code + 1 of every colour ``(R << 16) | (G << 8) | B`` met so
-        far, 0 where not yet known (start from ``np.zeros(2**24, np.int16)``, whose pages
-        the system maps only where a colour is met); read
+        For uint8 video: the code of every colour ``(R << 16) | (G << 8) | B`` met so
+        far, -1 where not yet known (start from ``np.full(2**24, -1, np.int16)``); read
         and filled in place, so calls on the blocks of frames of one window, also from
         several threads at once, compute each colour once (threads that meet a new colour
         together both store its one code).  Default: a memo of the call's own when the
@@ -1398,7 +1396,7 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None, memo: np.nda
         raise ValueError("memo must be an int16 array of shape (2**24,)")
     use_memo = video.dtype == np.uint8 and (memo is not None or n_frames * height * width > 2**20)
     if memo is None or not use_memo:
-        memo = np.zeros(2**24 if use_memo else 1, np.int16)
+        memo = np.full(2**24 if use_memo else 1, -1, np.int16)
     if out is None:
         out = np.empty((n_frames, height, width), np.int16)
     elif not isinstance(out, np.ndarray) or out.shape != (n_frames, height, width) or out.dtype != np.int16:

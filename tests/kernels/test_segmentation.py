@@ -559,21 +559,21 @@ def test_lab_bin_codes_share_a_colour_memo_between_calls():
     video[3:] = video[:3]  # the second half repeats the first half's colours
     bins = lab_histogram_bins(srgb_to_lab(video))
     expected = bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2]
-    memo = np.zeros(2**24, np.int16)
+    memo = np.full(2**24, -1, np.int16)
     first = segmentation.lab_bin_codes(video[:3], memo=memo)
     np.testing.assert_array_equal(first, expected[:3])
     colours = (video[..., 0].astype(np.int64) << 16) | (video[..., 1].astype(np.int64) << 8) | video[..., 2]
-    np.testing.assert_array_equal(memo[colours[:3]], expected[:3] + 1)  # code + 1; 0 = not known
-    assert int((memo > 0).sum()) == np.unique(colours[:3]).size
+    np.testing.assert_array_equal(memo[colours[:3]], expected[:3])
+    assert int((memo >= 0).sum()) == np.unique(colours[:3]).size
     # a memo entry is trusted: a planted wrong code shows that the second call reads it
     planted = memo.copy()
-    planted[colours[3, 0, 0]] = 512
+    planted[colours[3, 0, 0]] = 511
     second = segmentation.lab_bin_codes(video[3:], memo=planted)
     assert second[0, 0, 0] == 511
     np.testing.assert_array_equal(segmentation.lab_bin_codes(video[3:], memo=memo), expected[3:])
     # float video has no memo; a wrong memo is refused
     np.testing.assert_array_equal(segmentation.lab_bin_codes(video.astype(np.float64), memo=memo), expected)
-    for bad in (np.zeros(2**24, np.int32), np.zeros(10, np.int16), [[0]]):
+    for bad in (np.full(2**24, -1, np.int32), np.full(10, -1, np.int16), [[0]]):
         with pytest.raises(ValueError, match="memo must be"):
             segmentation.lab_bin_codes(video, memo=bad)
 
