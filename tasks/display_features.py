@@ -318,19 +318,56 @@ def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1,
     segments = np.asarray(segments).astype(np.int64, copy=False)
     if colour is None:
         colour = _colour_sums(video, visible, segments)
-    if motion["flow"].shape[0]:
-        flow = _level_frame_sums_on_threads(motion["flow"], motion["seen"], segments)
-        moved = level_change_sums(motion["changed"], motion["seen"], segments)
-    else:
-        flow = moved = [None] * len(segments)
+    if not motion["flow"].shape[0]:
+        return _rows_of_levels(statistics, video, visible, segments, min_segment_area, colour, [None] * len(segments))
+    # The flow and change sums of all levels (kernels on threads that release the GIL) run in a
+    # thread of their own while this one computes each level's other features; a level's motion
+    # features wait for them (:class:`_Later`).  The same calls on the same arrays: same bits.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-motion-sums") as pool:
+        pending = pool.submit(
+            lambda: (
+                _level_frame_sums_on_threads(motion["flow"], motion["seen"], segments),
+                level_change_sums(motion["changed"], motion["seen"], segments),
+            )
+        )
+        motion_sums = [
+            (_Later(lambda level=level: pending.result()[0][level]), _Later(lambda level=level: pending.result()[1][level]))
+            for level in range(len(segments))
+        ]
+        return _rows_of_levels(statistics, video, visible, segments, min_segment_area, colour, motion_sums)
+
+
+def _rows_of_levels(statistics, video, visible, segments, min_segment_area, colour, motion_sums) -> list[np.ndarray]:
+    """The rows of every level (:func:`_level_rows`); ``motion_sums`` per level: (flow, moved) sums, or None."""
     rows = []
     for level, labels in enumerate(segments):
-        sums = {"colour": colour[level], "flow": flow[level], "moved": moved[level]}
+        flow, moved = motion_sums[level] if motion_sums[level] is not None else (None, None)
+        sums = {"colour": colour[level], "flow": flow, "moved": moved}
         features = _features_from_statistics(statistics, video, visible, labels, sums, min_segment_area)
         size = np.bincount(labels.ravel(), minlength=features.shape[0])
         features[size < min_segment_area] = np.nan
         rows.append(features)
     return rows
+
+
+class _Later:
+    """A value computed when first asked for (:meth:`value`), e.g. the result of a running thread."""
+
+    def __init__(self, make):
+        self._make = make
+        self._done = False
+        self._value = None
+
+    def value(self):
+        if not self._done:
+            self._value = self._make()
+            self._done = True
+        return self._value
+
+
+def _now(value):
+    """``value``, or the value of a :class:`_Later`."""
+    return value.value() if isinstance(value, _Later) else value
 
 
 #: Frames per block of the per-pixel statistics (bounds the CIELAB scratch memory).
@@ -542,15 +579,20 @@ def _features_from_statistics(statistics, video, visible, labels, sums, min_segm
     features[:, 11] = np.where(std_count > 0, std_sum / np.maximum(std_count, 1), 0.0)
     features[:, 12] = _aperiodic_change(mean_colour, vis_count > 0)
     features[:, 13:20] = _shape_features(labels.astype(np.int64), n_segments, size, usable)
+    sums = {name: _now(array) for name, array in sums.items()}  # the motion sums, now (they may still run)
     features[:, 20:25] = _motion_features(motion, sums, labels.astype(np.int64), n_segments, size, usable)
     features[~usable] = np.nan
     return features
 
 
 def _big_rows(array, big, n_rows):
-    """``n_rows`` rows: those of ``array`` (or of each array of a tuple) of the ``big`` segments, then zeros."""
+    """``n_rows`` rows: those of ``array`` (or of each array of a tuple) of the ``big`` segments, then zeros.
+
+    Of a :class:`_Later`, a :class:`_Later` of them."""
     if array is None:
         return None
+    if isinstance(array, _Later):
+        return _Later(lambda: _big_rows(array.value(), big, n_rows))
     if isinstance(array, tuple):
         return tuple(_big_rows(a, big, n_rows) for a in array)
     out = np.zeros((n_rows,) + array.shape[1:], array.dtype)
