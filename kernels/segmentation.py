@@ -1153,7 +1153,9 @@ def tiled_hierarchical_segmentation(
             slot = tiled.reshape(-1)
         else:
             groups = np.arange(len(statistics[0]))
-            for present, group in map_tiles(next_level, [(c, labels, statistics, threshold) for c in corners]):
+            # a tile inside one region has nothing to merge (most tiles of the coarser levels)
+            busy = [(y, x) for y, x in corners if _holds_two_labels(labels[y : y + tile, x : x + tile])]
+            for present, group in map_tiles(next_level, [(c, labels, statistics, threshold) for c in busy]):
                 _union_groups(groups, present, group)
             _, region_slot = _names_and_labels(_roots_of(groups))
             n_slots = int(region_slot.max()) + 1
@@ -1269,6 +1271,17 @@ def _add_rows_into(array, index, out):
         k = index[i]
         for j in range(array.shape[1]):
             out[k, j] += array[i, j]
+
+
+@jit
+def _holds_two_labels(labels):
+    """Whether the 2-D ``labels`` hold two different values."""
+    first = labels[0, 0]
+    for y in range(labels.shape[0]):
+        for x in range(labels.shape[1]):
+            if labels[y, x] != first:
+                return True
+    return False
 
 
 def _first_pixels(local, n):
