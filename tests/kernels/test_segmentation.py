@@ -528,6 +528,17 @@ def test_tiled_segmentation_converts_each_tiles_colours_itself_with_the_same_res
         np.testing.assert_array_equal(b, d)
 
 
+def test_holds_two_labels_says_whether_a_tile_has_anything_to_merge():
+    rng = np.random.default_rng(76)
+    labels = rng.integers(0, 3, (9, 11)).astype(np.int32)
+    labels[:4, :5] = 2
+    for y0, y1, x0, x1 in ((0, 4, 0, 5), (0, 1, 0, 1), (0, 9, 0, 11), (3, 5, 4, 6), (2, 4, 1, 5), (5, 9, 5, 11)):
+        window = labels[y0:y1, x0:x1]
+        expected = len({int(v) for v in window.ravel()}) > 1  # the naive answer
+        assert segmentation._holds_two_labels(window) == expected
+        assert segmentation._holds_two_labels(np.ascontiguousarray(window)) == expected
+
+
 def test_names_and_labels_of_roots_are_numpys_unique_and_the_naive_ones():
     # the merge's roots are pixel indices: ranking them in two passes replaces np.unique's sort
     rng = np.random.default_rng(74)
