@@ -281,8 +281,9 @@ def _serial_opencv() -> Iterator[None]:
     statistics, the motion maps beside them), and every OpenCV call in it (colour conversion, DIS
     flow, Sobel, resizing) computes each pixel alike on any number of threads, so the results are
     the same bits.  With OpenCV's pool on, each of those calls split itself once more over the
-    cores the other threads were using: on the steady window the stage paid about 0.2-0.3 CPU-s
-    more for it.  The setting is process-wide, so blocks may overlap in threads: the first to
+    cores the other threads were using (in 6 alternating runs on the steady window at load 1.9-2.6,
+    2.59 user-s on average with the pool against 2.31 without; a noisy, shared machine).  The
+    setting is process-wide, so blocks may overlap in threads: the first to
     enter sets it, the last to leave restores the earlier count.
     """
     with _OPENCV_LOCK:
