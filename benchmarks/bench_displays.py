@@ -199,6 +199,13 @@ def main() -> None:
         metavar="NAME=PATH",
         help="add the warped window of a pipeline store (e.g. bench_pipeline.py --keep DIR: DIR/out_steady/store.zarr)",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this window (repeatable; e.g. --only steady with --window-store steady=PATH)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("VIDEO", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -218,7 +225,9 @@ def main() -> None:
             f" {'frame %':>8s} {'frozen %':>8s}"
         )
         print(header)
-        cases = {name: (video, None, None) for name, video in windows(width, height, n_frames).items()}
+        cases = {}
+        if not args.only or {"synthetic_street", "vtest"} & set(args.only):
+            cases = {name: (video, None, None) for name, video in windows(width, height, n_frames).items()}
         for item in args.window_store:
             import dask
 
@@ -231,6 +240,8 @@ def main() -> None:
         if args.real:
             stores = dict(item.split("=", 1) for item in args.store)
             cases.update(real_windows(args.annotations, stores))
+        if args.only:
+            cases = {name: case for name, case in cases.items() if name in args.only}
         for name, (video, visible, frozen) in cases.items():
             video_path = tmp / f"{name}.npy"
             np.save(video_path, video)

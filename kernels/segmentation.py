@@ -80,6 +80,7 @@ colour-to-bin memo for uint8 video.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -597,7 +598,9 @@ def _hierarchy(
     # far side, compressed to its root on each walk
     n_edges = height * (width - 1) + (height - 1) * width
     he_other = np.empty(2 * n_edges, np.int64)
-    nxt = _minus_ones(2 * n_edges)
+    # only the half-edges between different regions are used: each is set when made (a
+    # whole-frame level has few of the grid's edges, and untouched memory is not mapped)
+    nxt = np.empty(2 * n_edges, np.int64)
     head = _minus_ones(n_pix)
     tail = _minus_ones(n_pix)
     e = 0
@@ -617,6 +620,8 @@ def _hierarchy(
                     continue
                 he_other[2 * e] = parent[q]
                 he_other[2 * e + 1] = parent[p]
+                nxt[2 * e] = -1
+                nxt[2 * e + 1] = -1
                 _append(head, tail, nxt, parent[p], 2 * e)
                 _append(head, tail, nxt, parent[q], 2 * e + 1)
                 e += 1
@@ -1077,7 +1082,10 @@ def tiled_hierarchical_segmentation(
     )
     start, growth, max_levels, can_stop, kept = o.start, o.growth, o.max_levels, o.can_stop, o.kept
     n_frames, height, width = video.shape[:3]
-    codes = lab_bin_codes(video) if o.codes is None else o.codes
+    # uint8 video without given codes: each tile converts its own samples (one colour memo shared
+    # by all tiles, also across threads), so no whole-window array of codes is made
+    memo = np.full(2**24, -1, np.int16) if o.codes is None and video.dtype == np.uint8 else None
+    codes = o.codes if o.codes is not None or memo is not None else lab_bin_codes(video)
     corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
     # Integer colour sums (uint8 video) add up exactly in any order, so the statistics of a
     # merged region are the sums of its parts' and no level goes back to the pixels; float
@@ -1090,9 +1098,10 @@ def tiled_hierarchical_segmentation(
         crop = np.ascontiguousarray(video[window])
         crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
         slot, n = _block_slots(crop, crop_visible, has_visible, block, theta2)
-        statistics = _region_statistics(crop, crop_visible, has_visible, np.ascontiguousarray(codes[window]), slot, n)
+        crop_codes = lab_bin_codes(crop, memo=memo) if codes is None else np.ascontiguousarray(codes[window])
+        statistics = _region_statistics(crop, crop_visible, has_visible, crop_codes, slot, n)
         roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
-        names, merged = np.unique(roots[0], return_inverse=True)
+        names, merged = _names_and_labels(roots[0])
         # each region's statistics are left in its name's slot's row
         return merged.reshape(crop.shape[1:3]), tuple(a[slot[names]] for a in statistics)
 
@@ -1121,7 +1130,7 @@ def tiled_hierarchical_segmentation(
         if not additive:
             statistics = _region_statistics(video, visible, has_visible, codes, slot, len(statistics[0]))
         roots, _, _ = _merge((n_frames, height, width), slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
-        names, labels = np.unique(roots[0], return_inverse=True)
+        names, labels = _names_and_labels(roots[0])
         labels = labels.reshape(height, width).astype(np.int32)
         if not additive:
             return labels, _region_statistics(video, visible, has_visible, codes, labels.reshape(-1).astype(np.int64), len(names))
@@ -1144,9 +1153,11 @@ def tiled_hierarchical_segmentation(
             slot = tiled.reshape(-1)
         else:
             groups = np.arange(len(statistics[0]))
-            for present, group in map_tiles(next_level, [(c, labels, statistics, threshold) for c in corners]):
+            # a tile inside one region has nothing to merge (most tiles of the coarser levels)
+            busy = [(y, x) for y, x in corners if _holds_two_labels(labels[y : y + tile, x : x + tile])]
+            for present, group in map_tiles(next_level, [(c, labels, statistics, threshold) for c in busy]):
                 _union_groups(groups, present, group)
-            _, region_slot = np.unique(_roots_of(groups), return_inverse=True)
+            _, region_slot = _names_and_labels(_roots_of(groups))
             n_slots = int(region_slot.max()) + 1
             tiled_statistics = tuple(_add_rows(a, region_slot, n_slots) for a in statistics)
             slot = region_slot[labels.reshape(-1)].astype(np.int64)
@@ -1262,6 +1273,17 @@ def _add_rows_into(array, index, out):
             out[k, j] += array[i, j]
 
 
+@jit
+def _holds_two_labels(labels):
+    """Whether the 2-D ``labels`` hold two different values."""
+    first = labels[0, 0]
+    for y in range(labels.shape[0]):
+        for x in range(labels.shape[1]):
+            if labels[y, x] != first:
+                return True
+    return False
+
+
 def _first_pixels(local, n):
     """Index of the first pixel of each of the ``n`` local slots in ``local`` (flat)."""
     first = np.full(n, local.size, np.int64)
@@ -1282,6 +1304,39 @@ def _union_groups(parent, present, group):
             rb = _find(parent, present[i])
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
+
+
+def _names_and_labels(roots):
+    """``np.unique(roots, return_inverse=True)`` of region roots (pixel indices in ``[0, roots.size)``), in O(n).
+
+    Returns the names (the distinct roots, increasing) and every pixel's label, the rank of its
+    root among them (int64 both), as ``np.unique`` gives them; the merges' roots are pixel
+    indices, so two passes over the pixels replace a sort of them.
+    """
+    roots = np.ascontiguousarray(roots, dtype=np.int64).reshape(-1)
+    if roots.size and (roots.min() < 0 or roots.max() >= roots.size):
+        raise ValueError("roots must be pixel indices in [0, roots.size)")
+    rank = np.empty(roots.size, np.int64)
+    labels = np.empty(roots.size, np.int64)
+    _rank_roots(roots, rank, labels)
+    return np.flatnonzero(rank >= 0), labels
+
+
+@jit
+def _rank_roots(roots, rank, labels):
+    """``rank[r]``: the rank of pixel ``r`` among the distinct ``roots`` (-1 if no pixel has it); ``labels[p] = rank[roots[p]]``."""
+    n_pix = roots.size
+    for p in range(n_pix):
+        rank[p] = -1
+    for p in range(n_pix):
+        rank[roots[p]] = 0
+    n = 0
+    for p in range(n_pix):  # in increasing order: a marked pixel (0) gets its rank, the others stay -1
+        if rank[p] == 0:
+            rank[p] = n
+            n += 1
+    for p in range(n_pix):
+        labels[p] = rank[roots[p]]
 
 
 @jit
@@ -1319,7 +1374,7 @@ def _level_plan(start, growth, colour_weight, fractions):
     return max_levels, can_stop, kept
 
 
-def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None, memo: np.ndarray | None = None) -> np.ndarray:
     """Packed histogram bins ``iL * 64 + ia * 8 + ib`` of every sample (the segmentation's colour histograms).
 
     Parameters
@@ -1329,6 +1384,13 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     out : ndarray, shape (T, H, W), int16, optional
         Written in place and returned (e.g. a block of frames of a larger array, filled
         by several threads); default a new array.
+    memo : ndarray, shape (2**24,), int16, optional
+        For uint8 video: the code of every colour ``(R << 16) | (G << 8) | B`` met so
+        far, -1 where not yet known (start from ``np.full(2**24, -1, np.int16)``); read
+        and filled in place, so calls on the blocks of frames of one window, also from
+        several threads at once, compute each colour once (threads that meet a new colour
+        together both store its one code).  Default: a memo of the call's own when the
+        video has more than 2**20 samples, none below.  Ignored for float video.
 
     Returns
     -------
@@ -1342,15 +1404,26 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     """
     video = _check_video(video)
     n_frames, height, width = video.shape[:3]
-    lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
-    use_memo = video.dtype == np.uint8 and n_frames * height * width > 2**20
-    memo = np.full(2**24 if use_memo else 1, -1, np.int16)
+    lut = _srgb_lut()
+    if memo is not None and (not isinstance(memo, np.ndarray) or memo.shape != (2**24,) or memo.dtype != np.int16):
+        raise ValueError("memo must be an int16 array of shape (2**24,)")
+    use_memo = video.dtype == np.uint8 and (memo is not None or n_frames * height * width > 2**20)
+    if memo is None or not use_memo:
+        memo = np.full(2**24 if use_memo else 1, -1, np.int16)
     if out is None:
         out = np.empty((n_frames, height, width), np.int16)
     elif not isinstance(out, np.ndarray) or out.shape != (n_frames, height, width) or out.dtype != np.int16:
         raise ValueError(f"out must be an int16 array of shape {(n_frames, height, width)}")
     _lab_codes(video, lut, memo, use_memo, out)
     return out
+
+
+@functools.cache
+def _srgb_lut() -> np.ndarray:
+    """:func:`_linearise` of every 8-bit value (read only; made once, not per call of :func:`lab_bin_codes`)."""
+    lut = np.array([_linearise(float(v)) for v in range(256)], np.float64)
+    lut.flags.writeable = False
+    return lut
 
 
 class _Options(NamedTuple):
@@ -1415,7 +1488,7 @@ def _check_merge_parameters(start_threshold, growth, colour_weight) -> tuple[flo
 
 def _relabel(roots: np.ndarray) -> np.ndarray:
     """Labels 0 .. K-1 (int32) in order of the region names, from each pixel's root."""
-    _, labels = np.unique(roots, return_inverse=True)
+    _, labels = _names_and_labels(roots)
     return labels.astype(np.int32)
 
 

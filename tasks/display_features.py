@@ -318,19 +318,56 @@ def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1,
     segments = np.asarray(segments).astype(np.int64, copy=False)
     if colour is None:
         colour = _colour_sums(video, visible, segments)
-    if motion["flow"].shape[0]:
-        flow = _level_frame_sums_on_threads(motion["flow"], motion["seen"], segments)
-        moved = level_change_sums(motion["changed"], motion["seen"], segments)
-    else:
-        flow = moved = [None] * len(segments)
+    if not motion["flow"].shape[0]:
+        return _rows_of_levels(statistics, video, visible, segments, min_segment_area, colour, [None] * len(segments))
+    # The flow and change sums of all levels (kernels on threads that release the GIL) run in a
+    # thread of their own while this one computes each level's other features; a level's motion
+    # features wait for them (:class:`_Later`).  The same calls on the same arrays: same bits.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-motion-sums") as pool:
+        pending = pool.submit(
+            lambda: (
+                _level_frame_sums_on_threads(motion["flow"], motion["seen"], segments),
+                level_change_sums(motion["changed"], motion["seen"], segments),
+            )
+        )
+        motion_sums = [
+            (_Later(lambda level=level: pending.result()[0][level]), _Later(lambda level=level: pending.result()[1][level]))
+            for level in range(len(segments))
+        ]
+        return _rows_of_levels(statistics, video, visible, segments, min_segment_area, colour, motion_sums)
+
+
+def _rows_of_levels(statistics, video, visible, segments, min_segment_area, colour, motion_sums) -> list[np.ndarray]:
+    """The rows of every level (:func:`_level_rows`); ``motion_sums`` per level: (flow, moved) sums, or None."""
     rows = []
     for level, labels in enumerate(segments):
-        sums = {"colour": colour[level], "flow": flow[level], "moved": moved[level]}
+        flow, moved = motion_sums[level] if motion_sums[level] is not None else (None, None)
+        sums = {"colour": colour[level], "flow": flow, "moved": moved}
         features = _features_from_statistics(statistics, video, visible, labels, sums, min_segment_area)
         size = np.bincount(labels.ravel(), minlength=features.shape[0])
         features[size < min_segment_area] = np.nan
         rows.append(features)
     return rows
+
+
+class _Later:
+    """A value computed when first asked for (:meth:`value`), e.g. the result of a running thread."""
+
+    def __init__(self, make):
+        self._make = make
+        self._done = False
+        self._value = None
+
+    def value(self):
+        if not self._done:
+            self._value = self._make()
+            self._done = True
+        return self._value
+
+
+def _now(value):
+    """``value``, or the value of a :class:`_Later`."""
+    return value.value() if isinstance(value, _Later) else value
 
 
 #: Frames per block of the per-pixel statistics (bounds the CIELAB scratch memory).
@@ -362,7 +399,8 @@ def _window_statistics(video: np.ndarray, visible: np.ndarray) -> tuple[dict[str
 
 
 def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """Per-pixel sums over the visible frames, (H W, 17) float64 (:data:`kernels.segment_statistics.PIXEL_COLUMNS`).
+    """Per-pixel sums over the visible frames, (H W, 17) float64 (:data:`kernels.segment_statistics.PIXEL_COLUMNS`),
+    the transpose of contiguous columns (17, H W).
 
     They do not depend on the segmentation, so :func:`level_features`
     computes them once for all levels: one pass over the window, its frame
@@ -374,27 +412,39 @@ def _pixel_statistics(video: np.ndarray, visible: np.ndarray) -> np.ndarray:
     bounds = np.linspace(0, n_frames, n_ranges + 1).astype(int)
     ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
     parts = map_on_threads(lambda r: _pixel_statistics_range(video, visible, *r), ranges, n_ranges)
-    return parts[0] if len(parts) == 1 else sum(parts)
+    # added into the first range's array, no new one per addition; the same bits as sum(parts):
+    # the sums start at +0.0, so none is -0.0 and 0.0 + x is x
+    total = parts[0]
+    for part in parts[1:]:
+        np.add(total, part, out=total)
+    return total
 
 
 def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, stop: int) -> np.ndarray:
     """:func:`_pixel_statistics` of frames ``first .. stop-1`` (the change from frame ``first - 1`` included)."""
-    width = video.shape[2]
-    total = None
-    # one pair of float32 buffers for all blocks: fresh ones cost a page fault per 4 KiB every block
-    rgb_buffer = np.empty((min(_BLOCK_FRAMES, stop - first) * video.shape[1], width, 3), np.float32)
-    lab_buffer = np.empty_like(rgb_buffer)
+    height, width = video.shape[1:3]
+    # The sums are kept column by column, (17, H W), and given to the kernel as their transpose
+    # (H W, 17): the features read whole columns, which then need no transposed copy.
+    columns = np.zeros((len(PIXEL_COLUMNS), height * width))
+    total = columns.T
+    # buffers made once for all blocks (fresh memory costs a page fault per 4 KiB); the colours
+    # are converted frame by frame, so only the CIELAB buffer holds a whole block
+    rgb = np.empty((height, width, 3), np.float32)
+    lab_buffer = np.empty((min(_BLOCK_FRAMES, stop - first), height, width, 3), np.float32)
     for start in range(first, stop, _BLOCK_FRAMES):
         end = min(start + _BLOCK_FRAMES, stop)
         block = video[start:end]
-        rows = block.shape[0] * block.shape[1]
-        rgb = rgb_buffer[:rows]
-        # as `(block / np.float32(255.0)).astype(np.float32)`: the same division, then rounded to float32
-        np.divide(block.reshape(-1, width, 3), np.float32(255.0), out=rgb, casting="same_kind")
-        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab, dst=lab_buffer[:rows]).reshape(block.shape)
+        lab = lab_buffer[: end - start]
+        for i in range(end - start):
+            # as `(block / np.float32(255.0)).astype(np.float32)`: the same division, then rounded to float32
+            np.divide(block[i], np.float32(255.0), out=rgb, casting="same_kind")
+            # OpenCV converts every pixel alike, so a frame at a time gives the block's bits
+            converted = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab, dst=lab[i])
+            if not np.shares_memory(converted, lab_buffer):
+                lab[i] = converted
         previous = (video[start - 1], visible[start - 1]) if start > 0 else (None, None)
         # each block's sums are formed first and then added to the total's (same bits as adding arrays)
-        total = pixel_statistics(block, visible[start:end], lab, *previous, out=total)
+        pixel_statistics(block, visible[start:end], lab, *previous, out=total)
     return total
 
 
@@ -462,7 +512,7 @@ def _pixel_columns(stats: np.ndarray) -> dict[str, np.ndarray]:
     rgb = stats[:, column["rgb_0"] : column["rgb_2"] + 1]
     rgb_sq = stats[:, column["rgb_sq_0"] : column["rgb_sq_2"] + 1]
     return {
-        "columns": np.ascontiguousarray(stats.T),
+        "columns": np.ascontiguousarray(stats.T),  # no copy when the sums were kept column by column
         "has_std": pix_n >= 2,
         "pixel_std": np.sqrt(np.maximum(rgb_sq / safe_n - (rgb / safe_n) ** 2, 0.0)).mean(axis=1),
     }
@@ -529,15 +579,20 @@ def _features_from_statistics(statistics, video, visible, labels, sums, min_segm
     features[:, 11] = np.where(std_count > 0, std_sum / np.maximum(std_count, 1), 0.0)
     features[:, 12] = _aperiodic_change(mean_colour, vis_count > 0)
     features[:, 13:20] = _shape_features(labels.astype(np.int64), n_segments, size, usable)
+    sums = {name: _now(array) for name, array in sums.items()}  # the motion sums, now (they may still run)
     features[:, 20:25] = _motion_features(motion, sums, labels.astype(np.int64), n_segments, size, usable)
     features[~usable] = np.nan
     return features
 
 
 def _big_rows(array, big, n_rows):
-    """``n_rows`` rows: those of ``array`` (or of each array of a tuple) of the ``big`` segments, then zeros."""
+    """``n_rows`` rows: those of ``array`` (or of each array of a tuple) of the ``big`` segments, then zeros.
+
+    Of a :class:`_Later`, a :class:`_Later` of them."""
     if array is None:
         return None
+    if isinstance(array, _Later):
+        return _Later(lambda: _big_rows(array.value(), big, n_rows))
     if isinstance(array, tuple):
         return tuple(_big_rows(a, big, n_rows) for a in array)
     out = np.zeros((n_rows,) + array.shape[1:], array.dtype)

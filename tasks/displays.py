@@ -48,7 +48,9 @@ import hashlib
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -202,13 +204,15 @@ def _segment_window(
         growth=params.growth,
         keep_levels=tuple(params.levels),
         colour_weight=params.colour_weight,
-        lab_codes=_lab_codes(video),
     )
     height, width = video.shape[1:3]
     if params.tile is None or (height <= params.tile and width <= params.tile):
-        return (*hierarchical_segmentation(video, visible, **options), None)
+        return (*hierarchical_segmentation(video, visible, lab_codes=_lab_codes(video), **options), None)
+    # uint8 video: the tiles convert their own colours on the tile threads (one shared memo)
+    codes = None if video.dtype == np.uint8 else _lab_codes(video)
     return tiled_hierarchical_segmentation(
-        video, visible, tile=params.tile, map_tiles=_map_on_threads, block=params.block, return_sums=True, **options
+        video, visible, tile=params.tile, map_tiles=_map_on_threads, block=params.block, return_sums=True,
+        lab_codes=codes, **options
     )
 
 
@@ -226,8 +230,13 @@ def _lab_codes(video: np.ndarray) -> np.ndarray:
     n_frames = video.shape[0]
     bounds = np.linspace(0, n_frames, min(_threads(), n_frames) + 1).astype(int)
     out = np.empty(video.shape[:3], np.int16)
-    # each thread writes its frames in place: no concatenated copy
-    _map_on_threads(lambda r: lab_bin_codes(video[r[0] : r[1]], out=out[r[0] : r[1]]), zip(bounds[:-1], bounds[1:], strict=True))
+    # each thread writes its frames in place (no concatenated copy); one colour memo for all of
+    # them, so a colour met in both halves of the window is converted once
+    memo = np.full(2**24, -1, np.int16) if video.dtype == np.uint8 and out.size > 2**20 else None
+    _map_on_threads(
+        lambda r: lab_bin_codes(video[r[0] : r[1]], out=out[r[0] : r[1]], memo=memo),
+        zip(bounds[:-1], bounds[1:], strict=True),
+    )
     return out
 
 
@@ -261,6 +270,37 @@ def classify_segments(
     return mask, n_positive
 
 
+_OPENCV_LOCK = threading.Lock()
+_OPENCV = {"users": 0, "before": None}  # calls inside _serial_opencv, OpenCV's thread count before the first
+
+
+@contextmanager
+def _serial_opencv() -> Iterator[None]:
+    """OpenCV's own thread pool off (``cv2.setNumThreads(1)``) in this process while the block runs.
+
+    The stage already spreads its work over its own threads (tiles, frame ranges of the per-pixel
+    statistics, the motion maps beside them), and every OpenCV call in it (colour conversion, DIS
+    flow, Sobel, resizing) computes each pixel alike on any number of threads, so the results are
+    the same bits.  With OpenCV's pool on, each of those calls split itself once more over the
+    cores the other threads were using (in 6 alternating runs on the steady window at load 1.9-2.6,
+    2.59 user-s on average with the pool against 2.31 without; a noisy, shared machine).  The
+    setting is process-wide, so blocks may overlap in threads: the first to
+    enter sets it, the last to leave restores the earlier count.
+    """
+    with _OPENCV_LOCK:
+        if _OPENCV["users"] == 0:
+            _OPENCV["before"] = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _OPENCV["users"] += 1
+    try:
+        yield
+    finally:
+        with _OPENCV_LOCK:
+            _OPENCV["users"] -= 1
+            if _OPENCV["users"] == 0:
+                cv2.setNumThreads(_OPENCV["before"])
+
+
 def detect_displays(
     video: np.ndarray,
     visible: np.ndarray | None,
@@ -286,7 +326,8 @@ def detect_displays(
     n_positive : int
         Positive segments over all levels.
     """
-    with numpy_page_advice(False):  # see tasks.threads.numpy_page_advice (a flow's own setting wins)
+    # see tasks.threads.numpy_page_advice (a flow's own setting wins) and _serial_opencv
+    with numpy_page_advice(False), _serial_opencv():
         segments, thresholds, features = _segments_and_features(video, visible, params)
         mask, n_positive = classify_segments(model, features, segments, params.probability_threshold)
     return segments, thresholds, mask, n_positive

@@ -388,3 +388,10 @@ def naive_alike_blocks(video, visible, block, theta):
             if whole:
                 n += 1
     return labels
+
+
+def naive_names_and_labels(roots):
+    """The distinct roots in increasing order, and the index of each pixel's root among them."""
+    names = sorted(set(int(r) for r in roots))
+    index = {name: i for i, name in enumerate(names)}
+    return names, [index[int(r)] for r in roots]

@@ -13,6 +13,7 @@ from tests.kernels.naive_segmentation import (
     naive_bins,
     naive_hierarchy,
     naive_lab,
+    naive_names_and_labels,
     naive_region_distance,
     naive_segment_frame_sums,
     tiled_from_pixels,
@@ -507,6 +508,85 @@ def test_lab_bin_codes_fill_blocks_of_frames_in_place():
     for bad in (np.zeros((7, 5, 6), np.int32), np.zeros((6, 5, 6), np.int16), [[0]]):
         with pytest.raises(ValueError, match="out must be"):
             segmentation.lab_bin_codes(video, out=bad)
+
+
+def test_tiled_segmentation_converts_each_tiles_colours_itself_with_the_same_result():
+    # uint8 video without lab_codes: every tile converts its own samples (one shared memo)
+    rng = np.random.default_rng(75)
+    video = rng.integers(0, 256, (10, 13, 11, 3)).astype(np.uint8)
+    video[:, :6] = video[0, :6]  # a still part, whose colours repeat
+    visible = rng.random(video.shape[:3]) > 0.1
+    options = dict(tile=4, theta=30.0, keep_levels=(0.3, 0.6, 1.0))
+    given = segmentation.tiled_hierarchical_segmentation(
+        video, visible, lab_codes=segmentation.lab_bin_codes(video), return_sums=True, **options
+    )
+    own = segmentation.tiled_hierarchical_segmentation(video, visible, return_sums=True, **options)
+    np.testing.assert_array_equal(own[0], given[0])
+    np.testing.assert_array_equal(own[1], given[1])
+    for (a, b), (c, d) in zip(own[2], given[2], strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+
+
+def test_holds_two_labels_says_whether_a_tile_has_anything_to_merge():
+    rng = np.random.default_rng(76)
+    labels = rng.integers(0, 3, (9, 11)).astype(np.int32)
+    labels[:4, :5] = 2
+    for y0, y1, x0, x1 in ((0, 4, 0, 5), (0, 1, 0, 1), (0, 9, 0, 11), (3, 5, 4, 6), (2, 4, 1, 5), (5, 9, 5, 11)):
+        window = labels[y0:y1, x0:x1]
+        expected = len({int(v) for v in window.ravel()}) > 1  # the naive answer
+        assert segmentation._holds_two_labels(window) == expected
+        assert segmentation._holds_two_labels(np.ascontiguousarray(window)) == expected
+
+
+def test_names_and_labels_of_roots_are_numpys_unique_and_the_naive_ones():
+    # the merge's roots are pixel indices: ranking them in two passes replaces np.unique's sort
+    rng = np.random.default_rng(74)
+    cases = [np.zeros(1, np.int64), np.arange(9), np.full(7, 6), np.array([3, 3, 0, 3, 0, 5, 5, 0])]
+    for size in (2, 17, 300):
+        parent = np.minimum(np.arange(size), rng.integers(0, size, size))  # roots below or at the pixel
+        cases.append(parent)
+        cases.append(rng.integers(0, size, size))  # any indices in range
+        cases.append(rng.integers(size - 2, size, size))  # two high ones
+    for roots in cases:
+        names, labels = segmentation._names_and_labels(roots)
+        expected_names, expected_labels = np.unique(roots, return_inverse=True)
+        np.testing.assert_array_equal(names, expected_names)
+        np.testing.assert_array_equal(labels, expected_labels.reshape(-1))
+        assert names.dtype == np.int64 and labels.dtype == np.int64
+        naive_names, naive_labels = naive_names_and_labels(roots.tolist())
+        assert names.tolist() == naive_names and labels.tolist() == naive_labels
+    names, labels = segmentation._names_and_labels(np.zeros(0, np.int64))
+    assert names.size == 0 and labels.size == 0
+    for bad in (np.array([0, 2]), np.array([-1, 0])):
+        with pytest.raises(ValueError, match="roots must be"):
+            segmentation._names_and_labels(bad)
+
+
+def test_lab_bin_codes_share_a_colour_memo_between_calls():
+    # the display stage converts blocks of frames on threads with one memo: each colour once
+    rng = np.random.default_rng(73)
+    video = rng.integers(0, 256, (6, 5, 7, 3)).astype(np.uint8)
+    video[3:] = video[:3]  # the second half repeats the first half's colours
+    bins = lab_histogram_bins(srgb_to_lab(video))
+    expected = bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2]
+    memo = np.full(2**24, -1, np.int16)
+    first = segmentation.lab_bin_codes(video[:3], memo=memo)
+    np.testing.assert_array_equal(first, expected[:3])
+    colours = (video[..., 0].astype(np.int64) << 16) | (video[..., 1].astype(np.int64) << 8) | video[..., 2]
+    np.testing.assert_array_equal(memo[colours[:3]], expected[:3])
+    assert int((memo >= 0).sum()) == np.unique(colours[:3]).size
+    # a memo entry is trusted: a planted wrong code shows that the second call reads it
+    planted = memo.copy()
+    planted[colours[3, 0, 0]] = 511
+    second = segmentation.lab_bin_codes(video[3:], memo=planted)
+    assert second[0, 0, 0] == 511
+    np.testing.assert_array_equal(segmentation.lab_bin_codes(video[3:], memo=memo), expected[3:])
+    # float video has no memo; a wrong memo is refused
+    np.testing.assert_array_equal(segmentation.lab_bin_codes(video.astype(np.float64), memo=memo), expected)
+    for bad in (np.full(2**24, -1, np.int32), np.full(10, -1, np.int16), [[0]]):
+        with pytest.raises(ValueError, match="memo must be"):
+            segmentation.lab_bin_codes(video, memo=bad)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float64])

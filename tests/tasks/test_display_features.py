@@ -326,3 +326,25 @@ def test_motion_features_tell_a_moving_object_from_a_screen():
     assert lane[F["change_travel"]] > 2 * screen[F["change_travel"]]
     assert screen[F["change_coverage"]] > 2 * lane[F["change_coverage"]]
     assert screen[F["boundary_edges"]] > lane[F["boundary_edges"]]
+
+
+def test_opencvs_float_lab_converts_every_colour_alike_wherever_it_sits():
+    # the display stage converts a frame at a time (and with OpenCV's pool off) and relies on
+    # the same bits as one call on a whole block: every 7th of the 2**24 colours (7 is prime to
+    # 256, so every value of every channel, about 2.4 million colours; all of them took 12 s
+    # here), at several offsets of the SIMD lanes, and a 64th of those on the scalar path of a
+    # one-pixel-wide strided column
+    import cv2
+
+    colours = np.arange(0, 2**24, 7, dtype=np.uint32)
+    rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=-1).astype(np.uint8)
+    rgb = (rgb / np.float32(255.0)).astype(np.float32)
+    whole = cv2.cvtColor(rgb.reshape(1, -1, 3), cv2.COLOR_RGB2Lab).reshape(-1, 3).view(np.uint32)
+    for offset in (1, 6, 11):
+        shifted = np.concatenate([np.full((offset, 3), 0.5, np.float32), rgb])
+        lab = cv2.cvtColor(shifted.reshape(1, -1, 3), cv2.COLOR_RGB2Lab).reshape(-1, 3)[offset:]
+        assert np.array_equal(lab.view(np.uint32), whole), f"offset {offset}"
+    wide = np.zeros((len(rgb[::64]), 5, 3), np.float32)
+    wide[:, 0] = rgb[::64]
+    column = cv2.cvtColor(wide[:, :1], cv2.COLOR_RGB2Lab)[:, 0]
+    assert np.array_equal(column.view(np.uint32), whole[::64])

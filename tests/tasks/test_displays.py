@@ -359,3 +359,61 @@ def test_detect_displays_runs_without_numpys_huge_page_advice_and_restores_it(mo
         assert multiarray._get_madvise_hugepage() is True
     finally:
         multiarray._set_madvise_hugepage(earlier)
+
+
+def test_detect_displays_runs_with_opencvs_pool_off_and_restores_it(monkeypatch):
+    import cv2
+
+    import tasks.displays as displays
+
+    seen = []
+    original = displays._segments_and_features
+
+    def recording(*args, **kwargs):
+        seen.append(cv2.getNumThreads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(displays, "_segments_and_features", recording)
+    params = DisplayParams()
+    model, _, _ = displays.load_display_model(params)
+    video = np.random.default_rng(4).integers(0, 256, (12, 40, 48, 3), dtype=np.uint8)
+    earlier = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        displays.detect_displays(video, np.ones(video.shape[:3], bool), model, params)
+        assert seen == [1]
+        assert cv2.getNumThreads() == 3
+        # blocks overlap (nested here, as threads may): the last to leave restores the count
+        with displays._serial_opencv():
+            with displays._serial_opencv():
+                assert cv2.getNumThreads() == 1
+            assert cv2.getNumThreads() == 1
+        assert cv2.getNumThreads() == 3
+        with pytest.raises(RuntimeError), displays._serial_opencv():
+            raise RuntimeError
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(earlier)
+
+
+def test_segments_and_features_are_the_same_bits_with_opencvs_pool_on_or_off():
+    # colour conversion, DIS flow, Sobel and resizing compute every pixel alike on any number of
+    # OpenCV threads, which is what lets the stage switch the pool off
+    import cv2
+
+    import tasks.displays as displays
+
+    clip = make_display_clip(None, height=96, width=128, n_frames=24, seed=5, n_walkers=2, n_blinkers=1)
+    visible = np.ones(clip.frames.shape[:3], bool)
+    earlier = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(4)
+        pooled = displays._segments_and_features(clip.frames, visible, DisplayParams())
+        cv2.setNumThreads(1)
+        serial = displays._segments_and_features(clip.frames, visible, DisplayParams())
+    finally:
+        cv2.setNumThreads(earlier)
+    np.testing.assert_array_equal(pooled[0], serial[0])
+    np.testing.assert_array_equal(pooled[1], serial[1])
+    for a, b in zip(pooled[2], serial[2], strict=True):
+        np.testing.assert_array_equal(a, b)
