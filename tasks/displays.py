@@ -90,7 +90,7 @@ from tasks.store import (
     require,
     write_variables,
 )
-from tasks.threads import numpy_page_advice, thread_budget
+from tasks.threads import SharedSetting, numpy_page_advice, thread_budget
 from tasks.window import select_window
 
 __all__ = [
@@ -270,8 +270,7 @@ def classify_segments(
     return mask, n_positive
 
 
-_OPENCV_LOCK = threading.Lock()
-_OPENCV = {"users": 0, "before": None}  # calls inside _serial_opencv, OpenCV's thread count before the first
+_OPENCV_THREADS = SharedSetting()
 
 
 @contextmanager
@@ -284,21 +283,17 @@ def _serial_opencv() -> Iterator[None]:
     the same bits.  With OpenCV's pool on, each of those calls split itself once more over the
     cores the other threads were using (in 6 alternating runs on the steady window at load 1.9-2.6,
     2.59 user-s on average with the pool against 2.31 without; a noisy, shared machine).  The
-    setting is process-wide, so blocks may overlap in threads: the first to
-    enter sets it, the last to leave restores the earlier count.
+    setting is process-wide, so blocks may overlap in threads (:class:`tasks.threads.SharedSetting`):
+    the first to enter sets it, the last to leave restores the earlier count.
     """
-    with _OPENCV_LOCK:
-        if _OPENCV["users"] == 0:
-            _OPENCV["before"] = cv2.getNumThreads()
-            cv2.setNumThreads(1)
-        _OPENCV["users"] += 1
-    try:
+
+    def one_thread() -> int:
+        before = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        return before
+
+    with _OPENCV_THREADS.held(one_thread, cv2.setNumThreads):
         yield
-    finally:
-        with _OPENCV_LOCK:
-            _OPENCV["users"] -= 1
-            if _OPENCV["users"] == 0:
-                cv2.setNumThreads(_OPENCV["before"])
 
 
 def detect_displays(

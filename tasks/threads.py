@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 def thread_budget() -> int:
@@ -55,8 +56,33 @@ def pin_codec_threads(codec_context) -> None:
         codec_context.thread_count = n
 
 
-_PAGES_LOCK = threading.Lock()
-_PAGES = {"users": 0, "before": None}  # blocks inside numpy_page_advice, NumPy's setting before the first
+class SharedSetting:
+    """A process-wide setting held while any block holds it, for blocks that may nest or overlap in
+    threads: the first to enter applies it, the last to leave restores what was there before (an
+    overlapping block meanwhile does not change it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._before = None
+
+    @contextmanager
+    def held(self, apply: Callable[[], Any], restore: Callable[[Any], Any]) -> Iterator[None]:
+        """``apply()`` (returns the earlier setting) on the first entry, ``restore(earlier)`` on the last exit."""
+        with self._lock:
+            if self._users == 0:
+                self._before = apply()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    restore(self._before)
+
+
+_NUMPY_PAGES = SharedSetting()
 
 
 def _numpy_page_setter():
@@ -85,14 +111,5 @@ def numpy_page_advice(huge: bool) -> Iterator[None]:
     if setter is None:
         yield
         return
-    with _PAGES_LOCK:
-        if _PAGES["users"] == 0:
-            _PAGES["before"] = setter(huge)
-        _PAGES["users"] += 1
-    try:
+    with _NUMPY_PAGES.held(lambda: setter(huge), setter):
         yield
-    finally:
-        with _PAGES_LOCK:
-            _PAGES["users"] -= 1
-            if _PAGES["users"] == 0:
-                setter(_PAGES["before"])

@@ -335,26 +335,31 @@ def test_flow_finds_unseen_displays_and_keeps_the_facade_still(prefect_harness, 
     assert data["masks"]["display"] == int(mask.sum())
 
 
-def test_detect_displays_runs_without_numpys_huge_page_advice_and_restores_it(monkeypatch):
-    from numpy._core import multiarray
-
+def _setting_during_detection(monkeypatch, probe, seed):
+    """Run detect_displays on a small random window; ``probe()`` as its segmentation starts, each time."""
     import tasks.displays as displays
 
     seen = []
     original = displays._segments_and_features
 
     def recording(*args, **kwargs):
-        seen.append(multiarray._get_madvise_hugepage())
+        seen.append(probe())
         return original(*args, **kwargs)
 
     monkeypatch.setattr(displays, "_segments_and_features", recording)
     params = DisplayParams()
     model, _, _ = displays.load_display_model(params)
-    rng = np.random.default_rng(3)
-    video = rng.integers(0, 256, (12, 40, 48, 3), dtype=np.uint8)
+    video = np.random.default_rng(seed).integers(0, 256, (12, 40, 48, 3), dtype=np.uint8)
+    displays.detect_displays(video, np.ones(video.shape[:3], bool), model, params)
+    return seen
+
+
+def test_detect_displays_runs_without_numpys_huge_page_advice_and_restores_it(monkeypatch):
+    from numpy._core import multiarray
+
     earlier = multiarray._set_madvise_hugepage(True)
     try:
-        displays.detect_displays(video, np.ones(video.shape[:3], bool), model, params)
+        seen = _setting_during_detection(monkeypatch, multiarray._get_madvise_hugepage, 3)
         assert seen == [False]
         assert multiarray._get_madvise_hugepage() is True
     finally:
@@ -366,21 +371,10 @@ def test_detect_displays_runs_with_opencvs_pool_off_and_restores_it(monkeypatch)
 
     import tasks.displays as displays
 
-    seen = []
-    original = displays._segments_and_features
-
-    def recording(*args, **kwargs):
-        seen.append(cv2.getNumThreads())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(displays, "_segments_and_features", recording)
-    params = DisplayParams()
-    model, _, _ = displays.load_display_model(params)
-    video = np.random.default_rng(4).integers(0, 256, (12, 40, 48, 3), dtype=np.uint8)
     earlier = cv2.getNumThreads()
     cv2.setNumThreads(3)
     try:
-        displays.detect_displays(video, np.ones(video.shape[:3], bool), model, params)
+        seen = _setting_during_detection(monkeypatch, cv2.getNumThreads, 4)
         assert seen == [1]
         assert cv2.getNumThreads() == 3
         # blocks overlap (nested here, as threads may): the last to leave restores the count
