@@ -98,54 +98,7 @@ def display_lambda(gamma: float = DEFAULT_GAMMA) -> float:
 
 
 # --------------------------------------------------------------------------
-# Numba kernels: the element-wise part of one APG iteration.
-
-
-@jit
-def _gradient_and_shrink(P, A, A_prev, E, E_prev, beta, thresh, G):
-    """One APG step, element-wise part (Lin et al. 2009, Alg. 2, lines 3-7).
-
-    Writes ``G = G^A`` (the gradient step for the low-rank part) and
-    overwrites ``E_prev`` with the new sparse iterate
-    ``E_{k+1} = S_thresh(G^E)``, using ``G^E = P - G^A`` which follows from
-    ``G^A = Y^A - (Y^A + Y^E - P) / 2`` and ``G^E = Y^E - (Y^A + Y^E - P) / 2``.
-    """
-    m, n = P.shape
-    for i in range(m):
-        for j in range(n):
-            ya = A[i, j] + beta * (A[i, j] - A_prev[i, j])
-            ye = E[i, j] + beta * (E[i, j] - E_prev[i, j])
-            ga = 0.5 * (ya - ye + P[i, j])
-            G[i, j] = ga
-            ge = P[i, j] - ga
-            if ge > thresh:
-                E_prev[i, j] = ge - thresh
-            elif ge < -thresh:
-                E_prev[i, j] = ge + thresh
-            else:
-                E_prev[i, j] = 0.0
-
-
-@jit
-def _stopping_norms(P, G, A_new, E_new):
-    """Squared norms for the stopping test of Lin et al. (2009), Sec. 3.
-
-    The subgradient ``S_{k+1} = 2 (Y_k - X_{k+1}) + (A_{k+1} + E_{k+1} - Y^A_k
-    - Y^E_k)`` of the relaxed objective has identical halves up to sign,
-    ``S^A = -S^E = 2 G^A - P - A_{k+1} + E_{k+1}``; returns
-    ``(||S||_F^2, ||(A_{k+1}, E_{k+1})||_F^2)``.
-    """
-    m, n = P.shape
-    s2 = 0.0
-    x2 = 0.0
-    for i in range(m):
-        for j in range(n):
-            a = A_new[i, j]
-            e = E_new[i, j]
-            s = 2.0 * G[i, j] - P[i, j] - a + e
-            s2 += s * s
-            x2 += a * a + e * e
-    return 2.0 * s2, x2
+# Numba kernels: the element-wise parts of an APG iteration, and the whole loop with the Gram SVT.
 
 
 #: Columns per block of the fused Gram iteration (:func:`_apg_gram_fused`).
@@ -154,7 +107,14 @@ GRAM_BLOCK = 4096
 
 @jit
 def _gradient_block(P, A, A_prev, E, E_prev, beta, thresh, G, j0, j1):
-    """:func:`_gradient_and_shrink` on the columns ``j0:j1`` (row slices: contiguous inner loops)."""
+    """One APG step, element-wise part (Lin et al. 2009, Alg. 2, lines 3-7), on the columns ``j0:j1``.
+
+    Writes ``G = G^A`` (the gradient step for the low-rank part) and
+    overwrites ``E_prev`` with the new sparse iterate
+    ``E_{k+1} = S_thresh(G^E)``, using ``G^E = P - G^A`` which follows from
+    ``G^A = Y^A - (Y^A + Y^E - P) / 2`` and ``G^E = Y^E - (Y^A + Y^E - P) / 2``.
+    Row slices keep the inner loops contiguous.
+    """
     for i in range(P.shape[0]):
         p = P[i, j0:j1]
         a = A[i, j0:j1]
@@ -178,7 +138,13 @@ def _gradient_block(P, A, A_prev, E, E_prev, beta, thresh, G, j0, j1):
 
 @jit
 def _stopping_block(P, G, A_new, E_new, j0, j1):
-    """:func:`_stopping_norms`' two sums (without the factor 2) over the columns ``j0:j1``."""
+    """Sums for the stopping test of Lin et al. (2009), Sec. 3, over the columns ``j0:j1``.
+
+    The subgradient ``S_{k+1} = 2 (Y_k - X_{k+1}) + (A_{k+1} + E_{k+1} - Y^A_k
+    - Y^E_k)`` of the relaxed objective has identical halves up to sign,
+    ``S^A = -S^E = 2 G^A - P - A_{k+1} + E_{k+1}``; returns
+    ``(||S^A||_F^2, ||(A_{k+1}, E_{k+1})||_F^2)`` over the block (``||S||_F^2`` is twice the first).
+    """
     s2 = 0.0
     x2 = 0.0
     for i in range(P.shape[0]):
@@ -687,11 +653,12 @@ def _apg_loop(P, lam, tol, max_iter, eta, mu, mu_bar, svt):
     while k < max_iter:
         beta = (t_prev - 1.0) / t
         # E_prev becomes E_{k+1}; A_prev becomes A_{k+1}.
-        _gradient_and_shrink(P, A, A_prev, E, E_prev, beta, lam * mu / 2.0, G)
+        _gradient_block(P, A, A_prev, E, E_prev, beta, lam * mu / 2.0, G, 0, P.shape[1])
         svt(G, mu / 2.0, A_prev)
         at_floor = mu <= mu_bar
         if at_floor:  # the test applies only at the floor: no pass over the matrices before
-            s2, x2 = _stopping_norms(P, G, A_prev, E_prev)
+            s2, x2 = _stopping_block(P, G, A_prev, E_prev, 0, P.shape[1])
+            s2 *= 2.0
         A, A_prev = A_prev, A
         E, E_prev = E_prev, E
         k += 1
