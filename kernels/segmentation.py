@@ -104,6 +104,7 @@ __all__ = [
     "merge_below",
     "first_level_segments",
     "lab_bin_codes",
+    "lab_memo",
     "srgb_to_lab", "lab_histogram_bins", "N_BINS", "LAB_RANGES"]
 
 #: Bins per LAB channel; the histogram has ``3 * N_BINS`` entries.
@@ -1084,7 +1085,7 @@ def tiled_hierarchical_segmentation(
     n_frames, height, width = video.shape[:3]
     # uint8 video without given codes: each tile converts its own samples (one colour memo shared
     # by all tiles, also across threads), so no whole-window array of codes is made
-    memo = np.full(2**24, -1, np.int16) if o.codes is None and video.dtype == np.uint8 else None
+    memo = lab_memo() if o.codes is None and video.dtype == np.uint8 else None
     codes = o.codes if o.codes is not None or memo is not None else lab_bin_codes(video)
     corners = [(y, x) for y in range(0, height, tile) for x in range(0, width, tile)]
     # Integer colour sums (uint8 video) add up exactly in any order, so the statistics of a
@@ -1386,7 +1387,7 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None, memo: np.nda
         by several threads); default a new array.
     memo : ndarray, shape (2**24,), int16, optional
         For uint8 video: the code of every colour ``(R << 16) | (G << 8) | B`` met so
-        far, -1 where not yet known (start from ``np.full(2**24, -1, np.int16)``); read
+        far, -1 where not yet known (start from :func:`lab_memo`); read
         and filled in place, so calls on the blocks of frames of one window, also from
         several threads at once, compute each colour once (threads that meet a new colour
         together both store its one code).  Default: a memo of the call's own when the
@@ -1409,13 +1410,19 @@ def lab_bin_codes(video: np.ndarray, out: np.ndarray | None = None, memo: np.nda
         raise ValueError("memo must be an int16 array of shape (2**24,)")
     use_memo = video.dtype == np.uint8 and (memo is not None or n_frames * height * width > 2**20)
     if memo is None or not use_memo:
-        memo = np.full(2**24 if use_memo else 1, -1, np.int16)
+        memo = lab_memo() if use_memo else np.full(1, -1, np.int16)  # one entry: a typed, unused stand-in
     if out is None:
         out = np.empty((n_frames, height, width), np.int16)
     elif not isinstance(out, np.ndarray) or out.shape != (n_frames, height, width) or out.dtype != np.int16:
         raise ValueError(f"out must be an int16 array of shape {(n_frames, height, width)}")
     _lab_codes(video, lut, memo, use_memo, out)
     return out
+
+
+def lab_memo() -> np.ndarray:
+    """An empty colour memo for :func:`lab_bin_codes` (``memo=``): one int16 code per 24-bit colour
+    ``(R << 16) | (G << 8) | B``, all -1 (not yet known); 32 MiB."""
+    return np.full(2**24, -1, np.int16)
 
 
 @functools.cache

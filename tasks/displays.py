@@ -62,7 +62,12 @@ from prefect import task
 from scipy import ndimage
 from sklearn.ensemble import RandomForestClassifier
 
-from kernels.segmentation import hierarchical_segmentation, lab_bin_codes, tiled_hierarchical_segmentation
+from kernels.segmentation import (
+    hierarchical_segmentation,
+    lab_bin_codes,
+    lab_memo,
+    tiled_hierarchical_segmentation,
+)
 from schemas import names as N
 from schemas.annotations import AnnotatedClip
 from schemas.config import PipelineConfig
@@ -232,7 +237,7 @@ def _lab_codes(video: np.ndarray) -> np.ndarray:
     out = np.empty(video.shape[:3], np.int16)
     # each thread writes its frames in place (no concatenated copy); one colour memo for all of
     # them, so a colour met in both halves of the window is converted once
-    memo = np.full(2**24, -1, np.int16) if video.dtype == np.uint8 and out.size > 2**20 else None
+    memo = lab_memo() if video.dtype == np.uint8 and out.size > 2**20 else None
     _map_on_threads(
         lambda r: lab_bin_codes(video[r[0] : r[1]], out=out[r[0] : r[1]], memo=memo),
         zip(bounds[:-1], bounds[1:], strict=True),
