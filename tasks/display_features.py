@@ -102,7 +102,7 @@ from kernels.segment_statistics import (
     pixel_statistics,
     segment_row_extents,
 )
-from tasks.threads import thread_budget
+from tasks.threads import thread_budget, written_zeros
 
 __all__ = [
     "FEATURE_NAMES",
@@ -425,7 +425,9 @@ def _pixel_statistics_range(video: np.ndarray, visible: np.ndarray, first: int, 
     height, width = video.shape[1:3]
     # The sums are kept column by column, (17, H W), and given to the kernel as their transpose
     # (H W, 17): the features read whole columns, which then need no transposed copy.
-    columns = np.zeros((len(PIXEL_COLUMNS), height * width))
+    # zeroed by writing (a kernel that adds into np.zeros' lazily mapped pages pays a copy-on-write
+    # fault and a TLB flush of the other cores per page: see written_zeros)
+    columns = written_zeros((len(PIXEL_COLUMNS), height * width))
     total = columns.T
     # buffers made once for all blocks (fresh memory costs a page fault per 4 KiB); the colours
     # are converted frame by frame, so only the CIELAB buffer holds a whole block
@@ -709,7 +711,7 @@ def _motion_maps(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray
     flow = np.zeros((len(starts), height, width, 3), np.float32)
     changed = np.zeros((len(starts), height, width), bool)
     seen = np.zeros((len(starts), height, width), bool)
-    edges = np.zeros((height, width))
+    edges = written_zeros((height, width))  # added into below
     kernel = np.ones((3, 3), np.uint8)
     for i, t in enumerate(starts):
         a, b = grey_of(t), grey_of(t + _PAIR_GAP)
