@@ -6,8 +6,10 @@ the git commit whose display stage is the baseline (default ``0fcad5c``, the
 commit before the tiled segmentation); its tree is exported with ``git
 archive`` into a temporary directory.  Each measurement runs in its own
 Python process (``PYTHONPATH`` = that tree or this one) on the same decoded
-window, one after the other; kernels are compiled by an untimed call on a
-small window first.  Wall and CPU time (user + system of the whole process,
+window, before and after alternating (``--rounds``, default 3 pairs per
+window; the table shows the median run of each and a line lists every
+pair's wall times); kernels are compiled by an untimed call on a small
+window first.  Wall and CPU time (user + system of the whole process,
 all threads) cover :func:`tasks.displays.detect_displays` alone: segmentation,
 features and classification, each with the model packaged in its own tree.
 
@@ -181,6 +183,20 @@ def _run(code: Path, video_path: Path, out_path: Path) -> dict:
     return result
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the upper median of an even count), with the median CPU time.
+
+    Every run of one tree should give the same mask and segments; a line says so when they differ.
+    """
+    for r in runs[1:]:
+        if not np.array_equal(r["mask"], runs[0]["mask"]) or r["segments"] != runs[0]["segments"]:
+            print("warning: two runs of the same code gave different display masks or segments")
+    by_wall = sorted(runs, key=lambda r: r["wall"])
+    out = dict(by_wall[len(by_wall) // 2])
+    out["cpu"] = sorted(r["cpu"] for r in runs)[len(runs) // 2]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="320x180, 50 frames")
@@ -206,11 +222,19 @@ def main() -> None:
         metavar="NAME",
         help="run only this window (repeatable; e.g. --only steady with --window-store steady=PATH)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="before/after pairs per window, alternating, each in a fresh process; medians are shown (default 3)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("VIDEO", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
         return
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     width, height, n_frames = (320, 180, 50) if args.quick else (640, 360, 100)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; {os.cpu_count()} CPUs")
     print(f"window {width}x{height}x{n_frames}; before = {args.before}, after = working tree {ROOT}")
@@ -247,8 +271,12 @@ def main() -> None:
             np.save(video_path, video)
             if visible is not None:
                 np.save(tmp / f"{name}.visible.npy", visible)
-            old = _run(before, video_path, tmp / f"{name}-before.json")
-            new = _run(ROOT, video_path, tmp / f"{name}-after.json")
+            # before and after alternate, each in a fresh process; the table shows the medians
+            runs = {"before": [], "after": []}
+            for _ in range(args.rounds):
+                runs["before"].append(_run(before, video_path, tmp / f"{name}-before.json"))
+                runs["after"].append(_run(ROOT, video_path, tmp / f"{name}-after.json"))
+            old, new = (_median_run(runs[label]) for label in ("before", "after"))
             for label, r in (("before", old), ("after", new)):
                 frame = 100 * r["mask"].mean()
                 inside = f"{100 * r['mask'][frozen].mean():8.2f}" if frozen is not None and frozen.any() else f"{'-':>8s}"
@@ -262,6 +290,12 @@ def main() -> None:
                 f"{name:18s} ratio  {old['wall'] / new['wall']:8.1f}x {old['cpu'] / new['cpu']:7.1f}x"
                 f"   display-mask IoU before/after {iou:.3f}"
             )
+            if args.rounds > 1:
+                walls = "  ".join(
+                    f"{b['wall']:.2f}/{a['wall']:.2f}={b['wall'] / a['wall']:.1f}x"
+                    for b, a in zip(runs["before"], runs["after"], strict=True)
+                )
+                print(f"{name:18s} rounds (wall before/after) {walls}")
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} at the end")
 
 
