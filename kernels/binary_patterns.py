@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._jit import jit
+from kernels._jit import jit, jit_leaf
 
 __all__ = [
     "DELTA1_ALPHA",
@@ -98,7 +98,7 @@ def _pair_frames(k, n1, n_frames):
     return f0, f0 + n_frames // 2
 
 
-@jit
+@jit_leaf
 def _descriptor_from_sums(sums, counts, k, theta2, n1, n2, bits_out, valid_out):
     """Descriptor of region ``k`` from its per-frame colour sums and visible counts.
 
@@ -178,7 +178,7 @@ def _popcount64(x):
     return np.int64((x * h01) >> np.uint64(56))
 
 
-@jit
+@jit_leaf
 def _hamming_one(a_bits, a_valid, b_bits, b_valid):
     """Masked, normalised Hamming distance of two (n_words,) descriptors; 1.0 if no common bit."""
     n_diff = 0

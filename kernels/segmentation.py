@@ -87,7 +87,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels._jit import jit
+from kernels._jit import jit, jit_leaf
 from kernels.binary_patterns import (
     _check_theta,
     _check_video,
@@ -288,7 +288,7 @@ def _init_regions(video, visible, has_visible, codes, slot, single, sums, counts
                 hist[k, 2 * N_BINS + packed % N_BINS] += 1
 
 
-@jit
+@jit_leaf
 def _ncc(ha, hb):
     n = ha.shape[0]
     ma = 0.0
@@ -317,7 +317,7 @@ def _ncc(ha, hb):
     return r
 
 
-@jit
+@jit_leaf
 def _distance(a, b, bits, valid, hist, colour_weight):
     """D of the regions in rows ``a`` and ``b`` of the statistics."""
     dt = _hamming_one(bits[a], valid[a], bits[b], valid[b])
@@ -325,7 +325,7 @@ def _distance(a, b, bits, valid, hist, colour_weight):
     return dt + colour_weight * da
 
 
-@jit
+@jit_leaf
 def _moments(h, k, centred, var):
     """Deviations from the mean and their sum of squares of histogram row ``k``, summed exactly as :func:`_ncc` does.
 
@@ -344,7 +344,7 @@ def _moments(h, k, centred, var):
     var[k] = v
 
 
-@jit
+@jit_leaf
 def _distance_cached(a, b, bits, valid, centred, var, colour_weight, limit):
     """:func:`_distance` with each histogram's deviations and variance from :func:`_moments` (the same bits).
 
@@ -385,14 +385,14 @@ def _distance_cached(a, b, bits, valid, centred, var, colour_weight, limit):
 # --------------------------------------------------------------------------
 
 
-@jit
+@jit_leaf
 def _less(heap, i, j):
     if heap[i, 0] != heap[j, 0]:
         return heap[i, 0] < heap[j, 0]
     return heap[i, 1] < heap[j, 1]
 
 
-@jit
+@jit_leaf
 def _push(heap, n, key, pair, time):
     """Insert (capacity must allow it); return the new size."""
     i = n
@@ -412,7 +412,7 @@ def _push(heap, n, key, pair, time):
     return n + 1
 
 
-@jit
+@jit_leaf
 def _sift_down(heap, n, i, key, pair, time):
     """Place the record (key, pair, time) at position ``i`` or below in ``heap[:n]``."""
     while True:
@@ -437,7 +437,7 @@ def _sift_down(heap, n, i, key, pair, time):
     heap[i, 2] = time
 
 
-@jit
+@jit_leaf
 def _pop(heap, n):
     """Remove the top; return the new size."""
     n -= 1
@@ -446,7 +446,7 @@ def _pop(heap, n):
     return n
 
 
-@jit
+@jit_leaf
 def _rebuild(heap, n, parent, changed, n_pix):
     """Drop the stale records of ``heap[:n]`` and re-heapify (Floyd); return the new size."""
     n = _compact(heap, n, parent, changed, n_pix)
@@ -456,7 +456,7 @@ def _rebuild(heap, n, parent, changed, n_pix):
     return n
 
 
-@jit
+@jit_leaf
 def _is_valid(record_pair, record_time, parent, changed, n_pix):
     pair = np.int64(record_pair)
     a = pair // n_pix
@@ -465,7 +465,7 @@ def _is_valid(record_pair, record_time, parent, changed, n_pix):
     return parent[a] == a and parent[b] == b and changed[a] <= t0 and changed[b] <= t0
 
 
-@jit
+@jit_leaf
 def _compact(pending, pn, parent, changed, n_pix):
     """Drop the stale records of ``pending[:pn]`` in place; return how many remain."""
     kept = 0
@@ -486,7 +486,7 @@ def _minus_ones(n):
     return out
 
 
-@jit
+@jit_leaf
 def _append(head, tail, nxt, owner, h):
     if head[owner] == -1:
         head[owner] = h
@@ -495,7 +495,7 @@ def _append(head, tail, nxt, owner, h):
     tail[owner] = h
 
 
-@jit
+@jit_leaf
 def _find(parent, p):
     while parent[p] != p:
         parent[p] = parent[parent[p]]
@@ -508,7 +508,7 @@ def _find(parent, p):
 # --------------------------------------------------------------------------
 
 
-@jit
+@jit_leaf
 def _file_record(heap, hn, pending, pn, key, pair, time, threshold, keep_pending, parent, changed, n_pix):
     """File one candidate merge: into the heap below ``threshold``, else into ``pending`` (dropped unless ``keep_pending``).
 
