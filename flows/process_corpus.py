@@ -12,6 +12,7 @@ item is recorded with its error and the others go on; finished items are skipped
 Results go to ``OUT_ROOT/<item_id>/`` and the corpus index ``OUT_ROOT/index.jsonl``.
 """
 
+import functools
 import json
 import os
 import time
@@ -224,6 +225,25 @@ def _same_work(done: dict, config: PipelineConfig, folder: Path, source: str) ->
 IN_PROGRESS = "in progress elsewhere"
 
 
+def _item_run_name() -> str:
+    """An item subflow's run name: its item's id, the name of its output folder (``out_dir``)."""
+    from prefect.runtime import flow_run
+
+    return Path(flow_run.parameters["out_dir"]).name
+
+
+@functools.cache
+def _item_subflow():
+    """``make_cinemagraph`` as a corpus item's subflow, made once per process.
+
+    ``Flow.with_options`` builds the flow's parameter schema again (pydantic, over the whole
+    PipelineConfig): made per item, that was about 0.08 CPU-s of the flow's process for every item
+    (py-spy of bench_corpus), CPU that the workers need on a machine they fill.  The run name comes
+    from the run's own parameters instead (:func:`_item_run_name`).
+    """
+    return make_cinemagraph.with_options(flow_run_name=_item_run_name, on_running=[SubflowStart.on_running])
+
+
 @task(name="make_item", task_run_name="item {plan.item_id}")
 def make_item(
     plan: ItemPlan,
@@ -267,8 +287,8 @@ def make_item(
                 done = json.loads(result_path.read_text())
                 if _same_work(done, config, folder, plan.source):
                     return _from_result(plan, "done_before", done, time.perf_counter() - t0)
-            gate = SubflowStart(plan.item_id)
-            subflow = make_cinemagraph.with_options(flow_run_name=plan.item_id, on_running=[SubflowStart.on_running])
+            gate = SubflowStart(folder.name)  # the subflow's run name (_item_run_name), the item's id
+            subflow = _item_subflow()
             try:
                 with on_worker(worker, stages_in_one_task):
                     result = subflow(
