@@ -147,8 +147,32 @@ def local_cluster_kwargs(params: ExecutionParams) -> dict[str, Any]:
     if params.processes:
         kwargs["host"] = "127.0.0.1"
         kwargs["env"] = {name: str(threads) for name in THREAD_ENV_VARS}
+        api_url = prefect_api_for_workers()
+        if api_url:
+            kwargs["env"]["PREFECT_API_URL"] = api_url
     kwargs.update(params.cluster_kwargs)
     return kwargs
+
+
+def prefect_api_for_workers() -> str | None:
+    """The Prefect API that local worker processes should report to: this process's own.
+
+    That is ``PREFECT_API_URL`` when it is set (environment, profile or a settings context such as
+    a test harness's), else the temporary server this process started (embedded defaults, no
+    server), else None.  Without it, a worker process's first task run started a temporary server
+    of its own on the same database, which took seconds, and the worker, stopped with the cluster,
+    left it running: every ``cinemagraph corpus`` run with 2 worker processes left 2 orphaned
+    Prefect servers of about 220 MB each.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if url:
+        return str(url)
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # this process's default temporary server (made, not started, if none)
+    return server.api_url if server.running else None
 
 
 def dask_task_runner(params: ExecutionParams) -> DaskTaskRunner:
@@ -200,8 +224,11 @@ def starting_cluster(params: ExecutionParams) -> Iterator[Callable[[], DaskTaskR
     from concurrent.futures import ThreadPoolExecutor
 
     stack = contextlib.ExitStack()
+    # the start runs in this thread's context, so it sees the same Prefect settings (e.g. the API
+    # that local workers are given, prefect_api_for_workers)
+    context = contextvars.copy_context()
     with ThreadPoolExecutor(1, thread_name_prefix="cinemagraph-cluster-start") as pool:
-        future = pool.submit(stack.enter_context, dask_cluster(params))
+        future = pool.submit(context.run, stack.enter_context, dask_cluster(params))
         try:
             yield future.result
         finally:
