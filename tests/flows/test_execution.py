@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import os
 
 import dask
 import pytest
@@ -303,3 +304,22 @@ def test_a_flow_runs_without_numpys_huge_page_advice_in_its_process_and_its_work
         assert multiarray._get_madvise_hugepage() is True
     finally:
         multiarray._set_madvise_hugepage(earlier)
+
+
+def test_local_worker_processes_report_to_this_process_prefect_api(prefect_harness):
+    """Worker processes get this process's API (here the test harness's server, which exists only in
+    a settings context, not in the environment), so none of them starts a temporary Prefect server
+    of its own; the cluster start in a background thread sees the same settings."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.execution import local_cluster_kwargs, prefect_api_for_workers, starting_cluster
+
+    url = PREFECT_API_URL.value()
+    assert url and "PREFECT_API_URL" not in os.environ  # the situation this is for
+    assert prefect_api_for_workers() == url
+    assert local_cluster_kwargs(ExecutionParams(n_workers=1, processes=True))["env"]["PREFECT_API_URL"] == url
+    assert "env" not in local_cluster_kwargs(ExecutionParams(n_workers=1, processes=False))
+    with starting_cluster(ExecutionParams(n_workers=1, threads_per_worker=1, processes=True)) as started:
+        runner = started()
+        seen = runner.client.run(lambda: os.environ.get("PREFECT_API_URL"))
+    assert list(seen.values()) == [url]
