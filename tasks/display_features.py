@@ -101,8 +101,9 @@ from kernels.segment_statistics import (
     level_frame_sums,
     pixel_statistics,
     segment_row_extents,
+    written_zeros,
 )
-from tasks.threads import thread_budget, written_zeros
+from tasks.threads import thread_budget
 
 __all__ = [
     "FEATURE_NAMES",

@@ -114,20 +114,3 @@ def numpy_page_advice(huge: bool) -> Iterator[None]:
     with _NUMPY_PAGES.held(lambda: setter(huge), setter):
         yield
 
-
-def written_zeros(shape, dtype="float64"):
-    """A zeroed array whose memory is written before anything reads it (``np.empty`` then ``fill(0)``).
-
-    ``np.zeros`` of a large array gets fresh pages that the kernel maps lazily to its one shared zero
-    page.  A kernel that adds into such an array (``out[p] += ...``) reads each page first, so the
-    write that follows is a copy-on-write fault, and in a process with threads on other cores every
-    such fault also flushes their TLBs (an inter-processor interrupt, costly in a virtual machine).
-    Written first, each page takes one ordinary fault instead.  In the display stage's per-pixel sums
-    (two 31 MB arrays at 640x360) this cut the stage's system time from about 0.45 to 0.17 s and its
-    wall time by about 16 % (fresh processes, idle 2-core machine).  The values are the same +0.0.
-    """
-    import numpy as np  # here, so that importing this module stays light
-
-    out = np.empty(shape, dtype)
-    out.fill(0)
-    return out

@@ -109,3 +109,41 @@ def test_change_map_matches_numpy_mean_of_float32_differences():
         assert expected.any() and not expected.all() or level == 0.0
     with pytest.raises(ValueError, match="one shape"):
         change_map(before, after[:, :3], 25.0)
+
+
+def test_written_zeros_are_zeros_whose_pages_fault_once_when_added_into():
+    import resource
+    from pathlib import Path
+
+    import numpy as np
+
+    from kernels.segment_statistics import written_zeros
+    from tasks.threads import numpy_page_advice
+
+    small = written_zeros((3, 5), np.int32)
+    assert small.shape == (3, 5) and small.dtype == np.int32 and small.flags.c_contiguous and small.flags.writeable
+    assert not small.any()
+    default = written_zeros(4)
+    assert default.dtype == np.float64 and not default.any() and not np.signbit(default).any()  # +0.0
+
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.is_file() and "[always]" in thp.read_text():
+        pytest.skip("transparent huge pages are always on here: page faults are not counted per 4 KiB page")
+    n = 8 * 2**20  # 64 MiB of float64: above glibc's largest mmap threshold, so always fresh pages
+    pages = n * 8 // 4096
+
+    def faults_of(make):
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        array = make()
+        array += 1.0  # reads every page, then writes it
+        assert array[0] == 1.0 and array[-1] == 1.0
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+        del array
+        return faults
+
+    with numpy_page_advice(False):
+        written = faults_of(lambda: written_zeros(n))
+        lazily = faults_of(lambda: np.zeros(n))
+    assert written <= 1.2 * pages, (written, pages)
+    # the cost it avoids: np.zeros' pages are mapped to the zero page when first read, and copied when written
+    assert lazily >= 1.8 * pages, (lazily, pages)
