@@ -421,6 +421,21 @@ def runs_on_cluster(execution_of: Callable[[dict[str, Any]], ExecutionParams]):
     return decorate
 
 
+def item_run_name() -> str:
+    """A corpus item subflow's run name (``flow_run_name=item_run_name``): its item's id, which is the
+    name of its output folder (the run's ``out_dir`` parameter).
+
+    With the name taken from the run's own parameters, one ``Flow.with_options`` serves every item;
+    made per item, ``with_options`` builds the flow's parameter schema again each time (pydantic,
+    about 0.08 CPU-s per item for ``make_cinemagraph``, py-spy of bench_corpus).
+    """
+    from pathlib import Path
+
+    from prefect.runtime import flow_run
+
+    return Path(flow_run.parameters["out_dir"]).name
+
+
 class SubflowStart:
     """One corpus item's subflow is created at a time: the gate is held from just before an item's
     ``make_cinemagraph`` call until that subflow run is Running (its ``on_running`` hook) or has

@@ -13,12 +13,13 @@ Outputs in ``out_dir``: ``store.zarr``, ``cinemagraph.mp4``, ``cinemagraph.gif``
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
 from prefect import flow
 
-from flows.execution import dask_task_runner
+from flows.execution import dask_task_runner, item_run_name
 from schemas import names as N
 from schemas.config import ExecutionParams
 from schemas.results import EncodeResult
@@ -200,14 +201,21 @@ def same_config(recorded, config: EndlessLoopConfig) -> bool:
     return drop_as_before(EndlessLoopConfig, recorded) == config_values(config)
 
 
+@functools.cache
+def _still_item_subflow():
+    """``make_endless_loop`` as a corpus item's subflow (one thread for its tasks), made once per process
+    (:func:`flows.execution.item_run_name`; each run gets its own copy of the task runner)."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return make_endless_loop.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1), flow_run_name=item_run_name)
+
+
 def make_still_item(
     plan, out_root: str, overwrite: bool, config: EndlessLoopConfig | None = None, lease_timeout: float = 300.0
 ):
     """Run ``make_endless_loop`` as a subflow for an image item, holding the item's lease (as video
     items do: a lease left by a dead run is taken over); every error becomes a recorded failure."""
     import json
-
-    from prefect.task_runners import ThreadPoolTaskRunner
 
     from schemas.corpus import ItemOutcome
     from tasks.locks import ItemLease, ItemLocked, crash_abandoned_runs
@@ -241,10 +249,7 @@ def make_still_item(
                 previous = json.loads(done.read_text())
                 if previous.get("kind") == "endless_loop" and same_config(previous.get("config"), config):
                     return from_result("done_before", EndlessLoopResult.model_validate(previous))
-            subflow = make_endless_loop.with_options(
-                task_runner=ThreadPoolTaskRunner(max_workers=1), flow_run_name=plan.item_id
-            )
-            result = subflow(source=plan.source, out_dir=str(folder), config=config,
+            result = _still_item_subflow()(source=plan.source, out_dir=str(folder), config=config,
                              existing="overwrite" if overwrite else "resume")
             return from_result("succeeded", result)
     except ItemLocked as exc:

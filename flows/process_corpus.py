@@ -30,6 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.execution import (
     SubflowStart,
     corpus_cluster,
+    item_run_name,
     on_worker,
     pickle_by_value_if_loaded_from_path,
     scheduler_address,
@@ -225,23 +226,10 @@ def _same_work(done: dict, config: PipelineConfig, folder: Path, source: str) ->
 IN_PROGRESS = "in progress elsewhere"
 
 
-def _item_run_name() -> str:
-    """An item subflow's run name: its item's id, the name of its output folder (``out_dir``)."""
-    from prefect.runtime import flow_run
-
-    return Path(flow_run.parameters["out_dir"]).name
-
-
 @functools.cache
 def _item_subflow():
-    """``make_cinemagraph`` as a corpus item's subflow, made once per process.
-
-    ``Flow.with_options`` builds the flow's parameter schema again (pydantic, over the whole
-    PipelineConfig): made per item, that was about 0.08 CPU-s of the flow's process for every item
-    (py-spy of bench_corpus), CPU that the workers need on a machine they fill.  The run name comes
-    from the run's own parameters instead (:func:`_item_run_name`).
-    """
-    return make_cinemagraph.with_options(flow_run_name=_item_run_name, on_running=[SubflowStart.on_running])
+    """``make_cinemagraph`` as a corpus item's subflow, made once per process (:func:`flows.execution.item_run_name`)."""
+    return make_cinemagraph.with_options(flow_run_name=item_run_name, on_running=[SubflowStart.on_running])
 
 
 @task(name="make_item", task_run_name="item {plan.item_id}")
@@ -287,7 +275,7 @@ def make_item(
                 done = json.loads(result_path.read_text())
                 if _same_work(done, config, folder, plan.source):
                     return _from_result(plan, "done_before", done, time.perf_counter() - t0)
-            gate = SubflowStart(folder.name)  # the subflow's run name (_item_run_name), the item's id
+            gate = SubflowStart(folder.name)  # the subflow's run name (item_run_name), the item's id
             subflow = _item_subflow()
             try:
                 with on_worker(worker, stages_in_one_task):

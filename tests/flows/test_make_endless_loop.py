@@ -154,6 +154,16 @@ def test_image_items_of_a_corpus_go_through_the_still_flow(prefect_harness, tmp_
     assert saved["kind"] == "endless_loop" and outcome.loop_frames == saved["loop_frames"]
     again = make_item.fn(plans[0], str(tmp_path / "out"), PipelineConfig(), False)
     assert again.status == "done_before"
+    # the subflow run is named after its item (flows.execution.item_run_name)
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["make_endless_loop"])),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["tiles"])),
+        )
+    assert runs and all(r.name == "tiles" for r in runs)
 
 
 def test_rerun_resumes_from_the_stored_stages(prefect_harness, tmp_path):
