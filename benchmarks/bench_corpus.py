@@ -1,6 +1,7 @@
 """Corpus-scale figures of process_corpus, measured side by side in one run.
 
 Run: python benchmarks/bench_corpus.py [--quick] [--skip-memory] [--rounds N] [--bind on|off|both] [--per-worker N]
+                                       [--server-defaults project|prefect]
 
 Prints:
   1. throughput of process_corpus on the same manifest with a LocalCluster of 1 and of 2
@@ -16,7 +17,9 @@ Prints:
      Per item (from the Prefect API): when its subflow started and ended, and how much of it was
      not spent inside its stage tasks; per run the throughput while items run (first item's
      start to last item's end), printed beside the end-to-end figure, with the fixed cost
-     before and after it (cluster start, planning; closing).  ``--bind both`` also runs every configuration with
+     before and after it (cluster start, planning; closing), and how many of the flow process's
+     requests the Prefect server answered 503 ("database is locked": the client waits 2 s, then 4,
+     8, ... s).  ``--bind both`` also runs every configuration with
      ``CorpusConfig.bind_items_to_workers`` off (each stage's tiles spread over the cluster);
   2. Prefect's own overhead per item: a flow with the same shape (one subflow per item, six
      trivial tasks) against the real items' mean time;
@@ -27,6 +30,8 @@ Prefect runs against one temporary local server (started once), with a fresh Pre
 (``PREFECT_HOME``, a temporary folder unless you set one): worker processes do not see the test
 harness's server and open the home's database themselves, and a grown ``~/.prefect/prefect.db``
 (102 MB after a day of test runs here) added about 2 s before every timed run's first item.
+The server gets the project's write batching (:mod:`flows.local_server`, as the CLI sets it) unless
+``--server-defaults prefect``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -55,6 +61,29 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+class _RetryCounter(logging.Handler):
+    """Counts the Prefect client's requests answered 503 (the server's "retry later"; the client
+    then waits 2 s, 4 s, ... before it tries again)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if " 503 " in record.getMessage():
+            self.count += 1
+
+
+def count_server_retries() -> _RetryCounter:
+    """Attach a :class:`_RetryCounter` to httpx's request log in this (the flow's) process."""
+    counter = _RetryCounter()
+    log = logging.getLogger("httpx")
+    log.setLevel(logging.INFO)
+    log.addHandler(counter)
+    log.propagate = False  # the counter only: no request lines on the console
+    return counter
 
 
 def make_manifest(folder: Path, n: int, frames: int) -> Path:
@@ -175,6 +204,7 @@ class Run:
     roles: dict[str, float]
     busy: dict[str, list[float]]
     items: list[dict]
+    server_retries: int = 0  # requests the Prefect server answered 503 (see count_server_retries)
 
     @property
     def label(self) -> str:
@@ -239,6 +269,7 @@ def item_timeline(since: dt.datetime) -> list[dict]:
         FlowRunFilterStartTime,
     )
 
+    time.sleep(2.0)  # the local server records task-run states once a second (flows/local_server.py)
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["make_cinemagraph"])),
@@ -268,6 +299,7 @@ def print_run(run: Run, n_items: int, cores: int) -> None:
     print(f"  {run.label}  {run.wall:7.1f} s wall  {run.cpu:7.1f} s CPU   {60 * n_items / run.wall:6.2f} items/min"
           "   load {:.2f} {:.2f} {:.2f} -> {:.2f} {:.2f} {:.2f}".format(*run.load0, *run.load1))
     roles = ", ".join(f"{k} {v:.1f}" for k, v in sorted(run.roles.items()))
+    print(f"      Prefect server answered 503 (retry after 2 s, 4 s, ...) to {run.server_retries} request(s)")
     print(f"      CPU s by process: {roles}")
     print(f"      CPU-based ideal wall {run.ideal(cores):6.1f} s  (measured {run.wall:.1f} s, "
           f"{run.ideal(cores) / run.wall:5.1%} of it)")
@@ -399,7 +431,15 @@ def main() -> None:
     ap.add_argument("--frames", type=int, help="frames per clip (default 72, --quick 40)")
     ap.add_argument("--per-worker", type=int, default=2,
                     help="items in flight per worker (max_in_flight = this x workers; default 2)")
+    ap.add_argument("--server-defaults", choices=("project", "prefect"), default="project",
+                    help="settings of the temporary Prefect server: the project's write batching "
+                    "(flows/local_server.py, as the CLI sets them; default) or Prefect's own")
     args = ap.parse_args()
+    if args.server_defaults == "project":  # before the harness starts its server, as the CLI does
+        from flows.local_server import apply_local_server_defaults
+
+        apply_local_server_defaults()
+    retries = count_server_retries()
     from prefect.testing.utilities import prefect_test_harness
 
     cores = os.cpu_count() or 1
@@ -417,7 +457,9 @@ def main() -> None:
         for k in range(args.rounds):
             for bind in binds:
                 for workers in (1, 2):
+                    before = retries.count
                     run = corpus_run(manifest, tmp / f"r{k}-{workers}-{bind}", workers, bind, args.per_worker)
+                    run.server_retries = retries.count - before
                     assert run.result.succeeded == n_items, run.result
                     runs.append(run)
                     print_run(run, n_items, cores)

@@ -35,6 +35,9 @@ def _quiet_environment() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "false")
+    from flows.local_server import apply_local_server_defaults
+
+    apply_local_server_defaults()  # the temporary Prefect server's write batching (flows/local_server.py)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
