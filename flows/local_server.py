@@ -5,8 +5,9 @@ subprocess that inherits this process's environment.  Its task-run recorder writ
 event in a transaction of its own by default (``batch_size = 1``).  Under a corpus run those commits
 land between the reads and the writes of the API's own transactions (creating an item's subflow run
 and its parent task run).  SQLite then answers "database is locked" at once, the server answers 503,
-and the client waits 2 s (then 4, 8, 16, 32 s) before it tries again.  A corpus run lost about 2 s
-at its start that way, and now and then a whole minute in the middle of a run, both workers idle.
+and the client waits 2 s (then 4, 8, 16, 32 s) before it tries again.  Most corpus runs lost about
+2 s at their start that way.  The rarer minute-long stalls in the middle of a run, both workers idle,
+came with the same "database is locked" errors in the server's log.
 
 :func:`apply_local_server_defaults` batches those writes (the recorder's once a second, the event
 persister's in larger batches), which takes most of those commits away.  It only sets variables that
