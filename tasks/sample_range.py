@@ -143,16 +143,25 @@ class RangeGuard(NamedTuple):
     warning: str | None  # one line for the run's warnings, None when nothing fell back
 
 
-def guard_loop_range(store: str, animated: np.ndarray, tol: int = RANGE_TOLERANCE, band_rows: int = 64) -> RangeGuard:
+def guard_loop_range(
+    store: str,
+    animated: np.ndarray,
+    tol: int = RANGE_TOLERANCE,
+    band_rows: int = 64,
+    check: RangeCheck | None = None,
+) -> RangeGuard:
     """Check the stored ``loop`` against its window's sample range; fall back to the reference where it fails.
 
     Pixels of ``animated`` whose loop leaves ``[lo - tol, hi + tol]`` (see the module docstring) are set to
     the reference frame in every loop frame (rewritten in place in the store, a band of ``band_rows`` rows at
-    a time) and removed from ``animated_mask`` and ``loop_regions``.
+    a time) and removed from ``animated_mask`` and ``loop_regions``.  ``check``: the verdict of
+    :func:`check_loop_range` on this loop and window (with this ``tol``) when the caller already has it; by
+    default it is computed from the store (a full read of ``warped`` and ``loop``).
     """
-    ds = open_store(store)
-    visible = ds[N.VISIBLE].data if N.VISIBLE in ds else None
-    check = check_loop_range(ds[N.LOOP].data, ds[N.WARPED].data, visible, ds[N.REFERENCE].data, animated, tol)
+    if check is None:
+        ds = open_store(store)
+        visible = ds[N.VISIBLE].data if N.VISIBLE in ds else None
+        check = check_loop_range(ds[N.LOOP].data, ds[N.WARPED].data, visible, ds[N.REFERENCE].data, animated, tol)
     n_bad = int(check.bad.sum())
     if n_bad == 0:
         return RangeGuard(animated, 0, check.worst, None)

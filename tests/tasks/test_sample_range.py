@@ -11,7 +11,13 @@ from schemas.config import CyclicityParams, IngestParams, RenderParams, WindowPa
 from tasks.cyclicity import find_cyclic_regions
 from tasks.ingest import ingest
 from tasks.render import render_loop
-from tasks.sample_range import RANGE_TOLERANCE, check_loop_range, guard_loop_range, rpca_about_median
+from tasks.sample_range import (
+    LOOP_REGIONS,
+    RANGE_TOLERANCE,
+    check_loop_range,
+    guard_loop_range,
+    rpca_about_median,
+)
 from tasks.store import group, write_variables
 from tasks.window import select_window
 from tests.range_check import assert_loop_within_window_range
@@ -111,3 +117,39 @@ def test_guard_falls_back_to_the_reference_with_a_warning(static_display_store):
     reference = after[N.REFERENCE].values
     assert (after[N.LOOP].values[:, corrupt] == reference[corrupt]).all()
     assert_loop_within_window_range(store)
+
+
+def test_render_guard_from_its_figures_matches_the_guard_that_reads_the_store(static_display_store, tmp_path):
+    """tasks.render.checked_range decides from the loop's per-pixel extremes and the window's range (what
+    the render's figures carry) and hands its verdict to the guard: same pixels, warning and store as the
+    guard that reads warped and the loop back."""
+    import shutil
+
+    from tasks.render import LoopFigures, checked_range
+    from tasks.sample_range import window_range
+
+    store, display, _ = static_display_store
+    render_loop(str(store), RenderParams(), CyclicityParams())
+    g = group(store)
+    animated = np.asarray(g[N.ANIMATED_MASK][...]).astype(bool)
+    loop = np.asarray(g[N.LOOP][...])
+    ys, xs = np.nonzero(display)
+    corrupt = np.zeros_like(animated)
+    corrupt[ys[:7], xs[:7]] = True
+    loop[2][corrupt] = 255  # seven pixels too bright in one frame
+    g[N.LOOP][...] = loop
+    other = tmp_path / "by-store.zarr"
+    shutil.copytree(store, other)
+
+    ds = xr.open_zarr(store, consolidated=False)
+    window = tuple(np.asarray(a) for a in window_range(ds[N.WARPED].values, ds[N.VISIBLE].values, ds[N.REFERENCE].values))
+    figures = LoopFigures(window, loop.min(axis=0), loop.max(axis=0), None, [], [])
+    from_figures = checked_range(str(store), figures, animated)
+    from_store = guard_loop_range(str(other), animated)
+
+    assert from_figures.fallback_pixels == from_store.fallback_pixels == 7
+    assert from_figures.worst == from_store.worst and from_figures.warning == from_store.warning
+    np.testing.assert_array_equal(from_figures.animated, from_store.animated)
+    a, b = (xr.open_zarr(s, consolidated=False) for s in (store, other))
+    for name in (N.LOOP, N.ANIMATED_MASK, LOOP_REGIONS):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
