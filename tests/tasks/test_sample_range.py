@@ -94,17 +94,25 @@ def test_static_display_region_is_not_black(static_display_store):
     assert_loop_within_window_range(store)
 
 
-def test_guard_falls_back_to_the_reference_with_a_warning(static_display_store):
-    store, display, _ = static_display_store
+def render_and_corrupt(store, display, n_pixels: int, frame: int, value: int):
+    """Render ``store``, then set ``n_pixels`` animated pixels of the display to ``value`` in one loop frame.
+
+    Returns the animated mask before any guard, the corrupted loop and the corrupted pixels."""
     render_loop(str(store), RenderParams(), CyclicityParams())
     g = group(store)
     animated = np.asarray(g[N.ANIMATED_MASK][...]).astype(bool)
     loop = np.asarray(g[N.LOOP][...])
     ys, xs = np.nonzero(display)
     corrupt = np.zeros_like(animated)
-    corrupt[ys[:5], xs[:5]] = True
-    loop[3][corrupt] = 0  # a black hole in one frame of five animated pixels
+    corrupt[ys[:n_pixels], xs[:n_pixels]] = True
+    loop[frame][corrupt] = value
     g[N.LOOP][...] = loop
+    return animated, loop, corrupt
+
+
+def test_guard_falls_back_to_the_reference_with_a_warning(static_display_store):
+    store, display, _ = static_display_store
+    animated, _, corrupt = render_and_corrupt(store, display, 5, 3, 0)  # a black hole in one frame
     ds = xr.open_zarr(store, consolidated=False)
     found = check_loop_range(ds[N.LOOP].data, ds[N.WARPED].data, ds[N.VISIBLE].data, ds[N.REFERENCE].data, animated)
     np.testing.assert_array_equal(found.bad, corrupt)
@@ -129,15 +137,7 @@ def test_render_guard_from_its_figures_matches_the_guard_that_reads_the_store(st
     from tasks.sample_range import window_range
 
     store, display, _ = static_display_store
-    render_loop(str(store), RenderParams(), CyclicityParams())
-    g = group(store)
-    animated = np.asarray(g[N.ANIMATED_MASK][...]).astype(bool)
-    loop = np.asarray(g[N.LOOP][...])
-    ys, xs = np.nonzero(display)
-    corrupt = np.zeros_like(animated)
-    corrupt[ys[:7], xs[:7]] = True
-    loop[2][corrupt] = 255  # seven pixels too bright in one frame
-    g[N.LOOP][...] = loop
+    animated, loop, _ = render_and_corrupt(store, display, 7, 2, 255)  # seven pixels too bright in one frame
     other = tmp_path / "by-store.zarr"
     shutil.copytree(store, other)
 
