@@ -1,6 +1,7 @@
 """The temporary Prefect server's write batching (flows/local_server.py): names Prefect reads, a
 user's settings win, and a real server started with them still records every task run."""
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ def test_defaults_fill_only_what_is_unset():
 
 CHILD = textwrap.dedent(
     """
-    import json, sys, time
+    import json, time
     from flows.cli import _quiet_environment
     _quiet_environment()  # what every CLI command does first
     from prefect import flow, get_client, task
@@ -66,8 +67,6 @@ def test_cli_environment_reaches_a_real_server_and_task_runs_are_recorded(tmp_pa
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    import json
-
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["recorder_batch"] == int(LOCAL_SERVER_DEFAULTS["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"])
     assert seen["recorder_flush"] == float(LOCAL_SERVER_DEFAULTS["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"])
