@@ -20,12 +20,13 @@ import inspect
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 import dask
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, SettingsContext
 from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
 
@@ -105,6 +106,66 @@ def install_prompt_heartbeats() -> bool:
 
 
 install_prompt_heartbeats()
+
+
+class _SslWithSharedContexts:
+    """The :mod:`ssl` module as Prefect's API client module sees it, with one SSL context per CA source.
+
+    Every Prefect API client builds an SSL context when it is made, loading the whole CA bundle
+    (``ssl.create_default_context(cafile=certifi.where())``, 30 ms on an idle core here), whether
+    or not the API is served over TLS, and Prefect makes a new client for every subflow run's parent
+    task run and every task run started on a Dask worker: 0.47 CPU-s of the flow's process in a
+    six-item corpus run (py-spy), the largest single cost left there.  An SSL context is meant to be
+    shared by many connections, so a context made for the same purpose and CA file (and the file's
+    same modification time) is made once per process.
+    """
+
+    def __init__(self, module) -> None:
+        self._ssl = module
+        self._made: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        return getattr(self._ssl, name)
+
+    def create_default_context(self, purpose=None, *, cafile=None, capath=None, cadata=None):
+        purpose = self._ssl.Purpose.SERVER_AUTH if purpose is None else purpose
+        if cafile is None or capath is not None or cadata is not None:  # only the CA-file form is shared
+            return self._ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+        try:
+            stamp = os.stat(cafile).st_mtime_ns
+        except OSError:
+            stamp = None
+        key = (purpose, os.fspath(cafile), stamp)
+        with self._lock:
+            ctx = self._made.get(key)
+            if ctx is None:
+                ctx = self._made[key] = self._ssl.create_default_context(purpose, cafile=cafile)
+        return ctx
+
+
+def install_shared_ssl_contexts() -> bool:
+    """Share SSL contexts between the Prefect API clients of this process (:class:`_SslWithSharedContexts`).
+
+    Only the verified form (a CA file, as Prefect 3.8 builds it) is shared; the unverified one
+    (``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``) is changed after it is made and stays per client.
+    Returns False, changing nothing, where Prefect's client module does not build its contexts
+    through its ``ssl`` name.
+    """
+    import ssl
+
+    from prefect.client import orchestration
+
+    current = getattr(orchestration, "ssl", None)
+    if isinstance(current, _SslWithSharedContexts):
+        return True
+    if current is not ssl:
+        return False
+    orchestration.ssl = _SslWithSharedContexts(ssl)
+    return True
+
+
+install_shared_ssl_contexts()
 
 
 #: What a local worker process runs: imported once by the forkserver the workers fork from.
@@ -266,8 +327,41 @@ def tasks_on(runner: DaskTaskRunner) -> Iterator[DaskTaskRunner]:
     ctx = FlowRunContext.get()
     if ctx is None:
         raise RuntimeError("tasks_on() is for the body of a flow run")
-    with ctx.model_copy(update={"task_runner": runner}):
+    with ctx.model_copy(update={"task_runner": runner}), SettingsSentOnce.of_current():
         yield runner
+
+
+class SettingsSentOnce(SettingsContext):
+    """The current Prefect settings, serialized once for all the tasks a block sends to Dask workers.
+
+    ``DaskTaskRunner`` serializes the whole settings context again for every task it submits, so
+    that the worker runs the task with the same settings (``prefect.context.serialize_context``):
+    26 ms per task on an idle core here, 70 ms per corpus item in py-spy of a 2-worker
+    ``bench_corpus`` run, in the flow's one process that coordinates every item.  Settings do not
+    change inside a flow body's block, so this context (the same profile and settings, entered by
+    :func:`tasks_on`) keeps the first serialization and hands it out again while its settings
+    object is the same one (nothing in a run's body changes them; Prefect makes a new settings
+    object for other settings).
+    """
+
+    #: include_secrets -> (settings object, its serialization), the latest, shared by every block of
+    #: the process (a corpus's items run their subflows with the corpus run's one settings object)
+    _sent: ClassVar[dict[bool, tuple[Any, dict[str, Any]]]] = {}
+
+    def serialize(self, include_secrets: bool = True) -> dict[str, Any]:
+        settings, serialized = self._sent.get(include_secrets, (None, None))
+        if settings is not self.settings:
+            serialized = super().serialize(include_secrets=include_secrets)
+            self._sent[include_secrets] = (self.settings, serialized)
+        return serialized
+
+    @classmethod
+    def of_current(cls) -> contextlib.AbstractContextManager:
+        """This context for the current settings (nothing new when one is already current)."""
+        current = SettingsContext.get()
+        if isinstance(current, cls):
+            return contextlib.nullcontext(current)
+        return cls(profile=current.profile, settings=current.settings)
 
 
 @contextlib.contextmanager
@@ -332,6 +426,10 @@ class WorkerBoundRunner(DaskTaskRunner):
     def submit(self, task, parameters, wait_for=None, dependencies=None):
         future = self.client.submit(
             task,
+            # a key of its own: without one, Dask tokenizes the task and all its parameters (the
+            # item's whole config, 0.02-0.05 s per item) into a key that a fresh task run id already
+            # makes unique
+            key=f"{task.name}-{uuid.uuid4().hex}",
             parameters=self._optimize_futures(parameters),
             wait_for=self._optimize_futures(wait_for) if wait_for else None,
             dependencies=dependencies,
@@ -444,12 +542,15 @@ class SubflowStart:
     Measured reason: two subflow runs created at the same moment against the local Prefect server
     (SQLite) took 0.06 s and 1.8 s; one at a time, each took 0.06-0.08 s.  At a batch's start that
     1.8 s was the second worker's idle time.  A creation still hanging after ``timeout`` seconds lets
-    the next one go anyway."""
+    the next one go anyway: one that the server answered 503 ("database is locked") waits 2 s before
+    Prefect's client tries again, and with a 30 s timeout every item queued behind it waited too
+    (``bench_corpus``: items 2-4 of a batch started at 3.2-3.5 s instead of 0.6-1.2 s, one worker
+    idle until then).  A creation normally takes 0.06-0.3 s, so after 1 s the next one goes."""
 
     _gate = threading.Lock()
     _waiting: dict[str, SubflowStart] = {}  # flow run name -> its gate, for the hook
 
-    def __init__(self, run_name: str, timeout: float = 30.0) -> None:
+    def __init__(self, run_name: str, timeout: float = 1.0) -> None:
         self.run_name = run_name
         self._held = self._gate.acquire(timeout=timeout)
         self._guard = threading.Lock()

@@ -75,19 +75,19 @@ def mask_thumbnail(store: str | Path, max_side: int = 256) -> str | None:
     import numpy as np
     from PIL import Image
 
-    from tasks.store import open_store
+    from tasks.store import group
 
-    try:
-        ds = open_store(store)
-        ref = ds[N.REFERENCE].values.astype(np.float32)
-        mask = ds[N.ANIMATED_MASK].values
+    try:  # the two arrays straight from Zarr: opening the store as a Dataset took half the time
+        g = group(store, mode="r")
+        ref = np.asarray(g[N.REFERENCE][...], np.float32)
+        mask = np.asarray(g[N.ANIMATED_MASK][...], bool)
     except Exception:
         return None
     ref[mask] = 0.45 * ref[mask] + 0.55 * np.array([255, 40, 40], np.float32)
     img = Image.fromarray(ref.clip(0, 255).astype(np.uint8))
     img.thumbnail((max_side, max_side))
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    img.save(buf, format="PNG")  # PNG's optimize: 1 % smaller, 15 ms more per item in the flow's process
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 

@@ -199,7 +199,7 @@ class NumpyPageAdvice(WorkerPlugin):
 
 
 class PinnedThreads(WorkerPlugin):
-    """Dask worker plugin: OpenCV's and the BLAS/OpenMP thread pools get as many threads as the worker.
+    """Dask worker plugin: OpenCV's, the BLAS/OpenMP and Zarr's codec thread pools get as many threads as the worker.
 
     Without it every worker process lets OpenCV (and an unlimited BLAS) start one thread per core,
     so two one-thread workers on two cores fight over four or more threads.  Numba's pool is
@@ -219,3 +219,20 @@ class PinnedThreads(WorkerPlugin):
 
         cv2.setNumThreads(n)
         threadpool_limits(limits=n)
+        pin_zarr_threads(n)
+
+
+def pin_zarr_threads(n: int) -> bool:
+    """Zarr's codec pool (chunks compressed and decompressed in parallel) gets ``n`` threads.
+
+    Without it Zarr takes asyncio's default pool, up to cores + 4 threads, so a worker of one thread
+    decompressed on every core: a one-worker corpus run's worker used 1.01-1.04 cores
+    (``bench_corpus``), taking time from a second worker that is not there, and two such workers
+    crowd each other's cores.  Zarr makes its pool once per process, on first use; returns False
+    when it exists already (its size then stays).
+    """
+    import zarr
+    from zarr.core import sync as zarr_sync
+
+    zarr.config.set({"threading.max_workers": int(n)})
+    return getattr(zarr_sync, "_executor", None) is None

@@ -19,8 +19,14 @@ log = logging.getLogger("cinemagraph.shots")
 
 
 def count_frames(path: str | Path) -> int:
+    """Decodable frames of ``path``: counted from the container's packets where they are sure to be
+    the frames (:meth:`~tasks.video.VideoSource.indexed_frame_count`), otherwise by decoding every frame."""
     with VideoSource(path) as video:
-        return sum(1 for _ in video.frames())
+        indexed = video.indexed_frame_count()
+    if indexed is not None:
+        return indexed
+    with VideoSource(path) as video:
+        return sum(1 for _ in video.decoded())
 
 
 def detect_cuts(path: str | Path, threshold: float, start_frame: int = 0, end_frame: int | None = None) -> list[int]:

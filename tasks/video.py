@@ -30,6 +30,11 @@ av.logging.set_level(av.logging.ERROR)
 logging.getLogger("libav").setLevel(logging.CRITICAL)
 
 
+#: FFmpeg demuxers whose containers keep a table of the stored frames (see
+#: :meth:`VideoSource.indexed_frame_count`).
+INDEXED_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "avi"})
+
+
 class VideoError(RuntimeError):
     """A source that cannot be used; the message names the file and the problem."""
 
@@ -131,6 +136,32 @@ class VideoSource:
             self.warnings.append(
                 f"{self.path}: decoding stopped after {n} frames ({_reason(exc)}); using the frames decoded"
             )
+
+    def indexed_frame_count(self) -> int | None:
+        """The number of frames, from the container's packets without decoding, when the container
+        keeps a table of its frames (MP4/QuickTime sample table, AVI index) and its packets agree
+        with that table; None when it keeps none, they disagree, or a packet is flagged corrupt or
+        to be discarded (an edit list).  Call it before decoding: it reads the stream to its end.
+
+        Such a container stores one frame per packet, so the count is the decoder's, about a
+        hundredth of a decode's time (bikes.mp4: 1.3 ms against 145 ms).  A header's own count
+        can be wrong (tree.avi states 444 frames and holds 68 packets, 68 decodable frames):
+        that disagreement is why the packets are counted and compared.
+        """
+        stated = int(self._stream.frames or 0)
+        if stated <= 0 or self._container.format.name not in INDEXED_CONTAINERS:
+            return None
+        packets = 0
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:  # the demuxer's end-of-stream packet
+                    continue
+                if packet.is_corrupt or packet.is_discard:
+                    return None
+                packets += 1
+        except (av.FFmpegError, OSError, ValueError):
+            return None
+        return packets if packets == stated else None
 
     def frames(self) -> Iterator[np.ndarray]:
         """Decoded frames in order, RGB uint8 (grayscale and other pixel formats converted), at the

@@ -323,3 +323,120 @@ def test_local_worker_processes_report_to_this_process_prefect_api(prefect_harne
         runner = started()
         seen = runner.client.run(lambda: os.environ.get("PREFECT_API_URL"))
     assert list(seen.values()) == [url]
+
+
+@task
+def setting_on_worker() -> tuple[str, int]:
+    from prefect.settings import PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS
+
+    return str(PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS.value()), os.getpid()
+
+
+@flow
+@runs_on_cluster(lambda arguments: ExecutionParams(n_workers=1, threads_per_worker=1, processes=True))
+def settings_flow() -> dict:
+    from prefect.context import SettingsContext, serialize_context
+    from prefect.settings import PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS, temporary_settings
+
+    from flows.execution import SettingsSentOnce
+
+    out = {"current": type(SettingsContext.get()), "same": serialize_context()["settings_context"]
+           is serialize_context()["settings_context"]}
+    out["before"] = [setting_on_worker.submit().result() for _ in range(2)]
+    with temporary_settings({PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS: 7}):
+        out["changed"] = setting_on_worker.submit().result()
+    out["after"] = setting_on_worker.submit().result()
+    out["sent_once"] = SettingsSentOnce
+    return out
+
+
+def test_settings_go_to_the_workers_serialized_once_and_changed_settings_anew(prefect_harness):
+    """Inside a flow body's tasks_on block the settings sent with every task are serialized once
+    (the same object each time), the worker runs each task with the flow's settings, and settings
+    changed for part of the block reach the worker with the tasks submitted under them."""
+    out = settings_flow()
+    assert out["current"] is out["sent_once"] and out["same"]
+    (before1, pid), (before2, pid2) = out["before"]
+    assert pid != os.getpid() and pid2 == pid
+    assert before1 == before2 == out["after"][0] != "7"
+    assert out["changed"][0] == "7"
+
+
+def test_prefect_api_clients_share_one_ssl_context_per_ca_file(prefect_harness, tmp_path):
+    """Every Prefect API client made in this process uses the same verified SSL context for the same
+    CA file (made once, not per client), the clients still reach the API, a changed CA file gets a
+    context of its own, and the unverified form (insecure setting) stays per client and unshared."""
+    import shutil
+    import ssl
+    import time
+
+    import certifi
+    from prefect import get_client
+    from prefect.client import orchestration
+    from prefect.settings import (
+        PREFECT_API_SSL_CERT_FILE,
+        PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+        temporary_settings,
+    )
+
+    from flows.execution import _SslWithSharedContexts, install_shared_ssl_contexts
+
+    def context_of(client) -> ssl.SSLContext:
+        return client._client._transport._pool._ssl_context
+
+    assert install_shared_ssl_contexts() and isinstance(orchestration.ssl, _SslWithSharedContexts)
+    with get_client(sync_client=True) as a, get_client(sync_client=True) as b:
+        assert a is not b and context_of(a) is context_of(b)
+        assert context_of(a).verify_mode == ssl.CERT_REQUIRED
+        assert a.api_healthcheck() is None and b.api_healthcheck() is None  # None: the API answered
+    bundle = tmp_path / "ca.pem"
+    shutil.copy(certifi.where(), bundle)
+    with temporary_settings({PREFECT_API_SSL_CERT_FILE: str(bundle)}):
+        with get_client(sync_client=True) as c, get_client(sync_client=True) as d:
+            first = context_of(c)
+            assert context_of(d) is first and first is not context_of(a)
+        time.sleep(0.01)
+        bundle.write_bytes(bundle.read_bytes())  # a new modification time: the file may have changed
+        with get_client(sync_client=True) as e:
+            assert context_of(e) is not first
+    with temporary_settings({PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}):
+        with get_client(sync_client=True) as f, get_client(sync_client=True) as g:
+            assert context_of(f) is not context_of(g)
+            assert context_of(f).verify_mode == ssl.CERT_NONE
+    assert context_of(a).verify_mode == ssl.CERT_REQUIRED and context_of(a).check_hostname
+
+
+def _thread_pools() -> dict:
+    """What a worker process's thread pools are sized to, after a Zarr write and read in it."""
+    import tempfile
+
+    import cv2
+    import numpy as np
+    import zarr
+    from threadpoolctl import threadpool_info
+    from zarr.core import sync as zarr_sync
+
+    with tempfile.TemporaryDirectory() as folder:
+        z = zarr.create_array(f"{folder}/a.zarr", shape=(64, 64), chunks=(8, 8), dtype="u1", zarr_format=3)
+        z[...] = np.arange(64 * 64).reshape(64, 64) % 251
+        same = bool((z[...] == np.arange(64 * 64).reshape(64, 64) % 251).all())
+    return {
+        "opencv": cv2.getNumThreads(),
+        "blas": sorted({p["num_threads"] for p in threadpool_info()}),
+        "zarr_config": zarr.config.get("threading.max_workers"),
+        "zarr_pool": zarr_sync._executor._max_workers if zarr_sync._executor else None,
+        "zarr_ok": same,
+    }
+
+
+def test_worker_processes_size_opencv_blas_and_zarr_pools_to_their_threads():
+    """The PinnedThreads plugin in a local worker process of one thread: OpenCV, every BLAS/OpenMP
+    pool and Zarr's codec pool (made on the worker's first Zarr use) have one thread, and Zarr
+    still writes and reads; the flow's own process keeps its own sizes."""
+    import zarr
+
+    before = zarr.config.get("threading.max_workers")
+    with dask_cluster(ExecutionParams(n_workers=1, threads_per_worker=1, processes=True)) as runner:
+        (pools,) = runner.client.run(_thread_pools).values()
+    assert pools == {"opencv": 1, "blas": [1], "zarr_config": 1, "zarr_pool": 1, "zarr_ok": True}
+    assert zarr.config.get("threading.max_workers") == before

@@ -266,6 +266,25 @@ def test_one_subflow_is_created_at_a_time_until_it_runs():
     assert not SubflowStart._waiting
 
 
+def test_a_subflow_creation_that_hangs_lets_the_next_one_go_after_the_timeout():
+    """A creation held up (the server's 503 and the client's 2 s wait) blocks the next one for the
+    gate's timeout only; the hung one's own release later changes nothing for the others."""
+    import time
+
+    hung = SubflowStart("hung")
+    t0 = time.perf_counter()
+    nxt = SubflowStart("next", timeout=0.4)
+    waited = time.perf_counter() - t0
+    assert 0.35 < waited < 2.0 and not nxt._held
+    hung.release()  # the hung creation finally runs: the gate opens for later items
+    assert SubflowStart._gate.acquire(timeout=1)
+    SubflowStart._gate.release()
+    nxt.release()  # never held: nothing to give back
+    assert SubflowStart._gate.acquire(timeout=0.1)
+    SubflowStart._gate.release()
+    assert not SubflowStart._waiting
+
+
 def _mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
 

@@ -186,3 +186,27 @@ def test_an_endless_loop_recorded_before_an_option_existed_is_the_same_work(monk
     monkeypatch.setattr(M, "EndlessLoopConfig", plus_cls)
     assert M.same_config(recorded, plus_cls())
     assert not M.same_config(recorded, plus_cls(new_option=1))
+
+
+def test_every_chunk_is_written_and_reads_the_same_unless_the_user_says_otherwise(tmp_path):
+    """With the project's Zarr default a chunk that holds only the fill value is written like any
+    other (no comparison per chunk) and the array reads back the same; a user's own
+    ZARR_ARRAY__WRITE_EMPTY_CHUNKS is left as it is."""
+    import os
+    import subprocess
+    import sys
+
+    import zarr
+
+    assert zarr.config.get("array.write_empty_chunks") is True
+    store = tmp_path / "s.zarr"
+    xr.Dataset({"a": (("y", "x"), np.zeros((3, 4)))}).to_zarr(store, mode="w", zarr_format=3, consolidated=False)
+    values = np.zeros((8, 6), np.uint8)
+    values[4:, 3:] = 7  # one of the four chunks is not all zero
+    write_variables(xr.Dataset({"m": (("t", "x2"), values)}).chunk({"t": 4, "x2": 3}), store)
+    assert len([p for p in (store / "m" / "c").rglob("*") if p.is_file()]) == 4
+    np.testing.assert_array_equal(open_store(store)["m"].values, values)
+    script = "import zarr, tasks.store as s; print(s.write_every_chunk(), zarr.config.get('array.write_empty_chunks'))"
+    env = dict(os.environ, ZARR_ARRAY__WRITE_EMPTY_CHUNKS="False")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
