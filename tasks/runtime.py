@@ -228,8 +228,8 @@ def pin_zarr_threads(n: int) -> bool:
     Without it Zarr takes asyncio's default pool, up to cores + 4 threads, so a worker of one thread
     decompressed on every core: a one-worker corpus run's worker used more than one core in most
     tenths of the run (up to 1.05; ``bench_corpus``), time on a core that a second worker would
-    have, and two such workers crowd each other's cores.  Zarr makes its pool once per process, on first use; returns False
-    when it exists already (its size then stays).
+    have, and two such workers crowd each other's cores.  Zarr makes its pool once per process, on
+    first use; returns False when it exists already (its size then stays).
     """
     import zarr
     from zarr.core import sync as zarr_sync

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,8 +37,6 @@ def write_every_chunk() -> bool:
     a chunk) and small once compressed.  Reading is the same either way: a missing chunk reads as
     its fill value.  Returns whether the setting is Zarr's now.
     """
-    import os
-
     if "ZARR_ARRAY__WRITE_EMPTY_CHUNKS" in os.environ:
         return False
     zarr.config.update_defaults({"array": {"write_empty_chunks": True}})

@@ -148,7 +148,7 @@ class VideoSource:
         can be wrong (tree.avi states 444 frames and holds 68 packets, 68 decodable frames):
         that disagreement is why the packets are counted and compared.
         """
-        stated = int(self._stream.frames or 0)
+        stated = self.info.frames_hint
         if stated <= 0 or self._container.format.name not in INDEXED_CONTAINERS:
             return None
         packets = 0
