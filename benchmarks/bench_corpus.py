@@ -8,8 +8,9 @@ Prints:
      worker processes of one thread each (OpenCV, BLAS, OpenMP and Numba pools pinned to one
      thread per worker) and ``--per-worker`` items in flight per worker (default 2, so that
      one item's Prefect hand-offs between stages are filled by another item's work on every
-     worker alike), run alternately 1, 2, 1, 2, ... (``--rounds``) so that a shared machine's
-     changing load hits both alike.  Per run: wall and CPU seconds of the whole process
+     worker alike), run alternately 1, 2, 2, 1, 1, 2, ... (``--rounds`` pairs; the order flips
+     every round) so that a shared machine's changing load hits both alike and a steady drift of
+     its speed cancels over each two rounds.  Per run: wall and CPU seconds of the whole process
      tree, the load average before and after, the CPU split between the flow's process (Prefect
      coordination and the Dask scheduler: one GIL), the Prefect server and each worker, how busy
      each worker was over the run (tenths of the run), and the CPU-based ideal wall time
@@ -30,13 +31,15 @@ Prefect runs against one temporary local server (started once), with a fresh Pre
 (``PREFECT_HOME``, a temporary folder unless you set one): worker processes do not see the test
 harness's server and open the home's database themselves, and a grown ``~/.prefect/prefect.db``
 (102 MB after a day of test runs here) added about 2 s before every timed run's first item.
-The server gets the project's write batching (:mod:`flows.local_server`, as the CLI sets it) unless
-``--server-defaults prefect``.
+The server is the CLI's (:mod:`flows.local_server`'s write batching, :mod:`flows.prefect_server`'s
+``IMMEDIATE`` SQLite transactions) unless ``--server-defaults prefect``: then Prefect's test harness
+starts Prefect's own, with Prefect's settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -432,19 +435,26 @@ def main() -> None:
     ap.add_argument("--per-worker", type=int, default=2,
                     help="items in flight per worker (max_in_flight = this x workers; default 2)")
     ap.add_argument("--server-defaults", choices=("project", "prefect"), default="project",
-                    help="settings of the temporary Prefect server: the project's write batching "
-                    "(flows/local_server.py, as the CLI sets them; default) or Prefect's own")
+                    help="the temporary Prefect server: the CLI's (write batching of flows/local_server.py, "
+                    "IMMEDIATE SQLite transactions of flows/prefect_server.py; default) or Prefect's own")
     args = ap.parse_args()
-    if args.server_defaults == "project":  # before the harness starts its server, as the CLI does
+    if args.server_defaults == "project":  # the CLI's temporary server: its settings, its app
         from flows.local_server import apply_local_server_defaults
 
         apply_local_server_defaults()
+        from flows.prefect_server import use_project_local_server
+
+        use_project_local_server()  # started by the first flow run, on the fresh PREFECT_HOME's database
+        server = contextlib.nullcontext()
+    else:  # Prefect's own temporary server, as its test harness starts it
+        from prefect.testing.utilities import prefect_test_harness
+
+        server = prefect_test_harness(server_startup_timeout=90)
     retries = count_server_retries()
-    from prefect.testing.utilities import prefect_test_harness
 
     cores = os.cpu_count() or 1
     binds = {"on": [True], "off": [False], "both": [True, False]}[args.bind]
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=90):
+    with tempfile.TemporaryDirectory() as tmp, server:
         tmp = Path(tmp)
         n_items, frames = (2, 40) if args.quick else (6, 72)
         n_items, frames = args.items or n_items, args.frames or frames
@@ -456,7 +466,7 @@ def main() -> None:
         runs: list[Run] = []
         for k in range(args.rounds):
             for bind in binds:
-                for workers in (1, 2):
+                for workers in (1, 2) if k % 2 == 0 else (2, 1):  # 1 2 2 1 1 2 ...: drift cancels
                     before = retries.count
                     run = corpus_run(manifest, tmp / f"r{k}-{workers}-{bind}", workers, bind, args.per_worker)
                     run.server_retries = retries.count - before

@@ -300,7 +300,9 @@ def starting_cluster(params: ExecutionParams) -> Iterator[Callable[[], DaskTaskR
 
 
 def preload_worker_modules() -> None:
-    """With Dask's ``forkserver`` start method, have the forkserver import :data:`WORKER_MODULES`.
+    """With Dask's ``forkserver`` start method, have the forkserver import :data:`WORKER_MODULES`, then
+    :mod:`flows.worker_warmup` (Prefect's settings built once after those imports: warm type-check caches
+    in every forked worker).
 
     Only before the forkserver of this process starts (its first local worker process); later
     calls change nothing.  With ``spawn`` or ``fork`` (a user's Dask config) nothing is done.
@@ -310,7 +312,7 @@ def preload_worker_modules() -> None:
 
     if dask.config.get("distributed.worker.multiprocessing-method") != "forkserver":
         return
-    get_mp_context().set_forkserver_preload(["distributed", *WORKER_MODULES])
+    get_mp_context().set_forkserver_preload(["distributed", *WORKER_MODULES, "flows.worker_warmup"])
 
 
 def scheduler_address(runner: DaskTaskRunner) -> str:

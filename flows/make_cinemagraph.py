@@ -17,6 +17,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Failed
 
 from flows.execution import bound_runner, runs_on_cluster
+from flows.prefect_server import use_project_local_server
 from flows.stage_meter import StageMeter
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
@@ -276,6 +277,7 @@ def run_make_cinemagraph(
     existing: Existing | str = Existing.refuse,
 ) -> CinemagraphResult:
     """Run the flow (on the Dask cluster that ``config.execution`` names); the one-call public entry."""
+    use_project_local_server()
     return make_cinemagraph(
         source=str(source), out_dir=str(out_dir), config=config or PipelineConfig(), existing=Existing(existing)
     )

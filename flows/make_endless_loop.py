@@ -20,6 +20,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.execution import dask_task_runner, item_run_name
+from flows.prefect_server import use_project_local_server
 from schemas import names as N
 from schemas.config import ExecutionParams
 from schemas.results import EncodeResult
@@ -165,6 +166,7 @@ def run_make_endless_loop(
     existing: Existing | str = Existing.refuse,
 ) -> EndlessLoopResult:
     """Run the flow on the Dask cluster ``config.execution`` names (the one-call public entry)."""
+    use_project_local_server()
     config = config or EndlessLoopConfig()
     runner = dask_task_runner(config.execution)
     return make_endless_loop.with_options(task_runner=runner)(

@@ -40,6 +40,7 @@ from flows.execution import (
 )
 from flows.make_cinemagraph import STAGES, make_cinemagraph
 from flows.make_endless_loop import make_still_item, still_item_plan
+from flows.prefect_server import use_project_local_server
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.corpus import CorpusConfig, CorpusResult, ItemOutcome, ItemPlan, ManifestEntry
@@ -486,6 +487,7 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
 
 def run_process_corpus(manifest: str | Path, out_root: str | Path, config: CorpusConfig | None = None):
     """Run the corpus flow (on the cluster ``config.pipeline.execution`` names); returns its final state."""
+    use_project_local_server()
     return process_corpus(
         manifest=str(manifest), out_root=str(out_root), config=config or CorpusConfig(), return_state=True
     )

@@ -50,6 +50,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import ValidationError
 from sklearn.metrics import f1_score, precision_score, recall_score
 
+from flows.prefect_server import use_project_local_server
 from schemas.annotations import AnnotatedClip, DisplayAnnotations
 from schemas.config import PipelineConfig
 from schemas.displays import TrainDisplaysResult
@@ -286,6 +287,7 @@ def run_train_display_classifier(
     annotations: str | Path | None, out_model: str | Path, **kwargs
 ) -> TrainDisplaysResult:
     """Run the flow (the one-call public entry the CLI uses)."""
+    use_project_local_server()
     return train_display_classifier(
         annotations=None if annotations is None else str(annotations), out_model=str(out_model), **kwargs
     )

@@ -3,6 +3,9 @@
 import contextlib
 import logging
 import os
+import subprocess
+import sys
+import textwrap
 
 import dask
 import pytest
@@ -440,3 +443,49 @@ def test_worker_processes_size_opencv_blas_and_zarr_pools_to_their_threads():
         (pools,) = runner.client.run(_thread_pools).values()
     assert pools == {"opencv": 1, "blas": [1], "zarr_config": 1, "zarr_pool": 1, "zarr_ok": True}
     assert zarr.config.get("threading.max_workers") == before
+
+
+def _nested_abc_checks_building_settings() -> int:
+    """How many ``collections.abc`` subclass checks building Prefect's settings makes inside another
+    one: each is a cache miss walking a class's subclasses (none when the caches are warm)."""
+    import abc
+    import sys
+
+    from prefect.settings import Settings
+
+    code = abc.ABCMeta.__subclasscheck__.__code__
+    nested = 0
+
+    def count(frame, event, arg):
+        nonlocal nested
+        if event == "call" and frame.f_code is code and frame.f_back is not None and frame.f_back.f_code is code:
+            nested += 1
+
+    sys.setprofile(count)
+    try:
+        Settings()
+    finally:
+        sys.setprofile(None)
+    return nested
+
+
+COLD_SETTINGS = textwrap.dedent(
+    """
+    import flows.make_cinemagraph, flows.process_corpus  # the worker modules, nothing built after them
+    from tests.flows.test_execution import _nested_abc_checks_building_settings
+    print(_nested_abc_checks_building_settings())
+    """
+)
+
+
+def test_local_workers_build_prefects_settings_with_warm_caches():
+    """A task run on a worker starts by building Prefect's settings (``hydrated_context``).  After the
+    project's imports that re-derives pydantic-settings' type checks (about a second of CPU in the first
+    task run of each fresh worker); the forkserver builds them once (flows.worker_warmup), so a forked
+    worker starts warm.  The control, a fresh interpreter with the same imports, shows the cold case."""
+    cold = subprocess.run([sys.executable, "-c", COLD_SETTINGS], capture_output=True, text=True, timeout=240)
+    assert cold.returncode == 0, cold.stderr[-2000:]
+    assert int(cold.stdout.split()[-1]) > 100
+    with dask_cluster(ExecutionParams(n_workers=1, threads_per_worker=1, processes=True)) as runner:
+        (nested,) = runner.client.run(_nested_abc_checks_building_settings).values()
+    assert nested == 0
