@@ -442,7 +442,7 @@ def main() -> None:
         from flows.local_server import apply_local_server_defaults
 
         apply_local_server_defaults()
-        from flows.prefect_server import use_project_local_server
+        from flows.local_server import use_project_local_server
 
         use_project_local_server()  # started by the first flow run, on the fresh PREFECT_HOME's database
         server = contextlib.nullcontext()

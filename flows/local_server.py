@@ -41,3 +41,17 @@ def apply_local_server_defaults(environ: dict[str, str] | None = None) -> dict[s
     added = {k: v for k, v in LOCAL_SERVER_DEFAULTS.items() if k not in env}
     env.update(added)
     return added
+
+
+def use_project_local_server():
+    """Make the project's temporary Prefect server (:mod:`flows.prefect_server`) the one Prefect starts in
+    this process, unless ``PREFECT_API_URL`` names a server.  Returns the process's default temporary
+    server, or None.  The server module (about 2 s of imports: Prefect's whole API app) is imported only
+    when it is needed, so flow modules, and the worker processes that import them, do not pay for it."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
+    from flows.prefect_server import use_project_local_server as install
+
+    return install()

@@ -17,7 +17,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Failed
 
 from flows.execution import bound_runner, runs_on_cluster
-from flows.prefect_server import use_project_local_server
+from flows.local_server import use_project_local_server
 from flows.stage_meter import StageMeter
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig

@@ -20,7 +20,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.execution import dask_task_runner, item_run_name
-from flows.prefect_server import use_project_local_server
+from flows.local_server import use_project_local_server
 from schemas import names as N
 from schemas.config import ExecutionParams
 from schemas.results import EncodeResult

@@ -77,7 +77,8 @@ def use_project_local_server() -> SubprocessASGIServer | None:
     """Make :class:`ProjectLocalServer` the temporary server Prefect starts in this process, if it will
     start one: ``PREFECT_API_URL`` unset and no default server running yet.  Returns the process's default
     server (not started: Prefect starts it on the first flow run), or None when an API is configured.
-    Idempotent; call it before the first flow run (the ``run_*`` entry points do)."""
+    Idempotent; call it before the first flow run (the ``run_*`` entry points do, through
+    :func:`flows.local_server.use_project_local_server`, which imports this module only when needed)."""
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():

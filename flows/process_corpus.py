@@ -38,9 +38,9 @@ from flows.execution import (
     tasks_on,
     worker_addresses,
 )
+from flows.local_server import use_project_local_server
 from flows.make_cinemagraph import STAGES, make_cinemagraph
 from flows.make_endless_loop import make_still_item, still_item_plan
-from flows.prefect_server import use_project_local_server
 from schemas import names as N
 from schemas.config import ExecutionParams, PipelineConfig
 from schemas.corpus import CorpusConfig, CorpusResult, ItemOutcome, ItemPlan, ManifestEntry

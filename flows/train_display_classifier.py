@@ -50,7 +50,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import ValidationError
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from flows.prefect_server import use_project_local_server
+from flows.local_server import use_project_local_server
 from schemas.annotations import AnnotatedClip, DisplayAnnotations
 from schemas.config import PipelineConfig
 from schemas.displays import TrainDisplaysResult

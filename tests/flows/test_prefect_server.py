@@ -105,7 +105,7 @@ CHILD = textwrap.dedent(
     from prefect import flow, task
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
-    from flows.prefect_server import use_project_local_server
+    from flows.local_server import use_project_local_server  # the entry the run_* functions call
 
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:1/api"}):
         configured = use_project_local_server()  # a configured API is left alone
@@ -149,3 +149,16 @@ def test_a_flow_run_starts_the_project_server(tmp_path):
     assert seen["class"] == "ProjectLocalServer" and seen["same"] is True and seen["running"] is True
     assert APP_FACTORY in seen["args"] and "prefect.server.api.server:create_app" not in seen["args"]
     assert seen["result"] == [0, 2, 4, 6]
+
+
+def test_flow_modules_do_not_import_the_server_app():
+    """Prefect's API app takes about 2 s to import: the flow modules (and so every worker process, which
+    imports them) must not pull it in; only a run that starts the temporary server does."""
+    code = (
+        "import sys, flows.make_cinemagraph, flows.process_corpus, flows.make_endless_loop, "
+        "flows.train_display_classifier; print('prefect.server.api.server' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "False"
