@@ -52,6 +52,6 @@ def use_project_local_server():
 
     if PREFECT_API_URL.value():
         return None
-    from flows.prefect_server import use_project_local_server as install
+    from flows.prefect_server import install_project_local_server
 
-    return install()
+    return install_project_local_server()

@@ -15,7 +15,7 @@ waits for the one before it (SQLite's busy timeout, 60 s on Prefect's server) in
 writes of the temporary server are short, so the wait is milliseconds.
 
 :class:`ProjectLocalServer` is Prefect's ``SubprocessASGIServer`` started with this module's
-:func:`create_app`.  :func:`use_project_local_server` makes it this process's default temporary server,
+:func:`create_app`.  :func:`install_project_local_server` makes it this process's default temporary server,
 the one Prefect starts on the first flow run when no API is configured; a server that ``PREFECT_API_URL``
 names, or a Postgres database, is left as it is.
 """
@@ -51,10 +51,11 @@ def create_app():
     """The uvicorn factory of the server process: Prefect's app, its SQLite transactions ``IMMEDIATE``."""
     from prefect.server.api.server import create_app as prefect_app
     from prefect.server.database.dependencies import MODELS_DEPENDENCIES
+    from prefect.server.utilities.database import get_dialect
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
     url = PREFECT_API_DATABASE_CONNECTION_URL.value()
-    if url.startswith("sqlite") and MODELS_DEPENDENCIES.get("database_config") is None:
+    if get_dialect(url).name == "sqlite" and MODELS_DEPENDENCIES.get("database_config") is None:
         MODELS_DEPENDENCIES["database_config"] = ImmediateSqliteConfiguration(connection_url=url)
     return prefect_app()
 
@@ -73,16 +74,11 @@ class ProjectLocalServer(SubprocessASGIServer):
         return subprocess.Popen(args=args, env=env)
 
 
-def use_project_local_server() -> SubprocessASGIServer | None:
-    """Make :class:`ProjectLocalServer` the temporary server Prefect starts in this process, if it will
-    start one: ``PREFECT_API_URL`` unset and no default server running yet.  Returns the process's default
-    server (not started: Prefect starts it on the first flow run), or None when an API is configured.
-    Idempotent; call it before the first flow run (the ``run_*`` entry points do, through
-    :func:`flows.local_server.use_project_local_server`, which imports this module only when needed)."""
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():
-        return None
+def install_project_local_server() -> SubprocessASGIServer:
+    """Make :class:`ProjectLocalServer` the temporary server Prefect starts in this process, unless a default
+    server is running already.  Returns the process's default server (not started: Prefect starts it on the
+    first flow run).  Idempotent.  Called through :func:`flows.local_server.use_project_local_server`, which
+    leaves a configured ``PREFECT_API_URL`` alone and imports this module only when it is needed."""
     current = SubprocessASGIServer._instances.get(None)
     if current is not None and (isinstance(current, ProjectLocalServer) or current.running):
         return current
