@@ -145,7 +145,8 @@ class _SslWithSharedContexts:
 
 
 def install_shared_ssl_contexts() -> bool:
-    """Share SSL contexts between the Prefect API clients of this process (:class:`_SslWithSharedContexts`).
+    """Share SSL contexts between the Prefect API clients of this process (:class:`_SslWithSharedContexts`),
+    and with the API version check a process makes once, before its first client request.
 
     Only the verified form (a CA file, as Prefect 3.8 builds it) is shared; the unverified one
     (``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``) is changed after it is made and stays per client.
@@ -161,7 +162,31 @@ def install_shared_ssl_contexts() -> bool:
         return True
     if current is not ssl:
         return False
-    orchestration.ssl = _SslWithSharedContexts(ssl)
+    shared = _SslWithSharedContexts(ssl)
+    orchestration.ssl = shared
+    try:
+        from prefect._internal import version_checking
+    except ImportError:  # another Prefect: its check keeps its own contexts
+        version_checking = None
+    if getattr(version_checking, "ssl", None) is ssl:
+        version_checking.ssl = shared
+    return True
+
+
+def warm_shared_ssl_context() -> bool:
+    """Make now the SSL context this process's Prefect API clients will ask for (the CA file of
+    ``PREFECT_API_SSL_CERT_FILE``, else certifi's bundle), so that processes forked afterwards (local
+    Dask workers, from the forkserver: :mod:`flows.worker_warmup`) start with it instead of loading the
+    whole CA bundle in their first task run.  Returns whether a context is shared now (False under
+    ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY`` or where sharing is not installed)."""
+    import certifi
+    from prefect.client import orchestration
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    shared = getattr(orchestration, "ssl", None)
+    if PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value() or not isinstance(shared, _SslWithSharedContexts):
+        return False
+    shared.create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())
     return True
 
 

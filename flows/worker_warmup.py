@@ -7,8 +7,15 @@ field's type against ``collections.abc`` classes there.  Those checks are cached
 many: the first task run of a freshly forked worker spent about a second of CPU re-deriving them
 (py-spy of a 2-worker ``bench_corpus`` run, both workers), while the worker waited for it before its
 first stage.  Built here, after those imports, the caches are warm in every worker forked afterwards.
+
+It also makes the SSL context the workers' Prefect API clients share (:func:`flows.execution.warm_shared_ssl_context`):
+a fresh worker's first task run would otherwise load the whole CA bundle for it (30 ms on an idle core,
+up to 0.2 s on a busy one), as would its API version check.
 """
 
 from prefect.settings import Settings
 
+from flows.execution import warm_shared_ssl_context
+
 Settings()
+warm_shared_ssl_context()

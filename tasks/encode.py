@@ -89,18 +89,23 @@ class GifStats(NamedTuple):
 
 def _cluster_colours(pixels: np.ndarray, n: int, iterations: int = 10) -> np.ndarray:
     """Up to ``n`` colours (k, 3) float64 that lower the squared error of ``pixels`` (m, 3): Pillow's median
-    cut, then Lloyd (k-means) iterations with exact nearest-colour assignment."""
+    cut, then Lloyd (k-means) iterations with exact nearest-colour assignment (looked up once per distinct
+    colour: a loop's pixels repeat their colours)."""
     pixels = pixels.reshape(-1, 3)
-    unique = np.unique(pixels, axis=0)
-    if len(unique) <= n:
-        return unique.astype(np.float64)
+    keys = _colour_keys(pixels)
+    unique = _distinct(keys)
+    if len(unique) <= n:  # every colour its own entry, in (r, g, b) order
+        return _key_rgb(unique).astype(np.float64)
+    unique_rgb = _key_rgb(unique).astype(np.float64)
+    which = np.searchsorted(unique, keys)  # pixel -> its colour's row in unique_rgb
     strip = Image.fromarray(np.ascontiguousarray(pixels[None].astype(np.uint8)))
     quantized = strip.quantize(colors=n, method=Image.Quantize.MEDIANCUT)
     used = len(quantized.getcolors(n) or [])
     centres = np.asarray(quantized.getpalette()[: 3 * used], np.float64).reshape(-1, 3)
     x = pixels.astype(np.float64)
     for _ in range(iterations):
-        _, label = cKDTree(centres).query(x)
+        _, nearest = cKDTree(centres).query(unique_rgb)
+        label = nearest[which]
         counts = np.bincount(label, minlength=len(centres))
         keep = counts > 0
         for c in range(3):
@@ -154,17 +159,40 @@ def _index(frame: np.ndarray, palette_im: Image.Image, dither: bool) -> np.ndarr
     return idx
 
 
+def _colour_keys(pixels: np.ndarray) -> np.ndarray:
+    """Each row of ``pixels`` (n, 3) uint8 as one integer ``r << 16 | g << 8 | b`` (int32): ordering the
+    keys orders the colours as rows (r first)."""
+    return (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8) | pixels[:, 2]
+
+
+def _key_rgb(keys: np.ndarray) -> np.ndarray:
+    """The colours (k, 3) int32 of :func:`_colour_keys` keys."""
+    return np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1)
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """The distinct colour keys, ascending: marks in a table of all 2**24 colours (16 MiB), no sort."""
+    present = np.zeros(1 << 24, bool)
+    present[keys] = True
+    return np.flatnonzero(present).astype(np.int32)
+
+
 def _nearest_colours(palette: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Index of the nearest ``palette`` colour of every row of ``pixels`` (n, 3) uint8.
+    """Index of the nearest ``palette`` colour (at most 256 of them) of every row of ``pixels`` (n, 3) uint8,
+    as uint8.
 
     The nearest colour is a function of the colour alone, so each distinct colour is looked up once
-    (a loop repeats its colours many times: a forward-backward display shows every frame twice).
+    (a loop repeats its colours many times: a forward-backward display shows every frame twice) and the
+    answers are read back through a table of all 2**24 colours.
     """
-    key = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8) | pixels[:, 2]
-    colours, inverse = np.unique(key, return_inverse=True)
-    rgb = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1).astype(np.float64)
-    _, nearest = cKDTree(palette.astype(np.float64)).query(rgb)
-    return nearest[inverse.ravel()]
+    if len(palette) > 256:
+        raise ValueError(f"a GIF palette has at most 256 colours, not {len(palette)}")
+    keys = _colour_keys(pixels)
+    colours = _distinct(keys)
+    _, nearest = cKDTree(palette.astype(np.float64)).query(_key_rgb(colours).astype(np.float64))
+    table = np.zeros(1 << 24, np.uint8)
+    table[colours] = nearest
+    return table[keys]
 
 
 def _abs_error(palette: np.ndarray, idx: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
@@ -180,6 +208,18 @@ def _blurred_error(shown: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> fl
         return cv2.blur(x.astype(np.float32), (3, 3))
 
     return float(np.abs(blur(shown) - blur(truth))[mask].mean())
+
+
+def _changed_pixels(frames: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of ``frames`` (T, H, W, 3) that differ from the first frame in some frame.
+
+    Frame by frame, so no (T, H, W, 3) temporary is made (a 264-frame loop at 480x270 would need 100 MB).
+    """
+    first = frames[0]
+    differs = np.zeros(first.shape, bool)
+    for frame in frames[1:]:
+        differs |= frame != first
+    return differs.any(axis=2)
 
 
 def write_gif(
@@ -220,7 +260,7 @@ def write_gif(
     tmp = _tmp(path)
     size = scaled_size(frames.shape[1], frames.shape[2], max_long_side)
     small = np.stack([resize(f, size) for f in frames])
-    changed = (small != small[:1]).any(axis=(0, 3))
+    changed = _changed_pixels(small)
     if animated is not None:
         mask = resize(animated.astype(np.uint8), size).astype(bool) if animated.shape != size else animated
         changed |= mask  # the resize mixes animated pixels into their neighbours
@@ -264,13 +304,16 @@ def write_gif(
     # after the first frame, what did not change since the previous frame is transparent (the viewer keeps
     # it) inside the box of the change; outside it, the true indices, so that Pillow's writer, which
     # compares consecutive frames as given, crops every frame to (the union of two) boxes of change
+    # (outside the box of the changed pixels every frame holds the same indices: only that box is compared)
     shown = indices.copy()
-    for t in range(1, len(indices)):
-        same = indices[t] == indices[t - 1]
-        box = ndimage.find_objects((~same).astype(np.uint8))
-        if box:
-            ys, xs = box[0]
-            shown[t, ys, xs][same[ys, xs]] = _TRANSPARENT
+    if changed.any():
+        cy, cx = ndimage.find_objects(changed.astype(np.uint8))[0]
+        for t in range(1, len(indices)):
+            same = indices[t, cy, cx] == indices[t - 1, cy, cx]
+            box = ndimage.find_objects((~same).astype(np.uint8))
+            if box:
+                ys, xs = box[0]
+                shown[t, cy, cx][ys, xs][same[ys, xs]] = _TRANSPARENT
     images = []
     for idx in shown:
         im = Image.fromarray(idx, mode="P")

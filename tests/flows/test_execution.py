@@ -489,3 +489,29 @@ def test_local_workers_build_prefects_settings_with_warm_caches():
     with dask_cluster(ExecutionParams(n_workers=1, threads_per_worker=1, processes=True)) as runner:
         (nested,) = runner.client.run(_nested_abc_checks_building_settings).values()
     assert nested == 0
+
+
+def _shared_ssl_contexts() -> tuple[int, bool]:
+    """How many SSL contexts this process's Prefect clients share already, and whether the API version
+    check uses the same sharing."""
+    from prefect._internal import version_checking
+    from prefect.client import orchestration
+
+    return len(orchestration.ssl._made), version_checking.ssl is orchestration.ssl
+
+
+def test_local_workers_start_with_the_api_clients_ssl_context():
+    """A fresh worker's first task run makes a Prefect API client, whose SSL context loads the whole CA
+    bundle; the forkserver makes it once (flows.worker_warmup), so a forked worker has it before any task
+    has run, and its API version check shares it.  The control, a fresh interpreter importing the worker
+    modules, has none yet."""
+    cold = subprocess.run(
+        [sys.executable, "-c", "import flows.make_cinemagraph, flows.process_corpus\n"
+         "from tests.flows.test_execution import _shared_ssl_contexts\nprint(*_shared_ssl_contexts())"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert cold.returncode == 0, cold.stderr[-2000:]
+    assert cold.stdout.split()[-2:] == ["0", "True"]
+    with dask_cluster(ExecutionParams(n_workers=1, threads_per_worker=1, processes=True)) as runner:
+        (warm,) = runner.client.run(_shared_ssl_contexts).values()
+    assert warm == (1, True)

@@ -9,7 +9,15 @@ from PIL import Image, ImageSequence
 from schemas import names as N
 from schemas.config import CyclicityParams, IngestParams, RenderParams, WindowParams
 from tasks.cyclicity import find_cyclic_regions
-from tasks.encode import encode_outputs, write_gif
+from tasks.encode import (
+    _changed_pixels,
+    _cluster_colours,
+    _colour_keys,
+    _distinct,
+    _nearest_colours,
+    encode_outputs,
+    write_gif,
+)
 from tasks.ingest import ingest
 from tasks.render import render_loop
 from tasks.window import select_window
@@ -18,6 +26,64 @@ from tasks.window import select_window
 def decode(path):
     with Image.open(path) as gif:
         return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)])
+
+
+def nearest_by_scan(palette, pixels):
+    """Reference: the squared distance from each pixel to its nearest palette colour, by trying them all."""
+    d = ((pixels[:, None, :].astype(np.int64) - palette[None, :, :].astype(np.int64)) ** 2).sum(axis=2)
+    return d.min(axis=1)
+
+
+@pytest.mark.parametrize("n_palette, n_pixels, seed", [(1, 50, 0), (7, 1, 1), (255, 3000, 2), (256, 2000, 3)])
+def test_nearest_colours_is_a_nearest_colour(n_palette, n_pixels, seed):
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (n_palette, 3), dtype=np.uint8)
+    pixels = np.concatenate([
+        rng.integers(0, 256, (n_pixels, 3), dtype=np.uint8),
+        palette[rng.integers(0, n_palette, 20)],  # exact palette colours
+        np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 0, 255]], np.uint8),  # the corners of the cube
+    ])
+    pixels = np.concatenate([pixels, pixels[::-1]])  # every colour at least twice
+    idx = _nearest_colours(palette, pixels)
+    assert idx.dtype == np.uint8 and idx.shape == (len(pixels),)
+    assert (idx < n_palette).all()
+    chosen = ((pixels.astype(np.int64) - palette[idx].astype(np.int64)) ** 2).sum(axis=1)
+    np.testing.assert_array_equal(chosen, nearest_by_scan(palette, pixels))
+    # the same colour always gets the same index
+    keys = _colour_keys(pixels)
+    for k in np.unique(keys)[:50]:
+        assert len(set(idx[keys == k].tolist())) == 1
+
+
+def test_nearest_colours_refuses_more_than_256_colours():
+    with pytest.raises(ValueError, match="at most 256"):
+        _nearest_colours(np.zeros((257, 3), np.uint8), np.zeros((4, 3), np.uint8))
+
+
+@pytest.mark.parametrize("seed, n", [(0, 1), (1, 500), (2, 40000)])
+def test_distinct_colours_are_numpys_unique_rows(seed, n):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (n, 3), dtype=np.uint8)
+    pixels[: n // 2] = pixels[n // 2 : 2 * (n // 2)]  # repeats
+    keys = _distinct(_colour_keys(pixels))
+    rgb = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1)
+    np.testing.assert_array_equal(rgb, np.unique(pixels, axis=0))
+    # fewer distinct colours than asked for: exactly those colours, in numpy's order
+    np.testing.assert_array_equal(_cluster_colours(pixels, len(rgb)), np.unique(pixels, axis=0).astype(float))
+
+
+@pytest.mark.parametrize("shape, seed", [((1, 4, 5, 3), 0), ((7, 9, 11, 3), 1), ((30, 16, 16, 3), 2)])
+def test_changed_pixels_against_a_whole_array_comparison(shape, seed):
+    rng = np.random.default_rng(seed)
+    frames = np.repeat(rng.integers(0, 256, shape[1:], dtype=np.uint8)[None], shape[0], axis=0)
+    if shape[0] > 1:  # a few single-channel changes in single frames, and the last frame's corner
+        for _ in range(5):
+            t, y, x, c = (int(rng.integers(1, s)) if i == 0 else int(rng.integers(0, s)) for i, s in enumerate(shape))
+            frames[t, y, x, c] ^= 1
+        frames[-1, -1, -1, 2] ^= 128
+    expected = (frames != frames[:1]).any(axis=(0, 3))
+    np.testing.assert_array_equal(_changed_pixels(frames), expected)
+    assert _changed_pixels(frames).sum() == expected.sum() and (expected.sum() > 0) == (shape[0] > 1)
 
 
 def small_loop(seed=0):
