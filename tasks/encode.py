@@ -94,9 +94,9 @@ def _cluster_colours(pixels: np.ndarray, n: int, iterations: int = 10) -> np.nda
     pixels = pixels.reshape(-1, 3)
     keys = _colour_keys(pixels)
     unique = _distinct(keys)
-    if len(unique) <= n:  # every colour its own entry, in (r, g, b) order
-        return _key_rgb(unique).astype(np.float64)
     unique_rgb = _key_rgb(unique).astype(np.float64)
+    if len(unique) <= n:  # every colour its own entry, in (r, g, b) order
+        return unique_rgb
     which = np.searchsorted(unique, keys)  # pixel -> its colour's row in unique_rgb
     strip = Image.fromarray(np.ascontiguousarray(pixels[None].astype(np.uint8)))
     quantized = strip.quantize(colors=n, method=Image.Quantize.MEDIANCUT)
@@ -277,12 +277,14 @@ def write_gif(
         if _blurred_error(palette[dith], small[0], frozen) < plain_err:
             static, dithered = dith, ["frozen"]
     indices = np.broadcast_to(static, small.shape[:3]).copy()
-    if changed.any():
+    # the box of the changed pixels: outside it every frame holds the same indices
+    changed_box = ndimage.find_objects(changed.astype(np.uint8))
+    if changed_box:
         # the animated pixels: exact nearest colours, or Floyd-Steinberg on the animated part's box when
         # that lowers their error (measured on up to 8 frames spread over the loop)
         nearest = _nearest_colours(palette, small[:, changed].reshape(-1, 3))
-        indices[:, changed] = nearest.reshape(len(small), -1).astype(np.uint8)
-        ys, xs = ndimage.find_objects(changed.astype(np.uint8))[0]
+        indices[:, changed] = nearest.reshape(len(small), -1)
+        ys, xs = changed_box[0]
         inside = changed[ys, xs]
         probe = np.linspace(0, len(small) - 1, min(8, len(small))).astype(int)
         plain = np.mean([_abs_error(palette, indices[t, ys, xs], small[t, ys, xs], inside) for t in probe])
@@ -304,10 +306,10 @@ def write_gif(
     # after the first frame, what did not change since the previous frame is transparent (the viewer keeps
     # it) inside the box of the change; outside it, the true indices, so that Pillow's writer, which
     # compares consecutive frames as given, crops every frame to (the union of two) boxes of change
-    # (outside the box of the changed pixels every frame holds the same indices: only that box is compared)
+    # (only the box of the changed pixels is compared)
     shown = indices.copy()
-    if changed.any():
-        cy, cx = ndimage.find_objects(changed.astype(np.uint8))[0]
+    if changed_box:
+        cy, cx = changed_box[0]
         for t in range(1, len(indices)):
             same = indices[t, cy, cx] == indices[t - 1, cy, cx]
             box = ndimage.find_objects((~same).astype(np.uint8))
