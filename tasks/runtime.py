@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 
+import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
@@ -86,6 +87,19 @@ def cluster_compute():
         return
     with worker_client() as client:
         yield client
+
+
+def shared_inputs(client, values) -> list:
+    """``values`` that many tasks of one graph take, each sent to the cluster once.
+
+    ``client`` is what :func:`cluster_compute` yielded.  On a cluster the values are scattered to its
+    workers straight from this process and the tasks take their futures; elsewhere each value is one
+    key of the graph (never traversed).  Large inputs inside a graph go through the scheduler, and
+    Dask warns of every graph above 10 MB ("Sending large graph").
+    """
+    if client is None:
+        return [dask.delayed(value, traverse=False) for value in values]
+    return client.scatter(list(values), hash=False)
 
 
 @contextlib.contextmanager

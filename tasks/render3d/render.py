@@ -19,7 +19,7 @@ import numpy as np
 
 from kernels.splat import fill_pinholes, splat_points
 from tasks.render3d.layers import Layers
-from tasks.runtime import cluster_compute
+from tasks.runtime import cluster_compute, shared_inputs
 
 __all__ = ["render_frame", "render_path"]
 
@@ -88,13 +88,14 @@ def render_path(
     sum of the blocks' drawing times (CPU-side, over parallel tasks).
     """
     n = poses.shape[0]
-    shared = [dask.delayed(v, traverse=False) for v in (layers, loop, K, poses)]
     blocks = [(a, min(frames_per_task, n - a)) for a in range(0, n, frames_per_task)]
-    tasks = [
-        dask.delayed(_render_block, pure=True)(*shared, tuple(shape), a, c, depth_tolerance, pinhole_neighbours)
-        for a, c in blocks
-    ]
-    with cluster_compute():
+    with cluster_compute() as client:
+        # the layers and the loop go to the cluster once, not inside the graph (tasks.runtime.shared_inputs)
+        shared = shared_inputs(client, (layers, loop, K, poses))
+        tasks = [
+            dask.delayed(_render_block, pure=True)(*shared, tuple(shape), a, c, depth_tolerance, pinhole_neighbours)
+            for a, c in blocks
+        ]
         parts = dask.compute(*tasks)
     frames = np.concatenate([p[0] for p in parts])
     holes = np.concatenate([p[1] for p in parts])

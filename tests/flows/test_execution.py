@@ -131,6 +131,54 @@ def test_a_bound_item_keeps_even_its_plain_computations_on_its_worker(prefect_ha
     assert free_seceded, "the control: a plain compute on a worker thread goes through the cluster's client"
 
 
+def _strided_sum(values, offset, k):
+    from distributed import get_worker
+
+    return float(values[k::4].sum()) + offset, get_worker().address
+
+
+@task
+def shared_input_sums(scatter: bool) -> tuple[list[float], list[str], list[str]]:
+    """Four tiles of one graph that share a 16 MB array (Dask warns above 10 MB): their sums, the
+    workers they ran on, and the warnings the graph's submission raised.  With ``scatter`` the array
+    goes through :func:`tasks.runtime.shared_inputs`, else it is one key inside the graph."""
+    import warnings
+
+    import numpy as np
+
+    from tasks.runtime import shared_inputs
+
+    values = np.arange(2_000_000, dtype=np.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with cluster_compute() as client:
+            assert client is not None, "an unbound task on a worker computes on the cluster"
+            shared = shared_inputs(client, (values, 1.0)) if scatter else shared_inputs(None, (values, 1.0))
+            parts = dask.compute(*[dask.delayed(_strided_sum, pure=True)(*shared, k) for k in range(4)])
+    return [p[0] for p in parts], sorted({p[1] for p in parts}), [str(w.message) for w in caught]
+
+
+@flow
+def shared_inputs_flow():
+    with dask_cluster(ExecutionParams(n_workers=2, threads_per_worker=1, processes=True)) as runner:
+        with tasks_on(runner):
+            return shared_input_sums.submit(True).result(), shared_input_sums.submit(False).result()
+
+
+def test_inputs_shared_by_a_graphs_tasks_reach_the_cluster_without_a_large_graph(prefect_harness):
+    """``shared_inputs`` scatters the inputs that every tile takes (the depth stage's grey neighbours,
+    about 90 MB at 640x360x100): the tiles compute the same numbers as with the inputs inside the
+    graph, and Dask no longer warns of a large graph, as it does for the same inputs inside it."""
+    import numpy as np
+
+    (sums, workers, warned), (graph_sums, _, graph_warned) = shared_inputs_flow()
+    values = np.arange(2_000_000, dtype=np.float64)
+    assert sums == graph_sums == [float(values[k::4].sum()) + 1.0 for k in range(4)]
+    assert workers, "the tiles ran on the cluster's workers"
+    assert not [w for w in warned if "large graph" in w]
+    assert [w for w in graph_warned if "large graph" in w], "the control: the same inputs inside the graph"
+
+
 def test_on_worker_outside_a_corpus_changes_nothing():
     with on_worker("tcp://127.0.0.1:9") as runner:
         assert runner is None
