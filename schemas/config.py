@@ -190,6 +190,16 @@ class AlignParams(_Model):
         description="COLMAP model of the single shared camera (focal length calibrated by bundle adjustment).",
     )
     sfm_seed: int = Field(0, description="Random seed of COLMAP's RANSAC and mapper.")
+    sfm_threads: int | None = Field(
+        None,
+        ge=1,
+        description="COLMAP's threads for feature extraction, matching and mapping; None = every CPU this process "
+        "may use.  With more than one, COLMAP's result changes from run to run even with the same seed (on the "
+        "held-out Megamind clip the camera poses of two runs on 2 threads differed by up to 6 scene units); with 1 "
+        "two runs give the same poses, and a hand-held run is repeatable, at about 1.5x the time of the sfm stage "
+        "(31-32 s instead of 20 s on Megamind).  Not part of the stage's inputs: a stored sfm stage is kept "
+        "on `--resume`.",
+    )
     sfm_focal_prior_fov: float | None = Field(
         60.0,
         gt=0,

@@ -284,7 +284,7 @@ def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:
     n_frames = frames.shape[0]
     step = max(1, math.ceil(n_frames / params.sfm_max_frames))
     sampled = len(set(range(0, n_frames, step)) | {n_frames - 1, ref})
-    threads = max(1, len(os.sched_getaffinity(0)))
+    threads = params.sfm_threads or max(1, len(os.sched_getaffinity(0)))
     try:
         sfm = run_sfm(
             frames,
