@@ -1,6 +1,7 @@
 """Corpus-scale figures of process_corpus, measured side by side in one run.
 
 Run: python benchmarks/bench_corpus.py [--quick] [--skip-memory] [--rounds N] [--bind on|off|both] [--per-worker N]
+                                       [--clips blinking|handheld] [--items N] [--frames N]
                                        [--server-defaults project|prefect]
 
 Prints:
@@ -89,12 +90,20 @@ def count_server_retries() -> _RetryCounter:
     return counter
 
 
-def make_manifest(folder: Path, n: int, frames: int) -> Path:
+def make_manifest(folder: Path, n: int, frames: int, kind: str = "blinking") -> Path:
+    """``n`` clips of 320x180x``frames`` and their manifest: steady blinking lights
+    (:func:`tasks.synthetic.make_blinking_clip`) or hand-held shots of a scene with known geometry
+    (:func:`tasks.synthetic_scene.render_synthetic_clip`: the sfm and depth stages run)."""
     from tasks.synthetic import make_blinking_clip
+    from tasks.synthetic_scene import render_synthetic_clip, write_mp4
 
     rows = []
     for k in range(n):
-        make_blinking_clip(folder / f"clip{k}.mp4", seed=k, n_frames=frames)
+        if kind == "handheld":
+            clip = render_synthetic_clip(n_frames=frames, height=180, width=320, seed=k)
+            write_mp4(clip.frames, folder / f"clip{k}.mp4", fps=24.0, crf=18)
+        else:
+            make_blinking_clip(folder / f"clip{k}.mp4", seed=k, n_frames=frames)
         rows.append({"source": f"clip{k}.mp4"})
     manifest = folder / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -432,6 +441,9 @@ def main() -> None:
                     help="CorpusConfig.bind_items_to_workers of the timed runs (both: each pair with it on and off)")
     ap.add_argument("--items", type=int, help="number of clips (default 6, --quick 2)")
     ap.add_argument("--frames", type=int, help="frames per clip (default 72, --quick 40)")
+    ap.add_argument("--clips", choices=("blinking", "handheld"), default="blinking",
+                    help="steady clips of blinking lights (default) or hand-held clips of a synthetic scene, "
+                    "whose items also run the sfm and depth stages (use fewer --items, e.g. 4 of 48 frames)")
     ap.add_argument("--per-worker", type=int, default=2,
                     help="items in flight per worker (max_in_flight = this x workers; default 2)")
     ap.add_argument("--server-defaults", choices=("project", "prefect"), default="project",
@@ -458,9 +470,9 @@ def main() -> None:
         tmp = Path(tmp)
         n_items, frames = (2, 40) if args.quick else (6, 72)
         n_items, frames = args.items or n_items, args.frames or frames
-        manifest = make_manifest(tmp, n_items, frames)
+        manifest = make_manifest(tmp, n_items, frames, args.clips)
         corpus_run(manifest, tmp / "warm", 1, per_worker=args.per_worker)  # compile kernels, warm caches
-        print(f"process_corpus, {n_items} items of 320x180x{frames}, max_in_flight {args.per_worker} x workers, "
+        print(f"process_corpus, {n_items} {args.clips} items of 320x180x{frames}, max_in_flight {args.per_worker} x workers, "
               "worker processes of 1 thread,"
               f" {cores} cores, runs alternating:")
         runs: list[Run] = []

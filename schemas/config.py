@@ -193,8 +193,9 @@ class AlignParams(_Model):
     sfm_threads: int | None = Field(
         None,
         ge=1,
-        description="COLMAP's threads for feature extraction, matching and mapping; None = every CPU this process "
-        "may use.  With more than one, COLMAP's result changes from run to run even with the same seed (on the "
+        description="COLMAP's threads for feature extraction, matching and mapping; None = the thread count of the "
+        "Dask worker process that runs the stage (1 in a corpus run's one-thread workers), else every CPU this "
+        "process may use.  With more than one, COLMAP's result changes from run to run even with the same seed (on the "
         "held-out Megamind clip the camera poses of two runs on 2 threads differed by up to 6 scene units); with 1 "
         "two runs give the same poses, and a hand-held run is repeatable, at about 1.5x the time of the sfm stage "
         "(31-32 s instead of 20 s on Megamind).  Not part of the stage's inputs: a stored sfm stage is kept "

@@ -63,6 +63,7 @@ from tasks.store import (
     update_attrs,
     write_variables,
 )
+from tasks.threads import worker_threads
 from tasks.window import ALIGNED_BY_ATTR, build_window
 
 MODES = ("steady", "homography", "moving")
@@ -274,6 +275,15 @@ def sfm_digest(store: str, params: AlignParams) -> str:
     return digest("sfm", upstream, _subset(params, _SFM_KEYS))
 
 
+def sfm_threads(params: AlignParams) -> int:
+    """COLMAP's thread count for the sfm stage: ``params.sfm_threads``, else the thread count of the
+    Dask worker process running it (a corpus run's one-thread workers keep COLMAP on one core each,
+    as its other stages), else every CPU this process may use."""
+    if params.sfm_threads:
+        return params.sfm_threads
+    return worker_threads() or max(1, len(os.sched_getaffinity(0)))
+
+
 def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:
     """Reconstruct the window's cameras and write them; a failure is recorded, not raised."""
     t0 = time.perf_counter()
@@ -284,7 +294,7 @@ def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:
     n_frames = frames.shape[0]
     step = max(1, math.ceil(n_frames / params.sfm_max_frames))
     sampled = len(set(range(0, n_frames, step)) | {n_frames - 1, ref})
-    threads = params.sfm_threads or max(1, len(os.sched_getaffinity(0)))
+    threads = sfm_threads(params)
     try:
         sfm = run_sfm(
             frames,

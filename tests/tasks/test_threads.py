@@ -8,6 +8,8 @@ import av
 import pytest
 from distributed import Client, LocalCluster
 
+from schemas.config import AlignParams
+from tasks.align import sfm_threads
 from tasks.threads import pin_codec_threads, thread_budget, worker_threads
 from tasks.video import VideoSource
 from tests.conftest import installed_package_file
@@ -28,6 +30,7 @@ def _decoder_thread_count(path: str) -> int:
 
 def test_plain_call_may_use_every_core():
     assert thread_budget() == (os.cpu_count() or 1)
+    assert sfm_threads(AlignParams()) == len(os.sched_getaffinity(0))
     assert worker_threads() is None
     assert _codec_thread_count() == av.CodecContext.create("libx264", "w").thread_count  # FFmpeg's own choice
 
@@ -37,6 +40,9 @@ def test_worker_processes_get_their_own_thread_count_and_in_process_workers_the_
         with Client(cluster) as client:
             assert client.submit(thread_budget, pure=False).result() == 1
             assert client.submit(_codec_thread_count, pure=False).result() == 1
+            # COLMAP too: before, the sfm stage of a corpus run's one-thread workers used every core
+            assert client.submit(sfm_threads, AlignParams(), pure=False).result() == 1
+            assert client.submit(sfm_threads, AlignParams(sfm_threads=3), pure=False).result() == 3
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             assert client.submit(thread_budget, pure=False).result() == (os.cpu_count() or 1)
