@@ -164,15 +164,51 @@ def _segment_frame_sums(video, visible, labels, sums, counts):
 def _level_frame_sums(values, valid, segments, offsets, sums, counts):
     n_frames, height, width = values.shape[0], values.shape[1], values.shape[2]
     n_levels = segments.shape[0]
+    if values.shape[3] != 3:
+        for t in range(n_frames):
+            for y in range(height):
+                for x in range(width):
+                    if valid[t, y, x]:
+                        for level in range(n_levels):
+                            k = offsets[level] + segments[level, y, x]
+                            counts[k, t] += 1
+                            for c in range(values.shape[3]):
+                                sums[k, t, c] += values[t, y, x, c]
+        return
+    # Three channels: along a row, a run of pixels of one segment adds into scalars
+    # (the segment's sums so far, read once) and stores them when the run ends.  Each
+    # sum still takes its samples one at a time in raster order: the same additions.
     for t in range(n_frames):
         for y in range(height):
-            for x in range(width):
-                if valid[t, y, x]:
-                    for level in range(n_levels):
-                        k = offsets[level] + segments[level, y, x]
-                        counts[k, t] += 1
-                        for c in range(values.shape[3]):
-                            sums[k, t, c] += values[t, y, x, c]
+            for level in range(n_levels):
+                base = offsets[level]
+                k = -1
+                n = 0
+                s0 = s1 = s2 = 0.0
+                for x in range(width):
+                    if not valid[t, y, x]:
+                        continue
+                    j = base + segments[level, y, x]
+                    if j != k:
+                        if k >= 0:
+                            counts[k, t] += n
+                            sums[k, t, 0] = s0
+                            sums[k, t, 1] = s1
+                            sums[k, t, 2] = s2
+                        k = j
+                        n = 0
+                        s0 = sums[k, t, 0]
+                        s1 = sums[k, t, 1]
+                        s2 = sums[k, t, 2]
+                    n += 1
+                    s0 += values[t, y, x, 0]
+                    s1 += values[t, y, x, 1]
+                    s2 += values[t, y, x, 2]
+                if k >= 0:
+                    counts[k, t] += n
+                    sums[k, t, 0] = s0
+                    sums[k, t, 1] = s1
+                    sums[k, t, 2] = s2
 
 
 @jit

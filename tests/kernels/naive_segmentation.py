@@ -256,14 +256,16 @@ def naive_pixel_statistics(video, visible, lab, previous=None, previous_visible=
 
 
 def naive_segment_frame_sums(video, visible, labels, n_segments):
-    sums = np.zeros((n_segments, video.shape[0], 3))
+    """(sums (n_segments, T, C), counts (n_segments, T)) of the visible samples, added in raster order."""
+    n_channels = video.shape[3]
+    sums = np.zeros((n_segments, video.shape[0], n_channels))
     counts = np.zeros((n_segments, video.shape[0]), np.int64)
     for t in range(video.shape[0]):
         for y in range(labels.shape[0]):
             for x in range(labels.shape[1]):
                 if visible[t, y, x]:
                     counts[labels[y, x], t] += 1
-                    for c in range(3):
+                    for c in range(n_channels):
                         sums[labels[y, x], t, c] += float(video[t, y, x, c])
     return sums, counts
 

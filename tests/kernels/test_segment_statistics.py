@@ -92,6 +92,15 @@ def test_level_sums_match_the_per_level_naive_sums(dtype):
         np.testing.assert_allclose(got[level][0], naive_sums)
         np.testing.assert_array_equal(got[level][1], naive_counts)
         np.testing.assert_array_equal(moved[level], naive_level_change_sums(changed, valid, labels, n))
+    # long runs of one segment along the rows (the kernel sums a run in registers), and two channels
+    blocks = np.stack([np.arange(35).reshape(5, 7) // 3, np.arange(35).reshape(5, 7) // 11])
+    for channels in (values, values[..., :2]):
+        got = level_frame_sums(channels, valid, blocks)
+        for level, labels in enumerate(blocks):
+            # the naive sums add in the same (raster) order, so they are the same bits
+            sums, counts = naive_segment_frame_sums(channels, valid, labels, int(labels.max()) + 1)
+            np.testing.assert_array_equal(got[level][0], sums)
+            np.testing.assert_array_equal(got[level][1], counts)
     with pytest.raises(ValueError, match="segments must have shape"):
         level_frame_sums(values, valid, segments[0])
     with pytest.raises(ValueError, match="changed and valid"):
