@@ -56,3 +56,34 @@ def test_merge_helpers_are_leaves():
     ):
         for name in names:
             assert getattr(module, name).targetoptions.get("_nrt") is False, f"{module.__name__}.{name}"
+
+
+def test_perf_map_names_the_compiled_kernels(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from kernels import segmentation
+
+    spec = importlib.util.spec_from_file_location(
+        "perf_map", Path(__file__).resolve().parents[2] / "benchmarks" / "perf_map.py"
+    )
+    perf_map = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_map)
+    segmentation.srgb_to_lab(np.zeros((2, 3), np.uint8))  # compiles segmentation._lab_many
+    path = perf_map.write_perf_map(("kernels",), tmp_path / "perf.map")
+    entries = {}
+    for line in path.read_text().splitlines():
+        start, size, name = line.split()
+        entries[name] = (int(start, 16), int(size, 16))
+    assert "kernels.segmentation._lab_many" in entries
+    start, size = entries["kernels.segmentation._lab_many"]
+    executable = []
+    with open("/proc/self/maps") as f:
+        for row in f:
+            span, perms = row.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            if "x" in perms:
+                executable.append((lo, hi))
+    # the entry is machine code: it starts in an executable mapping and does not run past it
+    assert any(lo <= start and start + size <= hi for lo, hi in executable)
+    assert size > 0
