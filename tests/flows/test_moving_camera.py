@@ -6,9 +6,11 @@ z-buffer warp.  The store is then checked against the truth, stage by stage.
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import cv2
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -33,9 +35,15 @@ def moving_run(prefect_harness, tmp_path_factory):
     config.render3d.enabled = True
     config.render3d.path = "swing"
     config.render3d.amplitude = 0.02
-    result = run_make_cinemagraph(source, folder / "out", config)
+    # Dask warns of every graph above the threshold sent to the scheduler ("Sending large graph"): at 1 MB
+    # instead of 10 the run's graphs must still carry no image data (test_no_stage_sends_images_in_a_graph)
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1MB"}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_make_cinemagraph(source, folder / "out", config)
+    large = [str(w.message).splitlines()[0] for w in caught if "large graph" in str(w.message)]
     ds = xr.open_zarr(folder / "out" / N.STORE_NAME, consolidated=False)
-    return clip, folder / "out", result, ds
+    return clip, folder / "out", result, ds, large
 
 
 def _aligned(clip, ds):
@@ -52,7 +60,7 @@ def _textured(frame, threshold=0.02):
 
 
 def test_moving_mode_is_chosen_and_reported(moving_run):
-    clip, out, result, ds = moving_run
+    clip, out, result, ds, _ = moving_run
     assert result.alignment.mode == "moving" and result.alignment.requested == "auto"
     assert "parallax" in result.alignment.reason
     assert result.sfm.ok and result.sfm.frames_registered == result.sfm.frames_reconstructed
@@ -66,7 +74,7 @@ def test_moving_mode_is_chosen_and_reported(moving_run):
 
 
 def test_poses_within_one_percent_of_the_path_and_half_a_degree(moving_run):
-    clip, _, _, ds = moving_run
+    clip, _, _, ds, _ = moving_run
     poses, scale, rot, shift = _aligned(clip, ds)
     centres = camera_centres(poses) @ rot.T * scale + shift
     truth = camera_centres(clip.cam_from_world)
@@ -77,7 +85,7 @@ def test_poses_within_one_percent_of_the_path_and_half_a_degree(moving_run):
 
 
 def test_reference_depth_within_five_percent(moving_run):
-    clip, _, _, ds = moving_run
+    clip, _, _, ds, _ = moving_run
     _, scale, _, _ = _aligned(clip, ds)
     ref = clip.reference_index
     truth = clip.depth[ref]
@@ -88,7 +96,7 @@ def test_reference_depth_within_five_percent(moving_run):
 
 
 def test_warped_static_texture_matches_the_reference_view(moving_run):
-    clip, _, _, ds = moving_run
+    clip, _, _, ds, _ = moving_run
     ref = clip.reference_index
     warped, visible = ds[N.WARPED].values, ds[N.VISIBLE].values
     static = clip.static_mask & _textured(clip.frames[ref])
@@ -105,7 +113,7 @@ def test_warped_static_texture_matches_the_reference_view(moving_run):
 
 def test_occluded_samples_are_invisible(moving_run):
     """A reference point hidden behind a nearer surface in frame t is not marked visible there."""
-    clip, _, _, ds = moving_run
+    clip, _, _, ds, _ = moving_run
     ref = clip.reference_index
     height, width = clip.depth.shape[1:]
     ys, xs = np.mgrid[0:height, 0:width]
@@ -134,7 +142,7 @@ def test_occluded_samples_are_invisible(moving_run):
 
 
 def test_blinking_lights_found_as_on_steady_footage(moving_run):
-    clip, _, result, ds = moving_run
+    clip, _, result, ds, _ = moving_run
     mask = ds[N.CYCLIC_MASK].values
     for period, light in zip(clip.blink_periods, clip.blink_masks, strict=True):
         recall = (mask & light).sum() / light.sum()
@@ -158,8 +166,13 @@ def _static_at(clip, pose, time):
     return (images[0] == images[1]).all(-1) & (images[0] == images[2]).all(-1)
 
 
+def test_no_stage_sends_images_in_a_graph(moving_run):
+    *_, large = moving_run
+    assert large == []
+
+
 def test_flow_writes_the_3d_loop_and_reports_it(moving_run):
-    clip, out, result, _ = moving_run
+    clip, out, result, _, _ = moving_run
     r3 = result.render3d
     assert r3 is not None and r3.path == "swing" and r3.frames == result.loop_frames
     assert (out / N.MP4_3D_NAME).stat().st_size > 0 and (out / N.GIF_3D_NAME).stat().st_size > 0
@@ -168,6 +181,10 @@ def test_flow_writes_the_3d_loop_and_reports_it(moving_run):
     assert ds[N.CAMERA_PATH_INTRINSICS].shape == (3, 3)
     assert ds[N.LOOP_3D].shape == (r3.frames, 192, 256, 3) and ds[N.LOOP_3D].dtype == np.uint8
     assert ds[N.LOOP_3D_FILLED].dtype == bool
+    # Zarr chunks of up to 16 frames x the store's tile
+    tile = ds[N.REFERENCE].encoding["chunks"][0]
+    assert ds[N.LOOP_3D].encoding["chunks"] == (min(r3.frames, 16), min(tile, 192), min(tile, 256), 3)
+    assert ds[N.LOOP_3D_FILLED].encoding["chunks"] == (min(r3.frames, 16), min(tile, 192), min(tile, 256))
     np.testing.assert_allclose(ds[N.CAMERA_PATH].values, np.array(r3.camera_path))
     saved = json.loads((out / N.RESULT_NAME).read_text())["render3d"]
     assert len(saved["inpainted_fraction"]) == r3.frames and saved["path"] == "swing"
@@ -178,7 +195,7 @@ def test_flow_writes_the_3d_loop_and_reports_it(moving_run):
 
 
 def test_swing_of_two_percent_inpaints_under_three_percent(moving_run):
-    _, _, result, _ = moving_run
+    _, _, result, _, _ = moving_run
     assert result.render3d.amplitude == 0.02
     assert result.render3d.max_inpainted_fraction < 0.03, result.render3d.inpainted_fraction
     # the path really moves: the camera travels about 2 % of the median depth sideways
@@ -188,7 +205,7 @@ def test_swing_of_two_percent_inpaints_under_three_percent(moving_run):
 
 
 def test_animated_regions_loop_seamlessly(moving_run):
-    _, out, result, _ = moving_run
+    _, out, result, _, _ = moving_run
     ds = xr.open_zarr(out / N.STORE_NAME, consolidated=False)
     loop3d = ds[N.LOOP_3D].values.astype(np.float64)
     animated = ds[N.ANIMATED_MASK].values
@@ -200,7 +217,7 @@ def test_animated_regions_loop_seamlessly(moving_run):
 
 
 def test_static_part_matches_the_generator_at_real_frame_poses(moving_run, tmp_path):
-    clip, out, result, _ = moving_run
+    clip, out, result, _, _ = moving_run
     store = str(out / N.STORE_NAME)
     ds = xr.open_zarr(store, consolidated=False)
     poses = ds[N.CAM_FROM_WORLD].values
@@ -222,7 +239,7 @@ def test_static_part_matches_the_generator_at_real_frame_poses(moving_run, tmp_p
 
 
 def test_zero_amplitude_path_keeps_every_static_point_still(moving_run, tmp_path):
-    clip, out, result, _ = moving_run
+    clip, out, result, _, _ = moving_run
     store = str(out / N.STORE_NAME)
     params = Render3dParams(enabled=True, path="circle", amplitude=0.0, frames=12, write_gif=False)
     rendered = render_3d(store, str(tmp_path), params)
@@ -241,7 +258,7 @@ def test_zero_amplitude_path_keeps_every_static_point_still(moving_run, tmp_path
 
 
 def test_rerun_resumes_without_redoing_the_alignment(moving_run):
-    clip, out, first, _ = moving_run
+    clip, out, first, _, _ = moving_run
     again = run_make_cinemagraph(first.input, out, existing="resume")
     assert {"motion", "sfm", "depth", "warp"} <= set(again.skipped_stages)
     assert again.alignment.mode == "moving"
