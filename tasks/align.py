@@ -439,7 +439,7 @@ def compute_reference_depth(store: str, params: AlignParams) -> DepthSummary:
         map_slabs=_dask_slabs,
     )
     tile = ds[N.REFERENCE].chunks[0][0] if ds[N.REFERENCE].chunks else 64
-    write_variables(xr.Dataset({N.DEPTH: ((N.Y, N.X), result.depth)}).chunk({N.Y: tile, N.X: tile}), store)
+    write_variables(xr.Dataset({N.DEPTH: ((N.Y, N.X), result.depth)}), store, chunks={N.Y: tile, N.X: tile})
     summary = DepthSummary(
         depth_near=near,
         depth_far=far,

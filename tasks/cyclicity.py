@@ -349,8 +349,8 @@ def find_cyclic_regions(store: str, params: CyclicityParams) -> CyclicityResult:
             N.CYCLIC_AMPLITUDE: (dims, fields[..., 3]),
             N.CYCLIC_MASK: (dims, mask),
         }
-    ).chunk(chunks)
-    write_variables(out, store)
+    )
+    write_variables(out, store, chunks=chunks)
     _, n_regions = ndimage.label(mask, structure=np.ones((3, 3), bool))  # as the render labels them
     result = CyclicityResult(
         cyclic_pixels=int(mask.sum()),

@@ -516,8 +516,8 @@ def find_displays(store: str, params: DisplayParams) -> DisplaysResult:
             N.SEGMENTS: ((N.LEVEL, N.Y, N.X), segments),
             N.DISPLAY_MASK: ((N.Y, N.X), mask),
         }
-    ).chunk({N.LEVEL: 1, N.Y: -1, N.X: -1})
-    write_variables(out, store)
+    )
+    write_variables(out, store, chunks={N.LEVEL: 1, N.Y: -1, N.X: -1})
     _, n_regions = ndimage.label(mask, structure=np.ones((3, 3), bool))
     result = DisplaysResult(
         enabled=True,

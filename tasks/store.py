@@ -86,13 +86,22 @@ def write_variables(
     path: str | Path,
     *,
     encoding: Mapping[str, Mapping[str, Any]] | None = None,
+    chunks: Mapping[str, int] | None = None,
     compute: bool = True,
 ):
     """Write ``ds``'s variables into an existing store, replacing any of the same name.
 
     Replaced variables are deleted first so that a redone stage never mixes
     old and new chunks.  With ``compute=False`` the dask write is returned.
+
+    ``chunks`` (dimension -> chunk length, -1 or absent = whole) gives the Zarr chunks of the
+    in-memory (NumPy) data variables, the layout ``ds.chunk(chunks)`` would write.  They are written
+    from this thread: as dask arrays they would go into the write's graph, which a task on a Dask
+    cluster sends through the scheduler ("Sending large graph" above 10 MB).  ``encoding`` wins
+    where it names the chunks of a variable too.
     """
+    if chunks:
+        encoding = {**_chunk_encoding(ds, chunks), **(encoding or {})}
     g = group(path)
     for name in ds.data_vars:
         if name in g:
@@ -114,6 +123,17 @@ def write_variables(
         encoding=dict(encoding or {}),
         compute=compute,
     )
+
+
+def _chunk_encoding(ds: xr.Dataset, chunks: Mapping[str, int]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Zarr ``chunks`` encodings of ``ds``'s in-memory data variables for :func:`write_variables`'s ``chunks``."""
+    out = {}
+    for name, var in ds.data_vars.items():
+        if var.chunks is not None:  # a dask array keeps its own chunks
+            continue
+        sizes = [chunks.get(dim, -1) for dim in var.dims]
+        out[name] = {"chunks": tuple(n if c in (-1, None) else min(int(c), n) for c, n in zip(sizes, var.shape, strict=True))}
+    return out
 
 
 def drop_variables(path: str | Path, names: Iterable[str]) -> list[str]:

@@ -114,18 +114,8 @@ def render_3d(store: str, out_dir: str, params: Render3dParams, fps: float | Non
             N.LOOP_3D_FILLED: ((N.FRAME, N.Y, N.X), holes),
         }
     )
-    # The arrays are in memory: written from here in Zarr chunks of up to 16 frames x tile x tile.  As
-    # dask arrays (``.chunk``) they went into the write's graph, which a task on the cluster sends
-    # through the scheduler ("Sending large graph of size 52.97 MiB" for a 282-frame loop at 256x192).
-    frames_block, rows, cols = min(n_out, 16), min(tile, height), min(tile, width)
-    encoding = {
-        N.CAMERA_PATH: {"chunks": (frames_block, *path_poses.shape[1:])},
-        N.CAMERA_PATH_INTRINSICS: {"chunks": path_K.shape},
-        N.LOOP_3D: {"chunks": (frames_block, rows, cols, out_frames.shape[3])},
-        N.LOOP_3D_FILLED: {"chunks": (frames_block, rows, cols)},
-    }
     drop_variables(store, N.RENDER3D_VARIABLES)
-    write_variables(data, store, encoding=encoding)
+    write_variables(data, store, chunks={N.FRAME: min(n_out, 16), N.Y: tile, N.X: tile})
 
     fps = fps or float(read_attrs(store).get("fps", 25.0))
     out = Path(out_dir)

@@ -37,6 +37,26 @@ def test_writes_keep_attributes_and_replace_variables(store):
     assert ds["a"].values.sum() == 0 and ds["b"].values.sum() == 12
 
 
+def test_chunks_of_in_memory_variables_are_those_of_a_dask_write(tmp_path, store):
+    import zarr
+
+    values = {"m": (("t", "y", "x"), np.arange(5 * 3 * 4).reshape(5, 3, 4)), "k": (("y",), np.arange(3.0))}
+    chunks = {"t": 2, "y": 8, "x": -1}  # longer than the dimension, and whole
+    write_variables(xr.Dataset(values), store, chunks=chunks)
+    other = tmp_path / "o.zarr"
+    xr.Dataset({"a": (("y", "x"), np.zeros((3, 4)))}).to_zarr(other, mode="w", zarr_format=3, consolidated=False)
+    write_variables(xr.Dataset(values).chunk(chunks), other)
+    for name in values:
+        stored, through_dask = zarr.open_array(store / name), zarr.open_array(other / name)
+        assert stored.chunks == through_dask.chunks
+        np.testing.assert_array_equal(stored[...], through_dask[...])
+    assert zarr.open_array(store / "m").chunks == (2, 3, 4)
+    # a dask variable keeps its own chunks, and an explicit encoding wins
+    write_variables(xr.Dataset({"d": (("t",), np.arange(5))}).chunk({"t": 1}), store, chunks={"t": 5})
+    write_variables(xr.Dataset(values), store, chunks=chunks, encoding={"k": {"chunks": (1,)}})
+    assert zarr.open_array(store / "d").chunks == (1,) and zarr.open_array(store / "k").chunks == (1,)
+
+
 def test_stage_records(store):
     assert not stage_done(store, "s", "x")
     record_stage(store, "s", "x", 0.5, {"n": np.int64(3)})
