@@ -79,9 +79,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.delayed import Delayed
 from prefect import task
 from scipy import ndimage
 
@@ -102,7 +104,7 @@ from kernels.video_loop import (
 from schemas import names as N
 from schemas.video_loop import VideoLoopParams, VideoLoopResult
 from tasks.render import bounded_lcm, loop_quality, reference_in_window
-from tasks.runtime import cluster_compute, finished_stage, stage_logger
+from tasks.runtime import cluster_compute, finished_stage, shared_inputs, stage_logger
 from tasks.store import (
     aligned_digest,
     config_values,
@@ -913,6 +915,14 @@ def tiles(height: int, width: int, size: int, overlap: int):
     return out
 
 
+def _refine_tile_at(video, lab_p, lab_s, window, setup: RefineSetup, params: VideoLoopParams):
+    """:func:`refine_tile` on the (rows, columns) ``window`` of the whole arrays, slot 1 (the pixel's
+    own coarse cell) as every pixel's start."""
+    rows, cols = window
+    init = np.ones((rows.stop - rows.start, cols.stop - cols.start), np.int64)
+    return refine_tile(video[:, rows, cols], lab_p[rows, cols], lab_s[rows, cols], init, setup, params)
+
+
 def refine_labels(video, coarse_period, coarse_start, factor, setup: RefineSetup, params: VideoLoopParams):
     """Coarse-to-fine: full-resolution period and start, tile by tile in Dask tasks.
 
@@ -925,20 +935,16 @@ def refine_labels(video, coarse_period, coarse_start, factor, setup: RefineSetup
     period = np.ones((height, width), np.int32)
     start = np.full((height, width), setup.reference, np.int32)
     jobs, where = [], []
-    for y0, y1, x0, x1, sy0, sy1, sx0, sx1 in tiles(height, width, params.refine_tile, params.refine_overlap):
-        init = np.ones((sy1 - sy0, sx1 - sx0), np.int64)  # slot 1: the pixel's own coarse cell
-        jobs.append(
-            dask.delayed(refine_tile, pure=False)(
-                video[:, sy0:sy1, sx0:sx1],
-                lab_p[sy0:sy1, sx0:sx1],
-                lab_s[sy0:sy1, sx0:sx1],
-                init,
-                setup,
-                params,
+    with cluster_compute() as client:
+        # the video and the label tables go to the cluster once; each tile's task slices its part
+        shared = shared_inputs(client, (video, lab_p, lab_s))
+        for y0, y1, x0, x1, sy0, sy1, sx0, sx1 in tiles(height, width, params.refine_tile, params.refine_overlap):
+            jobs.append(
+                dask.delayed(_refine_tile_at, pure=False)(
+                    *shared, (slice(sy0, sy1), slice(sx0, sx1)), setup, params
+                )
             )
-        )
-        where.append((y0, y1, x0, x1, sy0, sx0))
-    with cluster_compute():
+            where.append((y0, y1, x0, x1, sy0, sx0))
         results = dask.compute(*jobs)
     solved = 0
     for (y0, y1, x0, x1, sy0, sx0), (p, s, done) in zip(where, results, strict=True):
@@ -1025,20 +1031,24 @@ def video_loop_digest(store, params: VideoLoopParams) -> str:
     return digest(STAGE, upstream, config_values(params), _label_stamp(params.label_video))
 
 
-def _render_lazy(warped: da.Array, period: np.ndarray, start: np.ndarray, loop_frames: int) -> da.Array:
-    chunks2 = warped.chunks[1:3]
-    p_da = da.from_array(period, chunks=chunks2)
-    s_da = da.from_array(start, chunks=chunks2)
+def _render_lazy(warped: da.Array, period: np.ndarray, start: np.ndarray, loop_frames: int, client=None) -> da.Array:
+    """The loop drawn from ``warped`` by the per-pixel ``period`` and ``start`` maps, one task per tile.
 
-    def block(v, p, s):
-        return render_time_map(v, p[0, :, :, 0], s[0, :, :, 0], loop_frames)
+    Call it inside :func:`cluster_compute` with the client it yielded and compute it there: the two maps
+    go to the cluster once (:func:`tasks.runtime.shared_inputs`) and each tile's task slices its part,
+    so that no map travels inside the graph (Dask's "Sending large graph" for a large frame).
+    """
+    maps = [m if isinstance(m, Delayed) else dask.delayed(m) for m in shared_inputs(client, (period, start))]
+
+    def block(v, p, s, block_info=None):
+        (y0, y1), (x0, x1) = block_info[0]["array-location"][1:3]
+        return render_time_map(v, p[y0:y1, x0:x1], s[y0:y1, x0:x1], loop_frames)
 
     return da.map_blocks(
         block,
         warped.rechunk({0: -1, 3: -1}),
-        p_da[None, :, :, None],
-        s_da[None, :, :, None],
-        chunks=((loop_frames,), *chunks2, (warped.shape[3],)),
+        *maps,
+        chunks=((loop_frames,), *warped.chunks[1:3], (warped.shape[3],)),
         dtype=np.uint8,
         meta=np.empty((0, 0, 0, 0), np.uint8),
     )
@@ -1101,6 +1111,12 @@ def blend_region(video, base, period, start, active, params: VideoLoopParams):
     return out, int(info["iterations"])
 
 
+def _blend_region_at(video, loop, period, start, box, active, params: VideoLoopParams):
+    """:func:`blend_region` on the (rows, columns) ``box`` of the whole arrays."""
+    rows, cols = box
+    return blend_region(video[:, rows, cols], loop[:, rows, cols], period[rows, cols], start[rows, cols], active, params)
+
+
 def blend_loop(video, loop, period, start, params: VideoLoopParams) -> BlendOutcome:
     """Gradient-domain blending of the animated pixels, one 8-connected region per Dask task.
 
@@ -1120,22 +1136,17 @@ def blend_loop(video, loop, period, start, params: VideoLoopParams) -> BlendOutc
     regions, _ = ndimage.label(animated, structure=np.ones((3, 3), bool))
     jobs, where = [], []
     height, width = animated.shape
-    for k, sl in enumerate(ndimage.find_objects(regions), start=1):
-        y0, y1 = max(0, sl[0].start - 1), min(height, sl[0].stop + 1)
-        x0, x1 = max(0, sl[1].start - 1), min(width, sl[1].stop + 1)
-        active = regions[y0:y1, x0:x1] == k
-        jobs.append(
-            dask.delayed(blend_region, pure=False)(
-                video[:, y0:y1, x0:x1],
-                loop[:, y0:y1, x0:x1],
-                period[y0:y1, x0:x1],
-                start[y0:y1, x0:x1],
-                active,
-                params,
+    with cluster_compute() as client:
+        # the video, the loop and the maps go to the cluster once; each region's task slices its box
+        shared = shared_inputs(client, (video, loop, period, start))
+        for k, sl in enumerate(ndimage.find_objects(regions), start=1):
+            y0, y1 = max(0, sl[0].start - 1), min(height, sl[0].stop + 1)
+            x0, x1 = max(0, sl[1].start - 1), min(width, sl[1].stop + 1)
+            active = regions[y0:y1, x0:x1] == k
+            jobs.append(
+                dask.delayed(_blend_region_at, pure=False)(*shared, (slice(y0, y1), slice(x0, x1)), active, params)
             )
-        )
-        where.append((y0, y1, x0, x1, active))
-    with cluster_compute():
+            where.append((y0, y1, x0, x1, active))
         results = dask.compute(*jobs)
     out = loop.copy()
     iterations = 0
@@ -1237,8 +1248,8 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
     t3 = time.perf_counter()
     chunks2 = warped.chunks[1:3]
     dims2 = (N.Y, N.X)
-    with cluster_compute():
-        loop = np.asarray(_render_lazy(warped, period, start, loop_frames).compute())
+    with cluster_compute() as client:
+        loop = np.asarray(_render_lazy(warped, period, start, loop_frames, client).compute())
     if N.REFERENCE in ds:  # the frozen part is the stored reference frame, exactly
         frozen = period == 1
         loop[:, frozen] = ds[N.REFERENCE].values[frozen]
@@ -1250,31 +1261,31 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
     animated = period > 1
 
     t5 = time.perf_counter()
+    # the in-memory maps and loop are written from this thread in the tiles of `warped` (a task on the
+    # cluster would send them through the scheduler inside a write graph: tasks.store.write_variables)
+    tile = {N.Y: chunks2[0][0], N.X: chunks2[1][0], CANDIDATE: 1}
     out = {
-        N.LOOP_PERIOD: (dims2, da.from_array(period, chunks=chunks2)),
-        N.LOOP_START: (dims2, da.from_array(start, chunks=chunks2)),
-        N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
-        N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), da.from_array(loop, chunks=(-1, *chunks2, -1))),
+        N.LOOP_PERIOD: (dims2, period),
+        N.LOOP_START: (dims2, start),
+        N.ANIMATED_MASK: (dims2, animated),
+        N.LOOP: ((N.LOOP_TIME, N.Y, N.X, N.CHANNEL), loop),
     }
+    whole = {}
     if candidates:
-        cand_frames = choose_loop_frames(
-            np.unique(np.concatenate([c[1].ravel() for c in candidates])), params
-        )
-        out[LOOP_CANDIDATES] = (
-            (CANDIDATE, CANDIDATE_LOOP_TIME, N.Y, N.X, N.CHANNEL),
-            da.stack([_render_lazy(warped, c[1], c[2], cand_frames) for c in candidates]),
-        )
-        out[CANDIDATE_PERIOD] = (
-            (CANDIDATE, *dims2),
-            da.from_array(np.stack([c[1] for c in candidates]), chunks=(1, *chunks2)),
-        )
-        out[CANDIDATE_START] = (
-            (CANDIDATE, *dims2),
-            da.from_array(np.stack([c[2] for c in candidates]), chunks=(1, *chunks2)),
-        )
+        out[CANDIDATE_PERIOD] = ((CANDIDATE, *dims2), np.stack([c[1] for c in candidates]))
+        out[CANDIDATE_START] = ((CANDIDATE, *dims2), np.stack([c[2] for c in candidates]))
         out[CANDIDATE_CLASS] = ((CANDIDATE,), np.array([c[0] for c in candidates], np.int32))
-    with cluster_compute():
-        write_variables(xr.Dataset(out), store)
+        whole[CANDIDATE_CLASS] = {"chunks": (len(candidates),)}
+    with cluster_compute() as client:
+        if candidates:  # rendered tile by tile as they are written, one candidate's loop at a time
+            cand_frames = choose_loop_frames(
+                np.unique(np.concatenate([c[1].ravel() for c in candidates])), params
+            )
+            out[LOOP_CANDIDATES] = (
+                (CANDIDATE, CANDIDATE_LOOP_TIME, N.Y, N.X, N.CHANNEL),
+                da.stack([_render_lazy(warped, c[1], c[2], cand_frames, client) for c in candidates]),
+            )
+        write_variables(xr.Dataset(out), store, chunks=tile, encoding=whole)
         quality = loop_quality(open_store(store)[N.LOOP].data, animated)
     timings["render_write"] = time.perf_counter() - t5
 

@@ -1,8 +1,10 @@
 """A real Prefect flow run (test harness) on a real LocalCluster, over a real Zarr store, on real video."""
 
 import json
+import warnings
 
 import av
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -178,7 +180,13 @@ def test_real_video_from_an_installed_package(prefect_harness, tmp_path):
 def test_video_loop_method_through_the_flow(prefect_harness, blinking_clip, tmp_path):
     """loop_method = video_loop: per-pixel periods by alpha-expansion, same output contract."""
     config = PipelineConfig.model_validate({"loop_method": "video_loop", "ingest": {"max_long_side": 160}})
-    result = run_make_cinemagraph(blinking_clip.path, tmp_path / "vl", config)
+    # no stage sends image data through the scheduler inside a graph: Dask warns of every graph above
+    # the threshold ("Sending large graph"), lowered here from 10 MB to 1 MB (the loop alone is 11 MB)
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1MB"}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_make_cinemagraph(blinking_clip.path, tmp_path / "vl", config)
+    assert [str(w.message).splitlines()[0] for w in caught if "large graph" in str(w.message)] == []
     assert result.loop_method == "video_loop" and result.video_loop is not None
     ds = xr.open_zarr(tmp_path / "vl" / N.STORE_NAME, consolidated=False)
     period = ds[N.LOOP_PERIOD].values
