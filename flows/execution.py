@@ -31,6 +31,7 @@ from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
 
 from schemas.config import ExecutionParams
+from tasks.threads import usable_cpus
 
 #: Project defaults of Dask's own config (a user's dask config or DASK_* variables still win):
 #: an event-loop pause is worth a log line only when it is long, so the loop is checked every
@@ -219,7 +220,7 @@ def quiet_dask_logs() -> None:
 
 def local_cluster_kwargs(params: ExecutionParams) -> dict[str, Any]:
     """``LocalCluster`` arguments of ``params``: 127.0.0.1 only, no dashboard, threads pinned per worker."""
-    threads = params.threads_per_worker or os.cpu_count() or 1
+    threads = params.threads_per_worker or usable_cpus()
     kwargs: dict[str, Any] = {
         "n_workers": params.n_workers,
         "threads_per_worker": threads,

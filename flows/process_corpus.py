@@ -57,6 +57,7 @@ from tasks.runtime import retry_on_io_only, stage_logger
 from tasks.shots import detect_shots, plan_items
 from tasks.still.image import is_image_path
 from tasks.store import read_attrs, stage_record
+from tasks.threads import usable_cpus
 from tasks.video_loop import video_loop_digest
 from tasks.window import shots_digest, window_digest
 
@@ -419,7 +420,7 @@ def process_corpus(manifest: str, out_root: str, config: CorpusConfig | None = N
             with tasks_on(cluster):
                 plans, outcomes = _plan_all(config, manifest, out)
         else:  # planning only counts frames: in this process's threads, while the cluster starts
-            with ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1) as threads, tasks_on(threads):
+            with ThreadPoolTaskRunner(max_workers=usable_cpus()) as threads, tasks_on(threads):
                 plans, outcomes = _plan_all(config, manifest, out)
             cluster = started()
         # items hand the cluster on to their subflows by address (threads here only coordinate)

@@ -492,7 +492,7 @@ class ExecutionParams(_Model):
     )
     n_workers: int = Field(1, ge=1, description="Workers of the local cluster.")
     threads_per_worker: int | None = Field(
-        None, ge=1, description="Threads per local worker; None = all cores of this machine."
+        None, ge=1, description="Threads per local worker; None = every CPU this process may use (its affinity)."
     )
     processes: bool = Field(
         False,

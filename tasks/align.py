@@ -32,7 +32,6 @@ Variable names are in :mod:`schemas.names`; the README's store table documents t
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 
@@ -63,7 +62,7 @@ from tasks.store import (
     update_attrs,
     write_variables,
 )
-from tasks.threads import worker_threads
+from tasks.threads import thread_budget
 from tasks.window import ALIGNED_BY_ATTR, build_window
 
 MODES = ("steady", "homography", "moving")
@@ -278,10 +277,8 @@ def sfm_digest(store: str, params: AlignParams) -> str:
 def sfm_threads(params: AlignParams) -> int:
     """COLMAP's thread count for the sfm stage: ``params.sfm_threads``, else the thread count of the
     Dask worker process running it (a corpus run's one-thread workers keep COLMAP on one core each,
-    as its other stages), else every CPU this process may use."""
-    if params.sfm_threads:
-        return params.sfm_threads
-    return worker_threads() or max(1, len(os.sched_getaffinity(0)))
+    as its other stages), else every CPU this process may use (:func:`tasks.threads.thread_budget`)."""
+    return params.sfm_threads or thread_budget()
 
 
 def structure_from_motion(store: str, params: AlignParams) -> SfMSummary:

@@ -10,15 +10,24 @@ from contextlib import contextmanager
 from typing import Any
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (``taskset``, a cgroup's cpuset), which can be
+    fewer than the machine's cores (``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
+
+
 def thread_budget() -> int:
-    """Threads a stage may use for its own inner parallelism (Dask's threaded scheduler, OpenCV).
+    """Threads a stage may use for its own inner parallelism (Dask's threaded scheduler, OpenCV, COLMAP).
 
     Inside a Dask worker process it is that worker's thread count, so that a corpus run's
     one-thread workers stay on one core each; in a plain call or a worker of the flow's own
-    process (``inproc://``) it is the machine's core count.
+    process (``inproc://``) it is :func:`usable_cpus`.
     """
     threads = worker_threads()
-    return (os.cpu_count() or 1) if threads is None else threads
+    return usable_cpus() if threads is None else threads
 
 
 def worker_process_threads(worker) -> int | None:

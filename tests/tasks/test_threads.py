@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import av
 import pytest
@@ -29,10 +32,35 @@ def _decoder_thread_count(path: str) -> int:
 
 
 def test_plain_call_may_use_every_core():
-    assert thread_budget() == (os.cpu_count() or 1)
+    assert thread_budget() == len(os.sched_getaffinity(0))
     assert sfm_threads(AlignParams()) == len(os.sched_getaffinity(0))
     assert worker_threads() is None
     assert _codec_thread_count() == av.CodecContext.create("libx264", "w").thread_count  # FFmpeg's own choice
+
+
+_ONE_CPU = """
+import os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # as `taskset -c N` or a cgroup's cpuset would
+from flows.execution import local_cluster_kwargs
+from schemas.config import AlignParams, ExecutionParams
+from tasks.align import sfm_threads
+from tasks.threads import thread_budget
+print(os.cpu_count(), thread_budget(), sfm_threads(AlignParams()),
+      local_cluster_kwargs(ExecutionParams(processes=True))["threads_per_worker"])
+"""
+
+
+def test_a_process_limited_to_fewer_cpus_sizes_its_threads_by_them():
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this machine lets the tests use one CPU only")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _ONE_CPU], cwd=root, capture_output=True, text=True, timeout=300, check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    ).stdout.split()
+    cores, budget, sfm, per_worker = map(int, out[-4:])
+    assert cores >= 2  # the machine still has them: os.cpu_count() would oversubscribe the one CPU
+    assert (budget, sfm, per_worker) == (1, 1, 1)
 
 
 def test_worker_processes_get_their_own_thread_count_and_in_process_workers_the_machine():
@@ -45,7 +73,7 @@ def test_worker_processes_get_their_own_thread_count_and_in_process_workers_the_
             assert client.submit(sfm_threads, AlignParams(sfm_threads=3), pure=False).result() == 3
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            assert client.submit(thread_budget, pure=False).result() == (os.cpu_count() or 1)
+            assert client.submit(thread_budget, pure=False).result() == len(os.sched_getaffinity(0))
             assert client.submit(worker_threads, pure=False).result() is None
 
 
