@@ -13,8 +13,9 @@ came with the same "database is locked" errors in the server's log.
 persister's in larger batches), which takes most of those commits away.  It only sets variables that
 are unset, so a user's own settings win, and it changes nothing on a server the run does not start
 (one that ``PREFECT_API_URL`` names).  Task-run states reach the server's database up to a second
-later; the flow run and its task runs themselves are unaffected.  This module imports nothing heavy:
-it runs before Prefect is imported.
+later; the flow run and its task runs themselves are unaffected.  The project's temporary server
+(:mod:`flows.prefect_server`) starts with them too when a flow is run from Python rather than the CLI.
+This module imports nothing heavy: it runs before Prefect is imported.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ LOCAL_SERVER_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
     # the event persister commits up to 500 events at a time (its interval stays 5 s)
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
+    # no usage telemetry: offline, each attempt logged an ERROR ("Failed to send telemetry") in the run's output
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 
 

@@ -34,6 +34,8 @@ from prefect.server.api.server import SubprocessASGIServer
 from prefect.server.database.configurations import AioSqliteConfiguration
 from prefect.settings import get_current_settings
 
+from flows.local_server import LOCAL_SERVER_DEFAULTS
+
 #: The uvicorn factory of :class:`ProjectLocalServer` (this module's :func:`create_app`).
 APP_FACTORY = f"{__name__}:create_app"
 
@@ -70,7 +72,10 @@ class ProjectLocalServer(SubprocessASGIServer):
         args = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory"]
         args += [APP_FACTORY, "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--log-level", "error", "--lifespan", "on"]
-        env = {**os.environ, **server_env, **get_current_settings().to_environment_variables(exclude_unset=True)}
+        # the project's defaults (write batching, no telemetry) where this process does not set them: a flow run
+        # from Python gets them as the CLI's do (flows.local_server)
+        env = {**LOCAL_SERVER_DEFAULTS, **os.environ, **server_env}
+        env.update(get_current_settings().to_environment_variables(exclude_unset=True))
         return subprocess.Popen(args=args, env=env)
 
 

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from prefect.server.database.configurations import AioSqliteConfiguration
 
+from flows.local_server import LOCAL_SERVER_DEFAULTS
 from flows.prefect_server import APP_FACTORY, ImmediateSqliteConfiguration
 
 
@@ -132,6 +133,9 @@ CHILD = textwrap.dedent(
         "same": server is chosen,
         "running": server.running,
         "args": list(server.server_process.args),
+        "environ": dict(
+            line.split("=", 1) for line in open(f"/proc/{server.server_process.pid}/environ").read().split(chr(0)) if "=" in line
+        ),
         "result": result,
     }))
     """
@@ -149,6 +153,9 @@ def test_a_flow_run_starts_the_project_server(tmp_path):
     assert seen["class"] == "ProjectLocalServer" and seen["same"] is True and seen["running"] is True
     assert APP_FACTORY in seen["args"] and "prefect.server.api.server:create_app" not in seen["args"]
     assert seen["result"] == [0, 2, 4, 6]
+    # a run from Python, not the CLI, gets the project's server defaults too: batched writes, no telemetry
+    assert {k: seen["environ"].get(k) for k in LOCAL_SERVER_DEFAULTS} == LOCAL_SERVER_DEFAULTS
+    assert "telemetry" not in proc.stderr
 
 
 def test_flow_modules_do_not_import_the_server_app():
