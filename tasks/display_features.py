@@ -97,6 +97,7 @@ from kernels.binary_patterns import DELTA1_ALPHA, DELTA1_BETA, DELTA2_ALPHA, des
 from kernels.segment_statistics import (
     PIXEL_COLUMNS,
     change_map,
+    flow_channels,
     level_change_sums,
     level_frame_sums,
     pixel_statistics,
@@ -703,7 +704,7 @@ def _motion_maps(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray
 
     def grey_of(t):
         if grey[t] is None:
-            frame = np.clip(video[t], 0, 255).astype(np.uint8)
+            frame = video[t] if video.dtype == np.uint8 else np.clip(video[t], 0, 255).astype(np.uint8)
             grey[t] = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         return grey[t]
 
@@ -718,12 +719,8 @@ def _motion_maps(video: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray
         a, b = grey_of(t), grey_of(t + _PAIR_GAP)
         if dis is not None:
             f = dis.calc(cv2.resize(a, small, interpolation=cv2.INTER_AREA), cv2.resize(b, small, interpolation=cv2.INTER_AREA), None)
-            f = cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) * (width / small[0] / _PAIR_GAP)
-            speed = np.sqrt(f[..., 0] ** 2 + f[..., 1] ** 2)
-            moving = speed > _MOVING_SPEED
-            flow[i, :, :, 0] = np.where(moving, f[..., 0], 0.0)
-            flow[i, :, :, 1] = np.where(moving, f[..., 1], 0.0)
-            flow[i, :, :, 2] = speed
+            f = cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
+            flow_channels(f, width / small[0] / _PAIR_GAP, _MOVING_SPEED, out=flow[i])
         changed[i] = change_map(video[t], video[t + _PAIR_GAP], _CHANGE_LEVEL)
         np.logical_and(visible[t], visible[t + _PAIR_GAP], out=seen[i])
         gx = cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3)

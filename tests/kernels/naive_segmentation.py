@@ -284,6 +284,14 @@ def naive_change_map(before, after, level):
     return step > level
 
 
+def naive_flow_channels(flow, scale, moving_speed):
+    """The display features' first definition of the motion channels, whole-array NumPy (NEP 50 scalars)."""
+    f = flow * scale
+    speed = np.sqrt(f[..., 0] ** 2 + f[..., 1] ** 2)
+    moving = speed > moving_speed
+    return np.stack([np.where(moving, f[..., 0], 0.0), np.where(moving, f[..., 1], 0.0), speed], axis=-1)
+
+
 def tiled_from_pixels(video, visible=None, *, tile, theta=100.0, start=0.2, growth=1.5, keep_levels, colour_weight=0.1):
     """The tiled hierarchy as first written: every level's region statistics summed again from the pixels.
 

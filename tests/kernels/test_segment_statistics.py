@@ -7,6 +7,7 @@ import pytest
 
 from kernels.segment_statistics import (
     change_map,
+    flow_channels,
     level_change_sums,
     level_frame_sums,
     pixel_statistics,
@@ -15,6 +16,7 @@ from kernels.segment_statistics import (
 )
 from tests.kernels.naive_segmentation import (
     naive_change_map,
+    naive_flow_channels,
     naive_level_change_sums,
     naive_pixel_statistics,
     naive_segment_frame_sums,
@@ -118,6 +120,31 @@ def test_change_map_matches_numpy_mean_of_float32_differences():
         assert expected.any() and not expected.all() or level == 0.0
     with pytest.raises(ValueError, match="one shape"):
         change_map(before, after[:, :3], 25.0)
+
+
+def test_flow_channels_are_numpys_bits():
+    rng = np.random.default_rng(12)
+    flow = (rng.standard_normal((7, 9, 2)) * 0.6).astype(np.float32)
+    flow[0, 0] = (0.3, 0.4)  # speed exactly 0.5 at scale 1: not moving
+    flow[0, 1] = (np.nan, 1.0)
+    flow[0, 2] = (np.inf, 0.0)
+    flow[0, 3] = (-0.0, -2.0)
+    flow[1, 0] = (3e38, 3e38)  # the square overflows to inf in float32
+    for scale, speed in ((1.0, 0.5), (0.5 * 640 / 321, 0.5), (2.0, 0.0), (1.0, 1e9)):
+        with np.errstate(over="ignore", invalid="ignore"):  # the inf and NaN cases above
+            expected = naive_flow_channels(flow, scale, speed)
+        assert expected.dtype == np.float32
+        got = flow_channels(flow, scale, speed)
+        assert got.tobytes() == expected.tobytes()  # bit for bit, NaN and -0.0 included
+        out = np.full((7, 9, 3), 9.0, np.float32)
+        assert flow_channels(flow, scale, speed, out=out) is out and out.tobytes() == expected.tobytes()
+    for shape in ((1, 1, 2), (1, 5, 2), (4, 1, 2)):
+        tiny = rng.standard_normal(shape).astype(np.float32)
+        assert flow_channels(tiny, 1.5, 0.5).tobytes() == naive_flow_channels(tiny, 1.5, 0.5).tobytes()
+    with pytest.raises(ValueError, match="float32 of shape"):
+        flow_channels(flow.astype(np.float64), 1.0, 0.5)
+    with pytest.raises(ValueError, match="out must be"):
+        flow_channels(flow, 1.0, 0.5, out=np.empty((7, 9, 2), np.float32))
 
 
 def test_written_zeros_are_zeros_whose_pages_fault_once_when_added_into():
