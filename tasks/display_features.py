@@ -340,16 +340,22 @@ def _level_rows(statistics, video, visible, segments, min_segment_area: int = 1,
 
 
 def _rows_of_levels(statistics, video, visible, segments, min_segment_area, colour, motion_sums) -> list[np.ndarray]:
-    """The rows of every level (:func:`_level_rows`); ``motion_sums`` per level: (flow, moved) sums, or None."""
-    rows = []
-    for level, labels in enumerate(segments):
+    """The rows of every level (:func:`_level_rows`); ``motion_sums`` per level: (flow, moved) sums, or None.
+
+    The levels are independent: they are computed on the stage's threads (their whole-frame NumPy
+    reductions release the GIL), each by the same calls as alone, so the rows are the same bits.
+    """
+
+    def rows_of(level):
+        labels = segments[level]
         flow, moved = motion_sums[level] if motion_sums[level] is not None else (None, None)
         sums = {"colour": colour[level], "flow": flow, "moved": moved}
         features = _features_from_statistics(statistics, video, visible, labels, sums, min_segment_area)
         size = np.bincount(labels.ravel(), minlength=features.shape[0])
         features[size < min_segment_area] = np.nan
-        rows.append(features)
-    return rows
+        return features
+
+    return map_on_threads(rows_of, range(len(segments)), min(thread_budget(), len(segments)))
 
 
 class _Later:
