@@ -129,7 +129,7 @@ from tasks.loop_timing import (
     wrap_sums,
     wraps_from_sums,
 )
-from tasks.runtime import cluster_compute, finished_stage, stage_logger
+from tasks.runtime import cluster_compute, finished_stage, shared_inputs, stage_logger
 from tasks.sample_range import RangeGuard, check_loop_range, guard_loop_range, rpca_about_median, window_range
 from tasks.stabilise import stabilise_segment
 from tasks.store import (
@@ -579,7 +579,7 @@ def _composite_tile(video, reference, labels, alpha, pieces, fa, fb, wb):
 
 
 def composite_graph(
-    store: str, warped, visible, reference, regions, alpha, crops, fa, fb, wb, intervals
+    store: str, warped, visible, reference, regions, alpha, crops, fa, fb, wb, intervals, client=None
 ) -> list[dask.delayed]:
     """Delayed tasks, one per tile of ``warped``, that composite the ``loop`` (loop_time, y, x, channel) uint8
     tile by tile, write each tile into the store's ``loop`` (created beforehand, chunked like the tiles) and
@@ -592,7 +592,13 @@ def composite_graph(
     summarised while in memory, so the checks and figures need no second read
     of the loop (a Dask write of a lazy loop would fuse the tiles into their
     store tasks and composite them again for the figures).
+
+    ``regions`` and ``alpha`` go to the cluster once (``client``, what
+    :func:`tasks.runtime.cluster_compute` yielded; :func:`tasks.runtime.shared_inputs`)
+    and each tile's task slices its part: inside the graph they went through
+    the scheduler, 12 bytes a pixel (25 MB at 1920x1080).
     """
+    shared_regions, shared_alpha = shared_inputs(client, (regions, alpha))
     w = warped.rechunk({0: -1, 3: -1})
     ref = reference.rechunk((w.chunks[1], w.chunks[2], -1))
     wblocks, rblocks = w.to_delayed(), ref.to_delayed()
@@ -621,16 +627,17 @@ def composite_graph(
             tails.append(
                 dask.delayed(_composite_store_tile, pure=True)(
                     store, (ty, tx), wblocks[0, by, bx, 0], None if vblocks is None else vblocks[0, by, bx],
-                    rblocks[by, bx, 0], lab, alpha[ty, tx], pieces, fa, fb, wb, intervals,
+                    rblocks[by, bx, 0], shared_regions, shared_alpha, pieces, fa, fb, wb, intervals,
                 )  # fmt: skip
             )
     return tails
 
 
-def _composite_store_tile(store, where, warped, visible, reference, labels, alpha, pieces, fa, fb, wb, intervals):
-    """Composite one tile of the loop (``where``: its y and x slices), write it to the store, return its
-    :class:`TailTile` (``visible`` the tile's visibility or None)."""
-    loop = _composite_tile(warped, reference, labels, alpha, pieces, fa, fb, wb)
+def _composite_store_tile(store, where, warped, visible, reference, regions, alpha, pieces, fa, fb, wb, intervals):
+    """Composite one tile of the loop (``where``: its y and x slices of the whole ``regions`` and ``alpha``), write
+    it to the store, return its :class:`TailTile` (``visible`` the tile's visibility or None)."""
+    labels = regions[where[0], where[1]]
+    loop = _composite_tile(warped, reference, labels, alpha[where[0], where[1]], pieces, fa, fb, wb)
     group(store)[N.LOOP][:, where[0], where[1], :] = loop
     return _tail_tile(loop, warped, labels, intervals, window_range(warped, visible, np.asarray(reference)))
 
@@ -816,7 +823,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
     visible = ds[N.VISIBLE].data if N.VISIBLE in ds else None
     n_window, height, width = warped.shape[:3]
     ref_local = reference_in_window(store, ds, n_window)
-    with cluster_compute(), threadpool_limits(limits=1, user_api="blas"):
+    with cluster_compute() as client, threadpool_limits(limits=1, user_api="blas"):
         # ---- which regions need the chain, on which crops.  The processed crops stay where they were
         # computed (on a cluster, in its workers): only their summaries and mean luminance come here, and
         # the tasks that use the crops read them there.  On a cluster ``persist`` returns at once: what
@@ -930,7 +937,7 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
         t0 = time.perf_counter()
         crops = {r: (ys, xs, videos[r]) for r, (ys, xs) in chained.items()}
         tails = composite_graph(
-            store, warped, visible, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb, intervals
+            store, warped, visible, ds[N.REFERENCE].data, regions, alpha, crops, fa, fb, wb, intervals, client
         )
         late = [r for r in chained if r not in outputs]
         summaries = [dask.delayed(chain_summary)(chains[r], regions[ys, xs] == r) for r, (ys, xs) in chained.items() if r in late]

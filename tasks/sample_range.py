@@ -117,18 +117,28 @@ def check_loop_range(
     loop, warped, visible, reference, animated: np.ndarray, tol: int = RANGE_TOLERANCE, radius: int = RANGE_RADIUS_PX
 ):
     """Animated pixels of ``loop`` outside their window's sample range (see the module docstring)."""
-    from scipy import ndimage
-
+    if all(a is None or isinstance(a, np.ndarray) for a in (loop, warped, visible, reference)):
+        # in memory already (the render's per-pixel extremes): reduced here, not sent to a cluster in a graph
+        lo, hi = (a.astype(np.int16) for a in window_range(warped, visible, reference))
+        lp_lo, lp_hi = loop.min(axis=0).astype(np.int16), loop.max(axis=0).astype(np.int16)
+        return _range_check(lo, hi, lp_lo, lp_hi, animated, tol, radius)
     visible = None if visible is None else da.asarray(visible)
     lo, hi = window_range(da.asarray(warped), visible, da.asarray(reference))
     lo, hi = (np.asarray(a.compute()).astype(np.int16) for a in (lo, hi))
-    if radius > 0:
-        size = (2 * radius + 1, 2 * radius + 1, 1)
-        lo, hi = ndimage.minimum_filter(lo, size=size), ndimage.maximum_filter(hi, size=size)
     # max over t of (lo - loop_t) is lo - min_t loop_t (likewise above): two uint8 reductions over time,
     # then small (y, x, C) arithmetic, instead of int16 differences of every loop sample
     lp = da.asarray(loop)
     lp_lo, lp_hi = (np.asarray(a).astype(np.int16) for a in dask.compute(lp.min(axis=0), lp.max(axis=0)))
+    return _range_check(lo, hi, lp_lo, lp_hi, animated, tol, radius)
+
+
+def _range_check(lo, hi, lp_lo, lp_hi, animated, tol, radius) -> RangeCheck:
+    """:func:`check_loop_range` from the window's (lo, hi) and the loop's per-pixel (min, max), int16 (y, x, C)."""
+    from scipy import ndimage
+
+    if radius > 0:
+        size = (2 * radius + 1, 2 * radius + 1, 1)
+        lo, hi = ndimage.minimum_filter(lo, size=size), ndimage.maximum_filter(hi, size=size)
     excess = np.maximum(lo - lp_lo, lp_hi - hi).max(axis=2)
     excess = np.where(animated, excess, 0)
     return RangeCheck(bad=excess > tol, worst=int(max(excess.max(initial=0), 0)))

@@ -19,12 +19,34 @@ from tasks.store import read_attrs
 from tests.conftest import installed_package_file
 from tests.range_check import assert_loop_within_window_range
 
+#: Dask warns of every graph above this sent to the scheduler ("Sending large graph"; 10 MB by default).
+#: One frame of the blinking clip (320x180 RGB) is 173 kB: a graph above 150 kB carries image data, which
+#: should reach the cluster once (tasks.runtime.shared_inputs) or stay where it is. The largest graph of
+#: a run was 85 kB (12 above 50 kB, all of them tile lists).
+GRAPH_LIMIT = "150kB"
+
 
 @pytest.fixture(scope="module")
-def run(prefect_harness, blinking_clip, tmp_path_factory):
+def recorded_run(prefect_harness, blinking_clip, tmp_path_factory):
+    """The blinking clip through the flow with the default settings, and the large graphs it sent."""
     out = tmp_path_factory.mktemp("flow") / "out"
-    result = run_make_cinemagraph(blinking_clip.path, out)
-    return blinking_clip, out, result
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": GRAPH_LIMIT}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_make_cinemagraph(blinking_clip.path, out)
+    large = [str(w.message).splitlines()[0] for w in caught if "large graph" in str(w.message)]
+    return blinking_clip, out, result, large
+
+
+@pytest.fixture(scope="module")
+def run(recorded_run):
+    return recorded_run[:3]
+
+
+def test_no_stage_sends_a_frame_in_a_graph(recorded_run):
+    # before: the render's composite (regions and alpha in every tile's task: 475 kB) and range check
+    # (the loop's extremes: 508 kB twice, 340 kB)
+    assert recorded_run[3] == []
 
 
 def test_finds_the_blinking_lights_and_nothing_else(run):

@@ -116,6 +116,14 @@ def test_guard_falls_back_to_the_reference_with_a_warning(static_display_store):
     ds = xr.open_zarr(store, consolidated=False)
     found = check_loop_range(ds[N.LOOP].data, ds[N.WARPED].data, ds[N.VISIBLE].data, ds[N.REFERENCE].data, animated)
     np.testing.assert_array_equal(found.bad, corrupt)
+    # in-memory inputs are checked in memory, with the same verdict
+    here = check_loop_range(ds[N.LOOP].values, ds[N.WARPED].values, ds[N.VISIBLE].values, ds[N.REFERENCE].values, animated)
+    np.testing.assert_array_equal(here.bad, found.bad)
+    assert here.worst == found.worst > 2
+    no_visible = check_loop_range(ds[N.LOOP].values, ds[N.WARPED].values, None, ds[N.REFERENCE].values, animated)
+    lazy = check_loop_range(ds[N.LOOP].data, ds[N.WARPED].data, None, ds[N.REFERENCE].data, animated)
+    np.testing.assert_array_equal(no_visible.bad, lazy.bad)
+    assert no_visible.worst == lazy.worst
     with pytest.raises(AssertionError, match="outside their window's sample range"):
         assert_loop_within_window_range(store)
     guard = guard_loop_range(str(store), animated)
