@@ -917,13 +917,8 @@ def render_loop(store: str, render: RenderParams, cyclicity: CyclicityParams) ->
             alpha = feather(animated, render.feather_px)
             chunks2 = warped.chunks[1:3]
             dims2 = (N.Y, N.X)
-            masks = xr.Dataset(
-                {
-                    N.ANIMATED_MASK: (dims2, da.from_array(animated, chunks=chunks2)),
-                    LOOP_REGIONS: (dims2, da.from_array(regions, chunks=chunks2)),
-                }
-            )
-            write_variables(masks, store)
+            masks = xr.Dataset({N.ANIMATED_MASK: (dims2, animated), LOOP_REGIONS: (dims2, regions)})
+            write_variables(masks, store, chunks={N.Y: chunks2[0][0], N.X: chunks2[1][0]})
             # the loop's array (chunked like the tiles); the tile tasks fill it
             blank = da.zeros(
                 (loop_frames, height, width, warped.shape[3]), dtype=np.uint8, chunks=(-1, *chunks2, -1)
