@@ -79,11 +79,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.delayed import Delayed
 from prefect import task
 from scipy import ndimage
 
@@ -1038,8 +1036,6 @@ def _render_lazy(warped: da.Array, period: np.ndarray, start: np.ndarray, loop_f
     go to the cluster once (:func:`tasks.runtime.shared_inputs`) and each tile's task slices its part,
     so that no map travels inside the graph (Dask's "Sending large graph" for a large frame).
     """
-    maps = [m if isinstance(m, Delayed) else dask.delayed(m) for m in shared_inputs(client, (period, start))]
-
     def block(v, p, s, block_info=None):
         (y0, y1), (x0, x1) = block_info[0]["array-location"][1:3]
         return render_time_map(v, p[y0:y1, x0:x1], s[y0:y1, x0:x1], loop_frames)
@@ -1047,7 +1043,7 @@ def _render_lazy(warped: da.Array, period: np.ndarray, start: np.ndarray, loop_f
     return da.map_blocks(
         block,
         warped.rechunk({0: -1, 3: -1}),
-        *maps,
+        *shared_inputs(client, (period, start)),  # futures on a cluster, else delayed values: both taken whole
         chunks=((loop_frames,), *warped.chunks[1:3], (warped.shape[3],)),
         dtype=np.uint8,
         meta=np.empty((0, 0, 0, 0), np.uint8),
@@ -1277,7 +1273,7 @@ def video_loop_stage(store: str, params: VideoLoopParams) -> VideoLoopResult:
         out[CANDIDATE_CLASS] = ((CANDIDATE,), np.array([c[0] for c in candidates], np.int32))
         whole[CANDIDATE_CLASS] = {"chunks": (len(candidates),)}
     with cluster_compute() as client:
-        if candidates:  # rendered tile by tile as they are written, one candidate's loop at a time
+        if candidates:  # rendered tile by tile as the write computes them, not held in memory whole
             cand_frames = choose_loop_frames(
                 np.unique(np.concatenate([c[1].ravel() for c in candidates])), params
             )
