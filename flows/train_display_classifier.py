@@ -29,7 +29,8 @@ displays: 80 of 1345 segments predicted display out of fold (5.95 %).
 
 The model for segments started from 2x2 alike blocks (``block = 2``),
 ``display_classifier_blocks.skops``, came from the same command with
-``--block 2 --out schemas/models/display_classifier_blocks.skops``.  It printed
+``--block 2 --block-distance none --out schemas/models/display_classifier_blocks.skops`` (alike
+blocks; until 2026-12-02 ``--block 2`` alone meant those).  It printed
 (2026-12-01, 149 s on a loaded 2-core machine): 36 clips (4 real without
 displays, 35 groups), 2860 usable segments, 443 of them display; precision
 0.698, recall 0.763, F1 0.729; real clips without displays: 117 of 1393
@@ -308,9 +309,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--block", type=int, default=1, help="DisplayParams.block of the segments trained on (1 = single pixels)"
     )
+    parser.add_argument(
+        "--block-distance",
+        default=None,
+        help="DisplayParams.block_distance of the segments trained on: a number, or 'none' for alike blocks "
+        "(default: the configuration's, 0.04)",
+    )
     args = parser.parse_args(argv)
     config = PipelineConfig()
     config.displays.block = args.block
+    if args.block_distance is not None:
+        try:
+            distance = None if args.block_distance.lower() == "none" else float(args.block_distance)
+        except ValueError:
+            parser.error(f"--block-distance must be a number or 'none'; got {args.block_distance!r}")
+        config.displays.block_distance = distance
     negatives = default_negative_clips() if args.real_negatives else []
     result = run_train_display_classifier(
         None,

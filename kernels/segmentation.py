@@ -529,6 +529,104 @@ def _file_record(heap, hn, pending, pn, key, pair, time, threshold, keep_pending
     return hn, pn
 
 
+@jit_leaf
+def _unite_rows(sums, counts, hist, sa, sb):
+    """Add the statistics of row ``sb`` into row ``sa``."""
+    for t in range(sums.shape[1]):
+        counts[sa, t] += counts[sb, t]
+        for c in range(3):
+            sums[sa, t, c] += sums[sb, t, c]
+    for k in range(hist.shape[1]):
+        hist[sa, k] += hist[sb, k]
+
+
+@jit_leaf
+def _close(slot, a, b, bits, valid, centred, var, colour_weight, limit):
+    return _distance_cached(slot[a], slot[b], bits, valid, centred, var, colour_weight, limit) < limit
+
+
+@jit
+def _merge_close_blocks(
+    sums, counts, hist, slot, parent, height, width, block, limit, theta2, n1, n2, bits, valid, centred, var, colour_weight
+):
+    """Unite close blocks of pixels before the merge, in a quadtree; return how many regions fewer there are.
+
+    Blocks of 2 x 2 pixels, then of 2 x 2 such blocks (4 x 4 pixels), and so on up to
+    ``block`` (aligned to the grid, cut at its edges): a block becomes one region when
+    its four parts (pixels, then blocks of the size before) are each one region and
+    every two side by side (left-right, top-bottom) are at a distance ``D`` below
+    ``limit``.  A united block is named by its first (top-left, smallest) pixel: the
+    parts' statistics are added into that pixel's row, whose descriptor and histogram
+    moments are recomputed, and every pixel of the block points to it.  Runs on
+    single pixels (row ``p`` of the statistics is pixel ``p``).
+    """
+    n_joined = 0
+    size = 1
+    # whole[i, j]: the part of the current size at (i * size, j * size) is one region
+    whole = np.ones(((height + size - 1) // size, (width + size - 1) // size), np.bool_)
+    while 2 * size <= block:
+        half = size
+        size *= 2
+        rows = (height + size - 1) // size
+        cols = (width + size - 1) // size
+        united = np.zeros((rows, cols), np.bool_)
+        for i in range(rows):
+            for j in range(cols):
+                y0 = i * size
+                x0 = j * size
+                has_right = x0 + half < width
+                has_below = y0 + half < height
+                if not (has_right or has_below):
+                    continue  # a single part: nothing to unite
+                ok = whole[2 * i, 2 * j]
+                if ok and has_right:
+                    ok = whole[2 * i, 2 * j + 1]
+                if ok and has_below:
+                    ok = whole[2 * i + 1, 2 * j]
+                if ok and has_right and has_below:
+                    ok = whole[2 * i + 1, 2 * j + 1]
+                if not ok:
+                    continue
+                tl = y0 * width + x0
+                tr = tl + half
+                bl = tl + half * width
+                br = bl + half
+                if has_right and not _close(slot, tl, tr, bits, valid, centred, var, colour_weight, limit):
+                    continue
+                if has_below and not _close(slot, tl, bl, bits, valid, centred, var, colour_weight, limit):
+                    continue
+                if has_right and has_below:
+                    if not _close(slot, bl, br, bits, valid, centred, var, colour_weight, limit):
+                        continue
+                    if not _close(slot, tr, br, bits, valid, centred, var, colour_weight, limit):
+                        continue
+                united[i, j] = True
+                sa = slot[tl]
+                if has_right:
+                    _unite_rows(sums, counts, hist, sa, slot[tr])
+                    n_joined += 1
+                if has_below:
+                    _unite_rows(sums, counts, hist, sa, slot[bl])
+                    n_joined += 1
+                if has_right and has_below:
+                    _unite_rows(sums, counts, hist, sa, slot[br])
+                    n_joined += 1
+                for y in range(y0, min(y0 + size, height)):
+                    for x in range(x0, min(x0 + size, width)):
+                        parent[y * width + x] = tl
+                _descriptor_from_sums(sums, counts, sa, theta2, n1, n2, bits, valid)
+                _moments(hist, sa, centred, var)
+        # a part that is alone at the edge (no right or lower neighbour) stays whole if it was
+        for i in range(rows):
+            for j in range(cols):
+                y0 = i * size
+                x0 = j * size
+                if not (x0 + half < width or y0 + half < height):
+                    united[i, j] = whole[2 * i, 2 * j]
+        whole = united
+    return n_joined
+
+
 @jit
 def _hierarchy(
     sums,
@@ -545,6 +643,8 @@ def _hierarchy(
     level_thresholds,
     spare,
     can_stop,
+    block,
+    block_limit,
 ):
     """Run all levels; fill ``level_roots`` (max_levels, N) and return the number of levels.
 
@@ -593,6 +693,11 @@ def _hierarchy(
         parent[p] = name[slot[p]]
     n_regions = n_slots
     changed = np.zeros(n_pix, np.int64)  # merge counter when the region last changed
+    if block > 1 and n_slots == n_pix:
+        n_regions -= _merge_close_blocks(
+            sums, counts, hist, slot, parent, height, width, block, block_limit, theta2, n1, n2,
+            bits, valid, hcentred, hvar, colour_weight,
+        )
 
     # grid edges between different regions as half-edges: 2e belongs to its left/top
     # pixel's region, 2e+1 to the other's; he_other[h] is (a pixel of) the region on the
@@ -1012,7 +1117,9 @@ def tiled_hierarchical_segmentation(
     lab_codes: np.ndarray | None = None,
     map_tiles=map,
     block: int = 1,
+    block_distance: float | None = None,
     return_sums: bool = False,
+    on_level: Callable | None = None,
 ):
     """:func:`hierarchical_segmentation` with each level merged tile by tile first, then over the frame.
 
@@ -1043,16 +1150,32 @@ def tiled_hierarchical_segmentation(
         levels' tiles, a few regions each, run in the calling thread.
     block : int, default 1
         Edge of the square blocks of pixels (aligned to the tile, cut at
-        its edges) the first level starts from, >= 1: a block whose pixels
-        change alike (:func:`_alike_blocks`: each pixel's colour difference
-        to the block's first pixel moves by more than ``theta`` from its
-        value in the first frame in at most a tenth of the frames) is one
-        initial region, the pixels of any other block
-        are regions of their own.  Blocks of 2 leave far fewer merges, which
-        are most of the segmentation's work.  1 = single pixels.
+        its edges) the first level starts from, >= 1.  Without
+        ``block_distance``, a block whose pixels change alike
+        (:func:`_alike_blocks`: each pixel's colour difference to the
+        block's first pixel moves by more than ``theta`` from its value in
+        the first frame in at most a tenth of the frames) is one initial
+        region, the pixels of any other block are regions of their own.
+        Blocks of 2 leave far fewer merges, which are most of the
+        segmentation's work.  1 = single pixels.
+    block_distance : float or None, default None
+        With ``block`` >= 2, instead of the alike test: close blocks, united
+        in a quadtree up to ``block`` (:func:`_merge_close_blocks`).  A 2x2
+        block is one initial region when every two side-by-side pixels in it
+        are at a distance ``D`` below this (the merge's own distance, between
+        single pixels); a 4x4 block when its four 2x2 blocks are whole and
+        every two side by side are that close as regions; and so on.  The
+        blocks are united inside the merge's kernel, from the pixels' own
+        statistics, before the first pair is merged.
     return_sums : bool, default False
         Also return each kept level's per-frame colour sums and visible
         counts, which the merge keeps anyway.
+    on_level : callable, optional
+        Called in this thread as ``on_level(labels, (sums, counts))`` as soon as
+        a level that may be one of the kept ones is merged (which are kept is
+        known at the end): its labels (H, W) int32 and the sums and counts
+        ``return_sums`` gives for it.  The display stage starts that level's
+        features meanwhile.  The arrays must not be modified.
 
     Returns
     -------
@@ -1083,6 +1206,7 @@ def tiled_hierarchical_segmentation(
         o.video, o.visible, o.has_visible, o.theta2, o.colour_weight, o.fractions
     )
     start, growth, max_levels, can_stop, kept = o.start, o.growth, o.max_levels, o.can_stop, o.kept
+    may_keep = {level for n in range(1, max_levels + 1) for level in kept(n)}
     n_frames, height, width = video.shape[:3]
     # uint8 video without given codes: each tile converts its own samples (one colour memo shared
     # by all tiles, also across threads), so no whole-window array of codes is made
@@ -1099,10 +1223,14 @@ def tiled_hierarchical_segmentation(
         window = (slice(None), slice(y, y + tile), slice(x, x + tile))
         crop = np.ascontiguousarray(video[window])
         crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
-        slot, n = _block_slots(crop, crop_visible, has_visible, block, theta2)
+        # close blocks are united inside the merge, from single pixels; alike blocks before it
+        slot, n = _block_slots(crop, crop_visible, has_visible, 1 if block_distance is not None else block, theta2)
         crop_codes = lab_bin_codes(crop, memo=memo) if codes is None else np.ascontiguousarray(codes[window])
         statistics = _region_statistics(crop, crop_visible, has_visible, crop_codes, slot, n)
-        roots, _, _ = _merge(crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP)
+        roots, _, _ = _merge(
+            crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP,
+            block=block if block_distance is not None else 1, block_limit=block_distance or 0.0,
+        )
         names, merged = _names_and_labels(roots[0])
         # each region's statistics are left in its name's slot's row
         return merged.reshape(crop.shape[1:3]), tuple(a[slot[names]] for a in statistics)
@@ -1170,6 +1298,9 @@ def tiled_hierarchical_segmentation(
         levels.append(labels)
         thresholds.append(threshold)
         level_sums.append((statistics[0], statistics[1]))
+        if on_level is not None and len(levels) in may_keep:
+            level_sums[-1] = tuple(a.astype(t, copy=False) for a, t in zip(level_sums[-1], (np.float64, np.int64), strict=True))
+            on_level(labels, level_sums[-1])
         if int(labels.max()) == 0 or len(levels) == max_levels:
             n_levels = len(levels)
             break
@@ -1184,7 +1315,7 @@ def tiled_hierarchical_segmentation(
         out_thresholds[i] = thresholds[level - 1]
     if return_sums:
         sums = [level_sums[level - 1] for level in kept(n_levels)]
-        return segments, out_thresholds, [(a.astype(np.float64), b.astype(np.int64)) for a, b in sums]
+        return segments, out_thresholds, [(a.astype(np.float64, copy=False), b.astype(np.int64, copy=False)) for a, b in sums]
     return segments, out_thresholds
 
 
@@ -1580,7 +1711,7 @@ def _segment(
     return _merge(video.shape[:3], slot, statistics, theta2, start, growth, colour_weight, max_levels, can_stop)
 
 
-def _merge(shape, slot, statistics, theta2, start, growth, colour_weight, max_levels, can_stop):
+def _merge(shape, slot, statistics, theta2, start, growth, colour_weight, max_levels, can_stop, block=1, block_limit=0.0):
     """The merge of up to ``max_levels`` levels from the regions of ``slot`` and their statistics (updated in place)."""
     _, height, width = shape
     n_pix = height * width
@@ -1602,5 +1733,7 @@ def _merge(shape, slot, statistics, theta2, start, growth, colour_weight, max_le
         level_thresholds,
         -1 if _SPARE_RECORDS is None else _SPARE_RECORDS,
         can_stop,
+        int(block),
+        float(block_limit),
     )
     return level_roots, level_thresholds, n_levels

@@ -96,18 +96,30 @@ class DisplayParams(BaseModel):
         "the whole frame (the exact greedy order; about 10x slower at 640x360).",
     )
     block: int = Field(
-        1,
+        2,
         ge=1,
         le=8,
         description="Edge of the square blocks of pixels (aligned to the tiles) that the tiled segmentation "
-        "starts from (pixels).  1 = single pixels (the default).  With 2 or more, a block whose pixels change "
-        "alike (each pixel's colour difference to the block's first pixel stays within theta of its value in "
-        "the first frame, in 9 of 10 frames) is one initial region and the pixels of any other block start "
-        "alone: blocks of 2 leave about a third of the first level's merges, and the packaged model for such "
-        "segments (display_classifier_blocks.skops) is used.  Not the default because that model took one "
-        "137-pixel segment of the held-out carphone clip for a display where the single-pixel model takes "
-        "none (benchmarks/real_footage).  Ignored with tile None.",
+        "starts from (pixels).  1 = single pixels.  With 2 or more, a block whose pixels are close "
+        "(block_distance) or, with block_distance None, change alike (each pixel's colour difference to the "
+        "block's first pixel stays within theta of its value in the first frame, in 9 of 10 frames) is one "
+        "initial region and the pixels of any other block start alone.  Close blocks of 4 or 8 are united "
+        "from close 2x2 blocks, four at a time.  Close 2x2 blocks (the default) unite three blocks in four "
+        "of the steady benchmark window (less than half of the first level's merges are left) and give "
+        "display masks as good as single pixels' on the held-out clips (README, display stage).  Alike blocks "
+        "use their own packaged model (display_classifier_blocks.skops), which took one 137-pixel segment "
+        "of the held-out carphone clip for a display.  Ignored with tile None.",
         json_schema_extra=as_before(1),
+    )
+    block_distance: float | None = Field(
+        0.04,
+        ge=0,
+        description="With block 2 or more: a block is one initial region when every two 4-neighbouring "
+        "pixels in it are closer than this segment distance D (the merge's own distance between single "
+        "pixels, unitless; the first level merges below start_threshold, 0.2), and the single-pixel model "
+        "(display_classifier.skops) is used.  In a 100-frame window (49 pattern bits) 0.04 lets two pixels' "
+        "temporal patterns differ in at most one bit.  None = the alike test (see block) and its own model.",
+        json_schema_extra=as_before(None),
     )
     colour_weight: float = Field(
         0.1, ge=0, description="Weight of the colour-histogram distance in D = D_T + w D_A (unitless)."
@@ -136,7 +148,9 @@ class DisplayParams(BaseModel):
         """The classifier file this configuration uses."""
         if self.model is not None:
             return Path(self.model)
-        return default_model_path(1 if self.tile is None else self.block)
+        # close blocks (block_distance) leave the segments of single pixels: the single-pixel model
+        alike_blocks = self.tile is not None and self.block > 1 and self.block_distance is None
+        return default_model_path(self.block if alike_blocks else 1)
 
 
 class DisplaysResult(BaseModel):

@@ -200,9 +200,12 @@ def segment_window(
 
 
 def _segment_window(
-    video: np.ndarray, visible: np.ndarray | None, params: DisplayParams
+    video: np.ndarray, visible: np.ndarray | None, params: DisplayParams, on_level=None
 ) -> tuple[np.ndarray, np.ndarray, list | None]:
-    """:func:`segment_window` and, from the tiled merge, each level's per-frame colour sums (else None)."""
+    """:func:`segment_window` and, from the tiled merge, each level's per-frame colour sums (else None).
+
+    ``on_level`` is passed to the tiled merge (:func:`kernels.segmentation.tiled_hierarchical_segmentation`).
+    """
     options = dict(
         theta=params.theta,
         start_threshold=params.start_threshold,
@@ -216,7 +219,8 @@ def _segment_window(
     # uint8 video: the tiles convert their own colours on the tile threads (one shared memo)
     codes = None if video.dtype == np.uint8 else _lab_codes(video)
     return tiled_hierarchical_segmentation(
-        video, visible, tile=params.tile, map_tiles=_map_on_threads, block=params.block, return_sums=True,
+        video, visible, tile=params.tile, map_tiles=_map_on_threads, block=params.block,
+        block_distance=params.block_distance, return_sums=True, on_level=on_level,
         lab_codes=codes, **options
     )
 
@@ -341,13 +345,48 @@ def _segments_and_features(
     The per-pixel statistics and motion maps the features need do not depend
     on the segmentation: they are computed in a second thread while the
     segmentation runs (both release the GIL), so the two use both cores.
+    The tiled merge hands over each level that may be kept as soon as it is
+    merged, and that level's features are computed on other threads while
+    the coarser levels merge (in one thread, for the most part), so the
+    merge's serial end does not leave a core idle.  A level's features
+    depend on its labels and colour sums alone, so the rows are the same bits
+    as computed for all levels at once; levels that turn out not to be kept
+    are left unused.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-statistics") as pool:
+    early: list[tuple[np.ndarray, object]] = []
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-statistics") as pool,
+        ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="display-levels") as levels,
+    ):
         statistics = pool.submit(window_statistics, video, visible)
-        segments, thresholds, colour_sums = _segment_window(video, visible, params)
-        features = level_features(
-            video, visible, segments, params.min_segment_area, statistics=statistics.result(), colour_sums=colour_sums
-        )
+
+        def level_rows(labels, sums):
+            return level_features(
+                video, visible, labels[None], params.min_segment_area, statistics=statistics.result(), colour_sums=[sums]
+            )[0]
+
+        def on_level(labels, sums):
+            early.append((labels, levels.submit(level_rows, labels, sums)))
+
+        segments, thresholds, colour_sums = _segment_window(video, visible, params, on_level)
+        if colour_sums is None:  # the exact whole-frame merge: all levels at the end
+            features = level_features(
+                video, visible, segments, params.min_segment_area, statistics=statistics.result(), colour_sums=None
+            )
+        else:
+            # equal labels have equal features, whichever level they were merged as
+            features = [
+                next((rows.result() for seen, rows in early if np.array_equal(seen, labels)), None)
+                for labels in segments
+            ]
+            missing = [i for i, rows in enumerate(features) if rows is None]
+            if missing:
+                rest = level_features(
+                    video, visible, segments[missing], params.min_segment_area, statistics=statistics.result(),
+                    colour_sums=[colour_sums[i] for i in missing],
+                )
+                for i, rows in zip(missing, rest, strict=True):
+                    features[i] = rows
     return segments, thresholds, features
 
 

@@ -400,6 +400,50 @@ def naive_alike_blocks(video, visible, block, theta):
     return labels
 
 
+def naive_close_blocks(video, visible, block, theta, colour_weight, limit):
+    """Initial regions of a tile from close blocks in a quadtree, (H, W) int labels.
+
+    Blocks of 2 x 2 pixels, then of 2 x 2 such blocks, and so on while the
+    block edge is at most ``block`` (aligned to the top-left corner, cut at the
+    edges): a block is one region when each of its parts (pixels, then blocks
+    of the size before) is one region and every two parts side by side are at
+    a distance ``D`` (:func:`naive_region_distance` of their pixel sets) below
+    ``limit``.  Labels follow the raster order of the regions' first pixels.
+    """
+    n_frames, height, width = video.shape[:3]
+    if visible is None:
+        visible = np.ones((n_frames, height, width), bool)
+    # the regions of the current size: their pixel sets, keyed by their top-left corner
+    regions = {(y, x): {(y, x)} for y in range(height) for x in range(width)}
+    size = 1
+    while 2 * size <= block:
+        half, size = size, 2 * size
+        for y0 in range(0, height, size):
+            for x0 in range(0, width, size):
+                corners = [(y0 + dy, x0 + dx) for dy in (0, half) for dx in (0, half) if y0 + dy < height and x0 + dx < width]
+                if len(corners) < 2:
+                    continue
+                # each part must be one region: a whole part of the size before is keyed by its corner
+                # and holds all of its pixels
+                parts = [regions.get(c) for c in corners]
+                if any(p is None or len(p) != min(half, height - c[0]) * min(half, width - c[1]) for p, c in zip(parts, corners, strict=True)):
+                    continue
+                side_by_side = [(a, b) for a in corners for b in corners if b in ((a[0], a[1] + half), (a[0] + half, a[1]))]
+                if all(
+                    naive_region_distance(video, visible, regions[a], regions[b], theta=theta, colour_weight=colour_weight) < limit
+                    for a, b in side_by_side
+                ):
+                    united = set().union(*parts)
+                    for c in corners[1:]:
+                        del regions[c]
+                    regions[corners[0]] = united
+    labels = np.zeros((height, width), np.int64)
+    for n, corner in enumerate(sorted(regions, key=lambda c: c[0] * width + c[1])):
+        for y, x in regions[corner]:
+            labels[y, x] = n
+    return labels
+
+
 def naive_names_and_labels(roots):
     """The distinct roots in increasing order, and the index of each pixel's root among them."""
     names = sorted(set(int(r) for r in roots))

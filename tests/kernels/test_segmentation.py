@@ -11,6 +11,7 @@ from kernels.segmentation import hierarchical_segmentation, lab_histogram_bins, 
 from tests.kernels.naive_segmentation import (
     naive_alike_blocks,
     naive_bins,
+    naive_close_blocks,
     naive_hierarchy,
     naive_lab,
     naive_names_and_labels,
@@ -416,17 +417,85 @@ def test_tiled_hierarchy_from_blocks_with_one_tile_is_the_exact_one_from_those_b
     np.testing.assert_array_equal(thresholds, expected_thresholds)
 
 
-@pytest.mark.parametrize(("tile", "block", "dtype"), [(4, 2, np.uint8), (5, 2, np.float64), (6, 4, np.uint8)])
-def test_tiled_hierarchy_from_blocks_keeps_alike_blocks_whole_and_returns_the_level_sums(tile, block, dtype):
+@pytest.mark.parametrize(("seed", "block", "with_visible"), [(0, 2, True), (1, 4, False), (2, 4, True), (3, 8, False)])
+def test_tiled_hierarchy_from_close_blocks_with_one_tile_is_the_exact_one_from_those_blocks(seed, block, with_visible):
+    rng = np.random.default_rng(90 + seed)
+    video = _blocky_video(rng, 10, 13, 17)
+    visible = _blocky_visible(rng, video.shape[:3]) if with_visible else None
+    keep = (0.2, 0.4, 0.6, 0.8, 1.0)
+    blocks = naive_close_blocks(video, visible, block, 60.0, 0.1, 0.2)
+    sizes = np.bincount(blocks.ravel())
+    assert (sizes > 1).any() and (sizes == 1).any()  # some blocks whole, some split
+    assert block < 4 or sizes.max() >= 16  # blocks of blocks united too
+    expected, expected_thresholds = hierarchical_segmentation(
+        video, visible, theta=60.0, keep_levels=keep, initial_labels=blocks
+    )
+    got, thresholds = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=32, block=block, block_distance=0.2, theta=60.0, keep_levels=keep
+    )
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(thresholds, expected_thresholds)
+
+
+def test_close_blocks_at_distance_zero_are_single_pixels_and_at_any_distance_whole():
+    rng = np.random.default_rng(95)
+    video = _blocky_video(rng, 8, 10, 12)
+    visible = _blocky_visible(rng, video.shape[:3])
+    keep = (0.2, 0.5, 1.0)
+    pixels = segmentation.tiled_hierarchical_segmentation(video, visible, tile=5, theta=60.0, keep_levels=keep)
+    none_close = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=5, block=2, block_distance=0.0, theta=60.0, keep_levels=keep
+    )
+    np.testing.assert_array_equal(none_close[0], pixels[0])
+    # every D is at most 1 + 2 x 0.1: below 1.3 all blocks (cut at the 5-pixel tiles' edges) are whole
+    whole = segmentation.tiled_hierarchical_segmentation(
+        video, visible, tile=5, block=2, block_distance=1.3, theta=60.0, keep_levels=(1e-9,)
+    )[0][0]
+    for y in range(10):
+        for x in range(12):
+            first = (y - (y % 5) % 2, x - (x % 5) % 2)
+            assert whole[y, x] == whole[first]
+
+
+def test_tiled_hierarchy_hands_over_every_level_that_may_be_kept_as_it_is_merged():
+    rng = np.random.default_rng(97)
+    video = _blocky_video(rng, 9, 13, 11)
+    keep = (0.2, 0.5)  # of at most 6 levels: the first 3 may be kept
+    seen = []
+    segments, thresholds, sums = segmentation.tiled_hierarchical_segmentation(
+        video, None, tile=6, block=2, block_distance=0.1, theta=60.0, keep_levels=keep, return_sums=True,
+        on_level=lambda labels, level_sums: seen.append((labels.copy(), level_sums)),
+    )
+    assert 1 <= len(seen) <= 3
+    for level, (labels, level_sums) in enumerate(seen):
+        assert labels.dtype == np.int32 and labels.shape == video.shape[1:3]
+        want_sums, want_counts = naive_segment_frame_sums(video, np.ones(video.shape[:3], bool), labels, int(labels.max()) + 1)
+        np.testing.assert_array_equal(level_sums[0], want_sums)
+        np.testing.assert_array_equal(level_sums[1], want_counts)
+        if level:  # nested and coarser
+            assert int(labels.max()) <= int(seen[level - 1][0].max())
+    # every kept level was handed over, with the sums it is returned with
+    for kept, (kept_sums, kept_counts) in zip(segments, sums, strict=True):
+        match = [s for labels, s in seen if np.array_equal(labels, kept)]
+        assert match
+        np.testing.assert_array_equal(match[0][0], kept_sums)
+        np.testing.assert_array_equal(match[0][1], kept_counts)
+
+
+@pytest.mark.parametrize(
+    ("tile", "block", "dtype", "close"),
+    [(4, 2, np.uint8, None), (5, 2, np.float64, None), (6, 4, np.uint8, None), (5, 2, np.uint8, 0.1), (6, 4, np.uint8, 0.2)],
+)
+def test_tiled_hierarchy_from_blocks_keeps_alike_blocks_whole_and_returns_the_level_sums(tile, block, dtype, close):
     rng = np.random.default_rng(80 + tile)
     video = _blocky_video(rng, 9, 13, 11).astype(dtype)
     visible = _blocky_visible(rng, video.shape[:3])
     keep = (0.2, 0.5, 1.0)
     segments, thresholds, sums = segmentation.tiled_hierarchical_segmentation(
-        video, visible, tile=tile, block=block, theta=60.0, keep_levels=keep, return_sums=True
+        video, visible, tile=tile, block=block, block_distance=close, theta=60.0, keep_levels=keep, return_sums=True
     )
     plain, plain_thresholds = segmentation.tiled_hierarchical_segmentation(
-        video, visible, tile=tile, block=block, theta=60.0, keep_levels=keep
+        video, visible, tile=tile, block=block, block_distance=close, theta=60.0, keep_levels=keep
     )
     np.testing.assert_array_equal(segments, plain)
     np.testing.assert_array_equal(thresholds, plain_thresholds)
@@ -435,7 +504,10 @@ def test_tiled_hierarchy_from_blocks_keeps_alike_blocks_whole_and_returns_the_le
     for y in range(0, 13, tile):
         for x in range(0, 11, tile):
             crop = (slice(None), slice(y, y + tile), slice(x, x + tile))
-            blocks = naive_alike_blocks(video[crop], visible[crop], block, 60.0)
+            if close is None:
+                blocks = naive_alike_blocks(video[crop], visible[crop], block, 60.0)
+            else:
+                blocks = naive_close_blocks(video[crop], visible[crop], block, 60.0, 0.1, close)
             for k in np.unique(blocks):
                 inside = blocks == k
                 n_whole += int(inside.sum() > 1)
