@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         "--block-distance",
         default=None,
         help="DisplayParams.block_distance of the segments trained on: a number, or 'none' for alike blocks "
-        "(default: the configuration's, 0.04)",
+        "(default: the configuration's, 0.03)",
     )
     args = parser.parse_args(argv)
     config = PipelineConfig()

@@ -530,14 +530,18 @@ def _file_record(heap, hn, pending, pn, key, pair, time, threshold, keep_pending
 
 
 @jit_leaf
+def _add_row(rows, sa, sb):
+    """``rows[sa] += rows[sb]`` for two different rows of a 2-D array (one flat loop, which LLVM vectorises)."""
+    for j in range(rows.shape[1]):
+        rows[sa, j] += rows[sb, j]
+
+
+@jit_leaf
 def _unite_rows(sums, counts, hist, sa, sb):
-    """Add the statistics of row ``sb`` into row ``sa``."""
-    for t in range(sums.shape[1]):
-        counts[sa, t] += counts[sb, t]
-        for c in range(3):
-            sums[sa, t, c] += sums[sb, t, c]
-    for k in range(hist.shape[1]):
-        hist[sa, k] += hist[sb, k]
+    """Add the statistics of row ``sb`` into row ``sa`` (``sums`` flat: (R, T * 3))."""
+    _add_row(counts, sa, sb)
+    _add_row(sums, sa, sb)
+    _add_row(hist, sa, sb)
 
 
 @jit_leaf
@@ -561,6 +565,7 @@ def _merge_close_blocks(
     single pixels (row ``p`` of the statistics is pixel ``p``).
     """
     n_joined = 0
+    flat_sums = sums.reshape((sums.shape[0], sums.shape[1] * 3))
     size = 1
     # whole[i, j]: the part of the current size at (i * size, j * size) is one region
     whole = np.ones(((height + size - 1) // size, (width + size - 1) // size), np.bool_)
@@ -603,13 +608,13 @@ def _merge_close_blocks(
                 united[i, j] = True
                 sa = slot[tl]
                 if has_right:
-                    _unite_rows(sums, counts, hist, sa, slot[tr])
+                    _unite_rows(flat_sums, counts, hist, sa, slot[tr])
                     n_joined += 1
                 if has_below:
-                    _unite_rows(sums, counts, hist, sa, slot[bl])
+                    _unite_rows(flat_sums, counts, hist, sa, slot[bl])
                     n_joined += 1
                 if has_right and has_below:
-                    _unite_rows(sums, counts, hist, sa, slot[br])
+                    _unite_rows(flat_sums, counts, hist, sa, slot[br])
                     n_joined += 1
                 for y in range(y0, min(y0 + size, height)):
                     for x in range(x0, min(x0 + size, width)):
@@ -675,6 +680,7 @@ def _hierarchy(
     n_pix = height * width
     n_slots = sums.shape[0]
     n_frames = sums.shape[1]
+    flat_sums = sums.reshape((n_slots, n_frames * 3))
     n1, n2, n_words = _layout(n_frames)
     bits = np.empty((n_slots, n_words), np.uint64)
     valid = np.empty((n_slots, n_words), np.uint64)
@@ -801,12 +807,7 @@ def _hierarchy(
             n_regions -= 1
             sa = slot[a]
             sb = slot[b]
-            for t in range(n_frames):
-                counts[sa, t] += counts[sb, t]
-                for c in range(3):
-                    sums[sa, t, c] += sums[sb, t, c]
-            for k in range(hist.shape[1]):
-                hist[sa, k] += hist[sb, k]
+            _unite_rows(flat_sums, counts, hist, sa, sb)
             _descriptor_from_sums(sums, counts, sa, theta2, n1, n2, bits, valid)
             _moments(hist, sa, hcentred, hvar)
             if head[b] != -1:
@@ -1589,6 +1590,9 @@ def _check_options(video, visible, theta, start_threshold, growth, keep_levels, 
     """The one parameter check of :func:`hierarchical_segmentation` and :func:`tiled_hierarchical_segmentation`."""
     video = _check_video(video)
     has_visible, visible = _check_visible(visible, video.shape[:3])
+    if has_visible and visible.all():
+        # every sample visible is no visibility at all: the same segments, without reading or copying it
+        has_visible, visible = _check_visible(None, video.shape[:3])
     theta2 = _check_theta(theta) ** 2
     start, growth, colour_weight = _check_merge_parameters(start_threshold, growth, colour_weight)
     fractions = _check_fractions(keep_levels)

@@ -104,21 +104,23 @@ class DisplayParams(BaseModel):
         "(block_distance) or, with block_distance None, change alike (each pixel's colour difference to the "
         "block's first pixel stays within theta of its value in the first frame, in 9 of 10 frames) is one "
         "initial region and the pixels of any other block start alone.  Close blocks of 4 or 8 are united "
-        "from close 2x2 blocks, four at a time.  Close 2x2 blocks (the default) unite three blocks in four "
-        "of the steady benchmark window (less than half of the first level's merges are left) and give "
-        "display masks as good as single pixels' on the held-out clips (README, display stage).  Alike blocks "
+        "from close 2x2 blocks, four at a time.  Close 2x2 blocks (the default) unite 44 % of the blocks "
+        "of the steady benchmark window (a third of the first level's merges) and give display masks as "
+        "good as single pixels' on the held-out clips (README, display stage).  Alike blocks "
         "use their own packaged model (display_classifier_blocks.skops), which took one 137-pixel segment "
         "of the held-out carphone clip for a display.  Ignored with tile None.",
         json_schema_extra=as_before(1),
     )
     block_distance: float | None = Field(
-        0.04,
+        0.03,
         ge=0,
         description="With block 2 or more: a block is one initial region when every two 4-neighbouring "
         "pixels in it are closer than this segment distance D (the merge's own distance between single "
         "pixels, unitless; the first level merges below start_threshold, 0.2), and the single-pixel model "
-        "(display_classifier.skops) is used.  In a 100-frame window (49 pattern bits) 0.04 lets two pixels' "
-        "temporal patterns differ in at most one bit.  None = the alike test (see block) and its own model.",
+        "(display_classifier.skops) is used.  In a 100-frame window (49 pattern bits) 0.03 lets two pixels' "
+        "temporal patterns differ in one bit only where their colour histograms are nearly alike (D_A < "
+        "0.1).  At 0.04 the held-out vtest clip's pipeline window had a 573-pixel display inside a walker's "
+        "'must stay frozen' polygon.  None = the alike test (see block) and its own model.",
         json_schema_extra=as_before(None),
     )
     colour_weight: float = Field(

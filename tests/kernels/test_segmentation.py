@@ -673,3 +673,27 @@ def test_lab_bin_codes_of_samples_repeating_the_frame_before(dtype):
     video[3, :2, :, 1] = video[2, :2, :, 1] + 1  # one channel differs
     bins = lab_histogram_bins(srgb_to_lab(video))
     np.testing.assert_array_equal(segmentation.lab_bin_codes(video), bins[..., 0] * 64 + bins[..., 1] * 8 + bins[..., 2])
+
+
+def test_all_visible_is_the_same_as_no_visibility():
+    rng = np.random.default_rng(98)
+    video = _blocky_video(rng, 8, 12, 14)
+    everywhere = np.ones(video.shape[:3], bool)
+    keep = (0.2, 0.5, 1.0)
+    for run in (
+        lambda v: hierarchical_segmentation(video, v, theta=60.0, keep_levels=keep),
+        lambda v: segmentation.tiled_hierarchical_segmentation(
+            video, v, tile=5, block=2, block_distance=0.1, theta=60.0, keep_levels=keep, return_sums=True
+        ),
+    ):
+        with_mask, without = run(everywhere), run(None)
+        np.testing.assert_array_equal(with_mask[0], without[0])
+        np.testing.assert_array_equal(with_mask[1], without[1])
+    # the kernels skip the mask only when every sample is visible
+    almost = everywhere.copy()
+    almost[3, 5, 7] = False
+
+    def has_visible(visible):
+        return segmentation._check_options(video, visible, 60.0, 0.2, 1.5, keep, 0.1, None).has_visible
+
+    assert not has_visible(everywhere) and not has_visible(None) and has_visible(almost)
