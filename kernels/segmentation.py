@@ -582,7 +582,9 @@ def _merge_close_blocks(
                 has_right = x0 + half < width
                 has_below = y0 + half < height
                 if not (has_right or has_below):
-                    continue  # a single part: nothing to unite
+                    # a single part at the edge: nothing to unite, whole if it was
+                    united[i, j] = whole[2 * i, 2 * j]
+                    continue
                 ok = whole[2 * i, 2 * j]
                 if ok and has_right:
                     ok = whole[2 * i, 2 * j + 1]
@@ -621,13 +623,6 @@ def _merge_close_blocks(
                         parent[y * width + x] = tl
                 _descriptor_from_sums(sums, counts, sa, theta2, n1, n2, bits, valid)
                 _moments(hist, sa, centred, var)
-        # a part that is alone at the edge (no right or lower neighbour) stays whole if it was
-        for i in range(rows):
-            for j in range(cols):
-                y0 = i * size
-                x0 = j * size
-                if not (x0 + half < width or y0 + half < height):
-                    united[i, j] = whole[2 * i, 2 * j]
         whole = united
     return n_joined
 
@@ -1218,19 +1213,20 @@ def tiled_hierarchical_segmentation(
     # merged region are the sums of its parts' and no level goes back to the pixels; float
     # video recomputes them from the pixels (in raster order, as the exact merge does).
     additive = np.issubdtype(video.dtype, np.integer)
+    # close blocks are united inside the merge, from single pixels; alike blocks before it
+    alike_block, close_block = (block, 1) if block_distance is None else (1, block)
 
     def first_level(item):
         (y, x), threshold = item
         window = (slice(None), slice(y, y + tile), slice(x, x + tile))
         crop = np.ascontiguousarray(video[window])
         crop_visible = np.ascontiguousarray(visible[window]) if has_visible else visible
-        # close blocks are united inside the merge, from single pixels; alike blocks before it
-        slot, n = _block_slots(crop, crop_visible, has_visible, 1 if block_distance is not None else block, theta2)
+        slot, n = _block_slots(crop, crop_visible, has_visible, alike_block, theta2)
         crop_codes = lab_bin_codes(crop, memo=memo) if codes is None else np.ascontiguousarray(codes[window])
         statistics = _region_statistics(crop, crop_visible, has_visible, crop_codes, slot, n)
         roots, _, _ = _merge(
             crop.shape[:3], slot, statistics, theta2, threshold, 2.0, colour_weight, 1, _NO_STOP,
-            block=block if block_distance is not None else 1, block_limit=block_distance or 0.0,
+            block=close_block, block_limit=block_distance or 0.0,
         )
         names, merged = _names_and_labels(roots[0])
         # each region's statistics are left in its name's slot's row
